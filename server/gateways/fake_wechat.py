@@ -103,7 +103,8 @@ _OA_OPENID_RE = re.compile(r"^oa-([A-Za-z0-9]+)$")
 _KEY_RE = re.compile(r"^([a-z_]+?)(\d+)$")
 _BEIJING = timezone(timedelta(hours=8))
 
-# Subscribe-message keyword limits (订阅消息参数值内容限制): max length, optional pattern.
+# Subscribe-message keyword limits (订阅消息参数值内容限制):
+# keyword type → (max length, optional pattern).
 _KEYWORD_RULES: dict[str, tuple[int, re.Pattern[str] | None]] = {
     "thing": (20, None),
     "number": (32, re.compile(r"^-?\d+(\.\d+)?$")),
@@ -624,7 +625,10 @@ async def _custom_send(request: web.Request, state: FakeWeChatState) -> web.Resp
     app = state._check_token(request.query.get("access_token"), ("oa", "mp"))
     body = await _read_json(request)
     openid = str(body.get("touser") or "")
-    known = state.oa_unionid(openid) is not None if app == "oa" else bool(_MP_OPENID_RE.match(openid))
+    if app == "oa":
+        known = state.oa_unionid(openid) is not None
+    else:
+        known = bool(_MP_OPENID_RE.match(openid))
     if not known:
         raise _Reject(40003)
     msgtype = body.get("msgtype")

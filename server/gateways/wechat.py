@@ -355,7 +355,9 @@ class WeChatGateway:
         if data is None:
             if status >= 400:
                 raise WeChatUnavailable(f"HTTP {status}", http_status=status, path=path)
-            raise WeChatUnavailable(f"non-JSON answer (HTTP {status})", http_status=status, path=path)
+            raise WeChatUnavailable(
+                f"non-JSON answer (HTTP {status})", http_status=status, path=path
+            )
         if status >= 500:
             raise WeChatUnavailable(f"HTTP {status}", http_status=status, path=path)
         errcode = data.get("errcode", 0)
