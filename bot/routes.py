@@ -1,0 +1,9 @@
+"""Bot routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def routes() -> list[web.RouteDef]:
+    return []

@@ -1,0 +1,185 @@
+"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution]``.
+
+    python -m server                      # serve (default) on HOST:PORT, embedded defaults
+    python -m server --host 0.0.0.0 --port 8080
+    python -m server migrate              # apply database migrations
+    python -m server makemigrations       # write a migration for model changes (developers)
+    python -m server registry import FILE.csv
+    python -m server institution add CODE NAME REGION_CODE
+    python -m server worker               # notice delivery worker (see README)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any, Awaitable, Callable
+
+from server.settings import Settings
+
+
+def setup_logging(level: str = "INFO") -> None:
+    from server.domain.pii import ScrubbingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(ScrubbingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # our own access log is richer
+    logging.getLogger("tortoise").setLevel(logging.WARNING)
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # uvloop is optional (not on Windows)
+        return asyncio.new_event_loop()
+
+
+def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(coro_fn())
+    finally:
+        loop.close()
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    app = create_app(settings)
+
+    async def announce(_: web.Application) -> None:
+        base = f"http://{host}:{port}"
+        mode = "embedded" if not settings.redis.url else "external Redis"
+        print(
+            f"\n亲情医保 listening on {base}  (env={settings.server.env}, {mode}, "
+            f"db={settings.database_url.split('@')[-1]})\n"
+            f"Try it:\n"
+            f"  curl -s -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' "
+            f"-d '{{\"code\": \"demo-alice-1\"}}'\n"
+            f"  curl -s {base}/api/openapi.json | head -c 300\n",
+            flush=True,
+        )
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=host, port=port, print=None, loop=new_loop(), access_log=None)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from server.db import migrate
+
+    run(lambda: migrate(settings))
+    print("migrations applied")
+    return 0
+
+
+def cmd_makemigrations(args: argparse.Namespace, settings: Settings) -> int:
+    from server.db import make_migrations
+
+    run(lambda: make_migrations(settings, name=args.name))
+    return 0
+
+
+def _with_orm(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    from server.db import open_orm
+    from server.domain.pii import PiiCipher
+
+    async def go() -> Any:
+        ctx = await open_orm(settings)
+        try:
+            pii = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
+            return await fn(pii)
+        finally:
+            await ctx.close_connections()
+
+    return run(go)
+
+
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from server.domain.registry import import_csv
+
+    result = _with_orm(settings, lambda pii: import_csv(args.file, pii=pii))
+    print(f"registry import: {result.created} created, {result.updated} updated")
+    return 0
+
+
+def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
+    from server.domain.institutions import add_institution
+
+    secret = _with_orm(
+        settings,
+        lambda pii: add_institution(code=args.code, name=args.name, region_code=args.region_code, pii=pii),
+    )
+    print(f"institution {args.code} added; its secret (shown once):\n{secret}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from server.worker import main as worker_main
+    except ImportError:
+        print("the notice worker is not available in this build", file=sys.stderr)
+        return 2
+    return int(run(lambda: worker_main(settings, concurrency=args.concurrency)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m server", description="亲情医保 backend")
+    p.add_argument("--host", help="listen address (default: HOST or config)")
+    p.add_argument("--port", type=int, help="listen port (default: PORT or config)")
+    p.add_argument("--config", action="append", default=[], help="extra TOML settings file")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the HTTP server (default)")
+    w = sub.add_parser("worker", help="run the notice delivery worker")
+    w.add_argument("--concurrency", type=int, default=32)
+    sub.add_parser("migrate", help="apply database migrations")
+    mk = sub.add_parser("makemigrations", help="write a migration for model changes")
+    mk.add_argument("--name", default=None)
+    reg = sub.add_parser("registry", help="insurance registry")
+    reg_sub = reg.add_subparsers(dest="action", required=True)
+    imp = reg_sub.add_parser("import", help="import insured persons from CSV")
+    imp.add_argument("file")
+    inst = sub.add_parser("institution", help="定点医药机构")
+    inst_sub = inst.add_subparsers(dest="action", required=True)
+    add = inst_sub.add_parser("add", help="add an institution and print its secret")
+    add.add_argument("code")
+    add.add_argument("name")
+    add.add_argument("region_code")
+    return p
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "migrate": cmd_migrate,
+    "makemigrations": cmd_makemigrations,
+    "registry": cmd_registry,
+    "institution": cmd_institution,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        settings = Settings.load(*args.config)
+    except ValueError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return COMMANDS[args.command or "serve"](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

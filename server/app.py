@@ -1,0 +1,55 @@
+"""The app factory: settings in, a ready ``web.Application`` out (no import-time globals)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from server import keys, lifecycle
+from server.domain.pii import PiiCipher
+from server.metrics import Metrics
+from server.middlewares import error_envelope, request_context
+from server.ops import ops_routes
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the whole service: resources, middlewares, and the sub-apps of each client."""
+    from bot import create_subapp as create_bot
+    from miniapp_api import create_subapp as create_miniapp
+    from institution_api import create_subapp as create_institution
+
+    app = web.Application(
+        middlewares=[request_context, error_envelope],
+        client_max_size=max(settings.server.max_body_bytes, settings.server.max_upload_bytes),
+    )
+    app[keys.settings_key] = settings
+    app[keys.metrics_key] = Metrics()
+    app[keys.pii_key] = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
+    app[keys.services_key] = {}
+
+    # Order matters: later contexts use earlier resources; cleanup runs in reverse.
+    app.cleanup_ctx.extend(
+        [
+            lifecycle.orm_ctx,
+            lifecycle.redis_ctx,
+            lifecycle.http_ctx,
+            lifecycle.gateways_ctx,
+            lifecycle.services_ctx,
+        ]
+    )
+    if settings.server.demo_data:
+        from server.demo import demo_data_ctx
+
+        app.cleanup_ctx.append(demo_data_ctx)
+
+    app.add_routes(ops_routes())
+    # The institution sub-app is registered before the mini-program one: its prefix is
+    # the longer of the two and must win.
+    app.add_subapp("/api/v1/institution", create_institution())
+    app.add_subapp("/api/v1", create_miniapp())
+    app.add_subapp("/wechat", create_bot())
+    return app

@@ -1,0 +1,87 @@
+"""Tortoise configuration, schema creation/migration, and the ORM lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tortoise.context import TortoiseContext
+
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODELS_MODULE = "server.domain.models"
+MIGRATIONS_MODULE = "server.migrations"
+
+
+def tortoise_config(settings: Settings) -> dict[str, Any]:
+    """One place that says where the data lives; used by the app, the CLI and migrations."""
+    url = settings.database_url
+    if url.startswith("postgresql://"):
+        url = "postgres://" + url[len("postgresql://") :]
+    if url.startswith("sqlite://"):
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+    return {
+        "connections": {"default": url},
+        "apps": {
+            "models": {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "Asia/Shanghai",
+    }
+
+
+async def open_orm(settings: Settings, *, create_db: bool = False) -> TortoiseContext:
+    """Initialise Tortoise and bring the schema up to date as ``database.schema`` says."""
+    config = tortoise_config(settings)
+    if settings.database.schema == "migrate":
+        await migrate(settings)
+    ctx = TortoiseContext()
+    # Global fallback: handlers and background tasks run in tasks that did not inherit the
+    # startup task's contextvars; one ORM context per process.
+    with ctx:
+        await ctx.init(config=config, _create_db=create_db, _enable_global_fallback=True)
+        if settings.database.schema == "generate":
+            await ctx.generate_schemas(safe=True)
+    return ctx
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply pending migrations (tortoise's built-in migration engine)."""
+    from tortoise import Tortoise
+    from tortoise.migrations.api.migrate import migrate as migrate_api
+
+    ctx = TortoiseContext()
+    with ctx:
+        await migrate_api(config=tortoise_config(settings))
+        await Tortoise.close_connections()
+        await ctx.close_connections()
+
+
+async def make_migrations(settings: Settings, *, name: str | None = None) -> None:
+    """Write migration files for model changes (tortoise's autodetector), like its CLI."""
+    from tortoise.migrations.autodetector import MigrationAutodetector
+    from tortoise.migrations.writer import format_migration_name
+
+    config = tortoise_config(settings)
+    apps_dict = config["apps"]
+    ctx = TortoiseContext()
+    with ctx:
+        await ctx.init(config=config)
+        try:
+            writers = await MigrationAutodetector(ctx.apps, apps_dict).changes()
+        finally:
+            await ctx.close_connections()
+    if not writers:
+        print("no model changes")
+        return
+    for writer in writers:
+        if name:
+            number = int(writer.name.split("_", 1)[0])
+            writer.name = format_migration_name(number, name)
+        print(f"created {writer.write()}")

@@ -1,0 +1,179 @@
+"""Mini-program login: code2session → user → access JWT + rotating refresh token.
+
+Rules (API.md "Mini-program", issue #2):
+* the access token is a short-lived HS256 JWT with a ``kid`` header (key rotation),
+  ``iss``/``aud`` checked, ``sub`` the user id and ``sid`` the login family;
+* the refresh token is opaque and single use: refreshing rotates it; presenting a used
+  one again means it leaked, so the whole login family is revoked (access tokens too);
+* logout revokes the family; ``session_key`` is stored encrypted and never returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from redis.asyncio import Redis
+
+from server.domain.errors import DomainError
+from server.domain.models import User
+from server.domain.pii import PiiCipher
+from server.gateways.wechat import WeChatError, WeChatGateway, WeChatUnavailable
+from server.settings import JwtSettings
+
+_CACHE_MAX = 50_000
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+def _unauthorized(code: str, message: str) -> DomainError:
+    return DomainError(code, message, 401, headers={"WWW-Authenticate": "Bearer"})
+
+
+class AuthService:
+    """Issues and checks tokens. Redis holds refresh tokens and revoked login families."""
+
+    def __init__(
+        self, *, jwt_settings: JwtSettings, redis: Redis, wechat: WeChatGateway, pii: PiiCipher
+    ) -> None:
+        self._cfg = jwt_settings
+        self._redis = redis
+        self._wechat = wechat
+        self._pii = pii
+        # token → (user_id, sid, exp): an unchanged token's signature is checked once,
+        # not on every request (pyjwt costs ~40 µs a decode).
+        self._verified: dict[str, tuple[int, str, float]] = {}
+
+    # -- login ---------------------------------------------------------------------
+    async def login(self, code: str) -> tuple[User, TokenPair]:
+        try:
+            session = await self._wechat.code2session(code)
+        except WeChatUnavailable:
+            raise DomainError("WECHAT_UNAVAILABLE", "微信服务暂不可用,请稍后重试", 503) from None
+        except WeChatError as err:
+            raise _login_error(err) from None
+        user, created = await User.get_or_create(openid=session.openid)
+        user.session_key_enc = self._pii.encrypt(session.session_key, purpose="session_key")
+        if session.unionid:
+            user.unionid = session.unionid
+        await user.save(update_fields=["session_key_enc", "unionid", "updated_at"])
+        return user, await self._issue(user.id, sid=secrets.token_hex(12))
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        key = _rt_key(refresh_token)
+        record = await self._redis.hgetall(key)
+        if not record:
+            raise _unauthorized("REFRESH_TOKEN_INVALID", "登录已失效,请重新登录")
+        uid = int(record[b"uid"])
+        sid = record[b"sid"].decode()
+        if await self._redis.exists(_revoked_key(sid)):
+            raise _unauthorized("SESSION_REVOKED", "登录已失效,请重新登录")
+        if await self._redis.hincrby(key, "used", 1) > 1:
+            # A used refresh token came back: someone else has it. End the whole family.
+            await self._revoke(sid)
+            raise _unauthorized("REFRESH_TOKEN_REUSED", "检测到登录凭证被重复使用,已退出所有设备,请重新登录")
+        return await self._issue(uid, sid=sid)
+
+    async def logout(self, access_token: str) -> None:
+        claims = self._decode(access_token)
+        await self._revoke(str(claims["sid"]))
+
+    # -- per request ------------------------------------------------------------------
+    async def verify_access(self, token: str) -> int:
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is None or hit[2] <= now:
+            claims = self._decode(token)
+            hit = (int(claims["sub"]), str(claims["sid"]), float(claims["exp"]))
+            if len(self._verified) >= _CACHE_MAX:
+                self._verified.clear()
+            self._verified[token] = hit
+        if await self._redis.exists(_revoked_key(hit[1])):
+            raise _unauthorized("SESSION_REVOKED", "登录已失效,请重新登录")
+        return hit[0]
+
+    # -- internals ---------------------------------------------------------------------
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._cfg.keys.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise jwt.InvalidTokenError("unknown kid")
+            return jwt.decode(
+                token,
+                key,
+                algorithms=["HS256"],
+                audience=self._cfg.audience,
+                issuer=self._cfg.issuer,
+                options={"require": ["exp", "iat", "sub", "sid", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("TOKEN_EXPIRED", "登录已过期,请重新登录") from None
+        except jwt.InvalidTokenError:
+            raise _unauthorized("TOKEN_INVALID", "登录凭证无效,请重新登录") from None
+
+    async def _issue(self, user_id: int, *, sid: str) -> TokenPair:
+        now = int(time.time())
+        kid = self._cfg.current_kid
+        access = jwt.encode(
+            {
+                "iss": self._cfg.issuer,
+                "aud": self._cfg.audience,
+                "sub": str(user_id),
+                "sid": sid,
+                "iat": now,
+                "exp": now + self._cfg.access_ttl_seconds,
+            },
+            self._cfg.keys[kid],
+            algorithm="HS256",
+            headers={"kid": kid},
+        )
+        refresh = "rt_" + secrets.token_urlsafe(32)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_rt_key(refresh), mapping={"uid": user_id, "sid": sid, "used": 0})
+            pipe.expire(_rt_key(refresh), self._cfg.refresh_ttl_seconds)
+            await pipe.execute()
+        return TokenPair(access, refresh, self._cfg.access_ttl_seconds)
+
+    async def _revoke(self, sid: str) -> None:
+        ttl = max(self._cfg.refresh_ttl_seconds, self._cfg.access_ttl_seconds)
+        await self._redis.set(_revoked_key(sid), b"1", ex=ttl)
+
+
+def _rt_key(token: str) -> str:
+    return "auth:rt:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def _revoked_key(sid: str) -> str:
+    return "auth:revoked:" + sid
+
+
+def _login_error(err: WeChatError) -> DomainError:
+    if err.errcode == 40163:
+        return DomainError("WECHAT_CODE_USED", "登录凭证已被使用,请重新登录(40163)", 401)
+    if err.errcode == 40029:
+        return DomainError("WECHAT_CODE_INVALID", "登录凭证无效,请重新登录(40029)", 401)
+    if err.errcode == 45011:
+        return DomainError(
+            "WECHAT_RATE_LIMITED", "登录过于频繁,请稍后再试(45011)", 429, headers={"Retry-After": "60"}
+        )
+    if err.transient:
+        return DomainError("WECHAT_UNAVAILABLE", f"微信服务繁忙,请稍后重试({err.errcode})", 503)
+    return DomainError("WECHAT_LOGIN_FAILED", f"微信登录失败({err.errcode})", 401)

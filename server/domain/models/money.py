@@ -1,0 +1,97 @@
+"""家庭共济 and settlements: accounts with an append-only ledger, authorizations, institutions."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Account(Model):
+    """A 职工医保 personal account, ``balance_fen`` being the running sum of its ledger."""
+
+    id = fields.IntField(primary_key=True)
+    person = fields.OneToOneField("models.InsuredPerson", related_name="account")
+    balance_fen = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "accounts"
+
+
+class LedgerEntry(Model):
+    """Append-only ledger: every balance change, signed, in 分."""
+
+    id = fields.BigIntField(primary_key=True)
+    account = fields.ForeignKeyField("models.Account", related_name="entries")
+    amount_fen = fields.BigIntField()
+    balance_after_fen = fields.BigIntField()
+    kind = fields.CharField(max_length=24)  # import | settlement | mutual_aid | reversal | quota
+    settlement = fields.ForeignKeyField(
+        "models.Settlement", related_name="entries", null=True, on_delete=fields.RESTRICT
+    )
+    note = fields.CharField(max_length=200, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "ledger_entries"
+
+
+class Authorization(Model):
+    """家庭共济 - an authorizer lets a relative spend their personal-account balance."""
+
+    id = fields.UUIDField(primary_key=True)
+    authorizer = fields.ForeignKeyField("models.User", related_name="authorizations")
+    authorizer_person = fields.ForeignKeyField("models.InsuredPerson", related_name="authorized")
+    member = fields.ForeignKeyField("models.InsuredPerson", related_name="authorizers")
+    relationship = fields.CharField(max_length=16)
+    state = fields.CharField(max_length=16, default="active")  # active | revoked
+    notice_version = fields.CharField(max_length=32)
+    notice_sha256 = fields.CharField(max_length=64)
+    quota_fen = fields.BigIntField(null=True)  # cross-province 共济额度 set aside, if any
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "authorizations"
+
+
+class Institution(Model):
+    """A 定点医药机构 allowed to call the signed institution webhook."""
+
+    code = fields.CharField(max_length=32, primary_key=True)
+    name = fields.CharField(max_length=100)
+    region_code = fields.CharField(max_length=6)
+    secret_enc = fields.TextField()
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "institutions"
+
+
+class Settlement(Model):
+    """One 2207 settlement as applied, idempotent by setl_id, amounts in 分."""
+
+    id = fields.IntField(primary_key=True)
+    setl_id = fields.CharField(max_length=64, unique=True)
+    institution = fields.ForeignKeyField("models.Institution", related_name="settlements")
+    member = fields.ForeignKeyField("models.InsuredPerson", related_name="settlements")
+    mdtrt_id = fields.CharField(max_length=64, null=True)
+    med_type = fields.CharField(max_length=8)
+    setl_time = fields.DatetimeField()
+    body_sha256 = fields.CharField(max_length=64)
+    medfee_sumamt_fen = fields.BigIntField()
+    hifp_pay_fen = fields.BigIntField()
+    fund_pay_sumamt_fen = fields.BigIntField()
+    psn_part_amt_fen = fields.BigIntField()
+    acct_pay_fen = fields.BigIntField()
+    acct_mulaid_pay_fen = fields.BigIntField()
+    psn_cash_pay_fen = fields.BigIntField()
+    balc_fen = fields.BigIntField()
+    detail = fields.JSONField(default=dict)
+    state = fields.CharField(max_length=16, default="settled")  # settled | reversed
+    created_at = fields.DatetimeField(auto_now_add=True)
+    reversed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "settlements"

@@ -1,0 +1,28 @@
+"""The insurance registry (参保登记): who is insured, where, and how."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class InsuredPerson(Model):
+    """An insured person as the national platform knows them (imported by CLI in the demo)."""
+
+    id = fields.IntField(primary_key=True)
+    psn_no = fields.CharField(max_length=32, unique=True)  # 人员编号
+    name_enc = fields.TextField()
+    name_hash = fields.CharField(max_length=64)
+    id_type = fields.CharField(max_length=32)
+    id_number_enc = fields.TextField()
+    id_hash = fields.CharField(max_length=64, unique=True)
+    insurance_type = fields.CharField(max_length=16)  # employee | resident
+    region_code = fields.CharField(max_length=6)
+    has_personal_account = fields.BooleanField(default=False)
+    voucher_activated = fields.BooleanField(default=False)
+    status = fields.CharField(max_length=16, default="active")  # active | suspended
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "insured_persons"

@@ -1,0 +1,104 @@
+"""Personal data at rest and in responses/logs.
+
+Encryption: AES-256-GCM, a random 96-bit nonce per value, the key id stored with the
+ciphertext (``kid$base64(nonce|ciphertext)``) so keys can rotate: new values use the
+current key, old values stay readable while their key is configured.
+Look-ups: a keyed HMAC-SHA256 of the normalised value (``blind index``) — equality and
+uniqueness without decrypting.
+Masking: API.md's formats (姓名 ``张*华``, ID ``1101**********1234``, phone ``138****5678``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+from typing import Mapping
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class PiiCipher:
+    """Encrypts, decrypts and blind-indexes personal data."""
+
+    def __init__(self, keys: Mapping[str, str], current_kid: str, hash_key: str) -> None:
+        self._keys = {kid: AESGCM(base64.b64decode(k)) for kid, k in keys.items()}
+        if current_kid not in self._keys:
+            raise ValueError("current PII key id is not configured")
+        self._current = current_kid
+        self._hash_key = hash_key.encode()
+
+    def encrypt(self, plaintext: str, *, purpose: str = "") -> str:
+        nonce = os.urandom(12)
+        ct = self._keys[self._current].encrypt(nonce, plaintext.encode(), purpose.encode())
+        return f"{self._current}${base64.b64encode(nonce + ct).decode()}"
+
+    def decrypt(self, token: str, *, purpose: str = "") -> str:
+        kid, _, payload = token.partition("$")
+        raw = base64.b64decode(payload)
+        return self._keys[kid].decrypt(raw[:12], raw[12:], purpose.encode()).decode()
+
+    def needs_rotation(self, token: str) -> bool:
+        return not token.startswith(self._current + "$")
+
+    def blind_index(self, value: str, *, purpose: str) -> str:
+        """Keyed hash of the normalised value, for equality look-ups and uniqueness."""
+        normalised = normalise(value)
+        return hmac.new(self._hash_key, f"{purpose}\x00{normalised}".encode(), hashlib.sha256).hexdigest()
+
+
+def normalise(value: str) -> str:
+    return re.sub(r"\s+", "", value).upper()
+
+
+def mask_name(name: str) -> str:
+    """张三华 → 张*华, 张三 → 张*, 欧阳娜娜 → 欧**娜."""
+    if not name:
+        return ""
+    if len(name) == 1:
+        return "*"
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def mask_id(id_number: str) -> str:
+    """110101199003071234 → 1101**********1234."""
+    if len(id_number) <= 8:
+        return id_number[:1] + "*" * max(len(id_number) - 2, 1) + id_number[-1:]
+    return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
+
+
+def mask_phone(phone: str) -> str:
+    """13812345678 → 138****5678."""
+    if len(phone) < 7:
+        return "*" * len(phone)
+    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+
+
+_ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
+_PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+
+
+def scrub(text: str) -> str:
+    """Mask ID numbers and mobile phone numbers anywhere in free text (logs, echoes)."""
+    text = _ID_RE.sub(lambda m: mask_id(m.group(0)), text)
+    return _PHONE_RE.sub(lambda m: m.group(1) + "****" + m.group(3), text)
+
+
+class ScrubbingFilter(logging.Filter):
+    """Logging filter: personal data never reaches a log line unmasked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            try:
+                record.msg = record.getMessage()
+                record.args = None
+            except (TypeError, ValueError):
+                return True
+        if isinstance(record.msg, str):
+            record.msg = scrub(record.msg)
+        return True

@@ -1,0 +1,121 @@
+"""The insurance registry: import (CLI / demo) and look-ups by ID number.
+
+CSV header (API.md "Demo mode"): name,id_type,id_number,insurance_type,region_code,
+has_personal_account,voucher_activated,status,balance_fen. Re-importing a person updates
+them; a balance line credits the personal account through the ledger (kind ``import``)
+only by the difference, so importing the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from tortoise.transactions import in_transaction
+
+from server.domain.errors import DomainError
+from server.domain.models import Account, InsuredPerson, LedgerEntry
+from server.domain.pii import PiiCipher
+
+HEADER = [
+    "name",
+    "id_type",
+    "id_number",
+    "insurance_type",
+    "region_code",
+    "has_personal_account",
+    "voucher_activated",
+    "status",
+    "balance_fen",
+]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    updated: int
+
+
+def _bool(value: str, line: int, name: str) -> bool:
+    v = value.strip().lower()
+    if v not in ("true", "false"):
+        raise DomainError("REGISTRY_CSV_INVALID", f"第 {line} 行 {name} 必须是 true 或 false", 422)
+    return v == "true"
+
+
+def id_hash(pii: PiiCipher, id_type: str, id_number: str) -> str:
+    return pii.blind_index(f"{id_type}:{id_number}", purpose="id_number")
+
+
+def name_hash(pii: PiiCipher, name: str) -> str:
+    return pii.blind_index(name, purpose="name")
+
+
+def psn_no_for(hashed_id: str) -> str:
+    """A stable 人员编号 derived from the blind index (the demo has no national one)."""
+    return "P" + str(int(hashlib.sha256(hashed_id.encode()).hexdigest()[:15], 16)).zfill(19)[:19]
+
+
+async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
+    created = updated = 0
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or [h.strip() for h in reader.fieldnames] != HEADER:
+            raise DomainError("REGISTRY_CSV_INVALID", "CSV 表头必须是: " + ",".join(HEADER), 422)
+        rows = list(reader)
+    async with in_transaction():
+        for i, row in enumerate(rows, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items()}
+            if row["insurance_type"] not in ("employee", "resident"):
+                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 insurance_type 无效", 422)
+            if row["status"] not in ("active", "suspended"):
+                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 status 无效", 422)
+            if not (len(row["region_code"]) == 6 and row["region_code"].isdigit()):
+                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 region_code 必须是 6 位数字", 422)
+            try:
+                balance = int(row["balance_fen"] or "0")
+            except ValueError:
+                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 balance_fen 必须是整数(分)", 422) from None
+            if balance < 0:
+                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 balance_fen 不能为负", 422)
+            id_number = row["id_number"].upper()
+            hid = id_hash(pii, row["id_type"], id_number)
+            values = dict(
+                name_enc=pii.encrypt(row["name"], purpose="name"),
+                name_hash=name_hash(pii, row["name"]),
+                id_type=row["id_type"],
+                id_number_enc=pii.encrypt(id_number, purpose="id_number"),
+                insurance_type=row["insurance_type"],
+                region_code=row["region_code"],
+                has_personal_account=_bool(row["has_personal_account"], i, "has_personal_account"),
+                voucher_activated=_bool(row["voucher_activated"], i, "voucher_activated"),
+                status=row["status"],
+            )
+            person = await InsuredPerson.get_or_none(id_hash=hid)
+            if person is None:
+                person = await InsuredPerson.create(id_hash=hid, psn_no=psn_no_for(hid), **values)
+                created += 1
+            else:
+                await person.update_from_dict(values).save()
+                updated += 1
+            if values["has_personal_account"]:
+                await _set_balance(person, balance)
+    return ImportResult(created, updated)
+
+
+async def _set_balance(person: InsuredPerson, balance: int) -> None:
+    account, _ = await Account.get_or_create(person=person)
+    diff = balance - account.balance_fen
+    if diff == 0:
+        return
+    account.balance_fen = balance
+    await account.save(update_fields=["balance_fen", "updated_at"])
+    await LedgerEntry.create(
+        account=account, amount_fen=diff, balance_after_fen=balance, kind="import", note="registry import"
+    )
+
+
+async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:
+    return await InsuredPerson.get_or_none(id_hash=id_hash(pii, id_type, id_number.upper()))

@@ -1,0 +1,45 @@
+"""Face verification (人脸核身) gateway: the real one is an HTTP service, the fake follows API.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+import aiohttp
+
+from server.domain.errors import DomainError
+
+
+class FaceGateway(Protocol):
+    async def verify(self, face_token: str, *, id_number: str, name: str) -> bool:
+        """True when the face check behind ``face_token`` matched this person."""
+
+
+class FakeFaceGateway:
+    """Demo/test double (API.md): a ``face_token`` starting with ``ok`` passes, any other fails."""
+
+    async def verify(self, face_token: str, *, id_number: str, name: str) -> bool:
+        return face_token.startswith("ok")
+
+
+class HttpFaceGateway:
+    """Production: POST {api_base}/face/verify {face_token, id_number, name} → {passed}."""
+
+    def __init__(self, session: aiohttp.ClientSession, api_base: str, timeout: float = 5.0) -> None:
+        self._session = session
+        self._base = api_base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def verify(self, face_token: str, *, id_number: str, name: str) -> bool:
+        try:
+            async with self._session.post(
+                f"{self._base}/face/verify",
+                json={"face_token": face_token, "id_number": id_number, "name": name},
+                timeout=self._timeout,
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 500:
+                    raise DomainError("SYSTEM_BUSY", "人脸核身服务繁忙,请稍后重试", 503)
+                return bool(json.loads(raw).get("passed"))
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            raise DomainError("SYSTEM_BUSY", "人脸核身服务繁忙,请稍后重试", 503) from None

@@ -1,0 +1,107 @@
+"""Resources opened and closed with the app: each one cleanup_ctx under a typed AppKey.
+
+cleanup_ctx runs the part after ``yield`` iff the part before it finished, in reverse
+order, so a failed start never leaves a half-open resource behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from server import keys
+from server.db import open_orm
+
+log = logging.getLogger(__name__)
+
+
+async def orm_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings_key]
+    ctx = await open_orm(settings)
+    app[keys.orm_key] = ctx
+    log.info("database ready: %s", settings.database_url.split("@")[-1])
+    yield
+    await ctx.close_connections()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Real Redis when REDIS_URL is set; otherwise the embedded in-process store."""
+    settings = app[keys.settings_key]
+    if settings.redis.url:
+        from redis.asyncio import Redis
+
+        client: Redis = Redis.from_url(settings.redis.url, health_check_interval=30)
+    else:
+        from fakeredis import FakeAsyncRedis
+
+        client = FakeAsyncRedis()
+        log.info("REDIS_URL unset: using the embedded in-process store (single process only)")
+    app[keys.redis_key] = client
+    yield
+    await client.aclose()
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One ClientSession for the server's whole life (aiohttp FAQ)."""
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(total=10),
+    )
+    app[keys.http_key] = session
+    yield
+    await session.close()
+
+
+async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
+    """WeChat and face gateways; in embedded mode the fake WeChat runs in-process."""
+    from server.gateways.face import FakeFaceGateway, HttpFaceGateway
+    from server.gateways.wechat import WeChatGateway
+
+    settings = app[keys.settings_key]
+    runner = None
+    api_base = settings.wechat.api_base
+    if not api_base:
+        from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
+
+        state = FakeWeChatState(
+            mp_appid=settings.wechat.mp_appid,
+            mp_secret=settings.wechat.mp_secret,
+            oa_appid=settings.wechat.oa_appid,
+            oa_secret=settings.wechat.oa_secret,
+        )
+        runner, api_base, _ = await start_fake_wechat(state=state)
+        app[keys.fake_wechat_key] = state
+        log.info("WECHAT_API_BASE unset: fake WeChat API serving at %s", api_base)
+    session = app[keys.http_key]
+    app[keys.wechat_key] = WeChatGateway(
+        session,
+        api_base=api_base,
+        mp_appid=settings.wechat.mp_appid,
+        mp_secret=settings.wechat.mp_secret,
+        oa_appid=settings.wechat.oa_appid,
+        oa_secret=settings.wechat.oa_secret,
+        timeout=settings.wechat.timeout_seconds,
+    )
+    app[keys.face_key] = (
+        HttpFaceGateway(session, settings.face.api_base) if settings.face.api_base else FakeFaceGateway()
+    )
+    yield
+    if runner is not None:
+        await runner.cleanup()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Domain services that need the resources above."""
+    from server.domain.auth import AuthService
+
+    settings = app[keys.settings_key]
+    app[keys.auth_key] = AuthService(
+        jwt_settings=settings.jwt,
+        redis=app[keys.redis_key],
+        wechat=app[keys.wechat_key],
+        pii=app[keys.pii_key],
+    )
+    yield

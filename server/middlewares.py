@@ -1,0 +1,122 @@
+"""Middlewares: request id + access log + metrics, and the one error envelope (API.md "Errors")."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from server import keys
+from server.domain.errors import DomainError
+
+log = logging.getLogger("server.access")
+errlog = logging.getLogger("server.errors")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES: dict[int, tuple[str, str]] = {
+    400: ("BAD_REQUEST", "请求格式有误"),
+    401: ("UNAUTHORIZED", "请先登录"),
+    403: ("FORBIDDEN", "无权访问"),
+    404: ("NOT_FOUND", "请求的资源不存在"),
+    405: ("METHOD_NOT_ALLOWED", "不支持该请求方法"),
+    409: ("CONFLICT", "状态冲突"),
+    413: ("PAYLOAD_TOO_LARGE", "请求内容过大"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "不支持的内容类型"),
+    429: ("RATE_LIMITED", "操作过于频繁,请稍后再试"),
+    503: ("SERVICE_UNAVAILABLE", "服务暂不可用,请稍后再试"),
+}
+
+
+def error_response(
+    status: int, code: str, message: str, *, request_id: str | None = None, **extra: object
+) -> web.Response:
+    body: dict[str, object] = {"code": code, "message": message, **extra}
+    if request_id:
+        body["request_id"] = request_id
+    return web.json_response({"error": body}, status=status, dumps=_dumps)
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, metrics and one structured access-log line per request."""
+    rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    if len(rid) > 64:
+        rid = rid[:64]
+    request[keys.request_id_key] = rid
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = rid
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-Id"] = rid
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics = request.config_dict.get(keys.metrics_key)
+        if metrics is not None:
+            metrics.requests.labels(request.method, route, str(status)).inc()
+            metrics.latency.labels(request.method, route).observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s",
+                _dumps(
+                    {
+                        "rid": rid,
+                        "method": request.method,
+                        "route": route,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                        "user": request.get(keys.user_id_key),
+                    }
+                ),
+            )
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    route = info.route
+    if route is None or route.resource is None:
+        return "unmatched"
+    return route.resource.canonical
+
+
+@web.middleware
+async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place where errors become responses: JSON envelope, never a stack trace."""
+    rid = request.get(keys.request_id_key)
+    try:
+        return await handler(request)
+    except DomainError as err:
+        resp = web.json_response(err.to_body(), status=err.status, dumps=_dumps)
+        resp.headers.update(err.headers)
+        return resp
+    except web.HTTPException as exc:
+        if exc.status < 400 or not _wants_json(request):
+            raise
+        code, message = _HTTP_CODES.get(exc.status, ("HTTP_ERROR", "请求失败"))
+        resp = error_response(exc.status, code, message, request_id=rid)
+        for h in ("Allow", "Retry-After"):
+            if h in exc.headers:
+                resp.headers[h] = exc.headers[h]
+        return resp
+    except Exception:
+        errlog.exception("unhandled error rid=%s %s %s", rid, request.method, request.path)
+        return error_response(500, "INTERNAL_ERROR", "服务器内部错误,请稍后再试", request_id=rid)
+
+
+def _wants_json(request: web.Request) -> bool:
+    return not request.path.startswith("/wechat/")

@@ -1,0 +1,221 @@
+"""Endpoint declarations: one decorator validates input with pydantic and feeds OpenAPI.
+
+    @endpoint(summary="登录", body=LoginIn, response=TokenOut, auth=False)
+    async def login(request: web.Request, body: LoginIn) -> web.Response: ...
+
+The same pydantic models that validate requests generate ``/api/openapi.json``, so the
+contract is written once. Auth (``auth=True``, default) resolves the bearer token before
+the handler runs and sets ``request[keys.user_id_key]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from server import keys
+from server.domain.errors import DomainError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class EndpointSpec:
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    auth: bool = True
+    tags: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    content_type: str | None = None  # e.g. "multipart/form-data" for uploads (not parsed here)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SPEC_ATTR = "__endpoint_spec__"
+
+
+def endpoint(
+    *,
+    summary: str,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    auth: bool = True,
+    tags: tuple[str, ...] = (),
+    errors: tuple[str, ...] = (),
+    content_type: str | None = None,
+) -> Callable[[Callable[..., Awaitable[web.StreamResponse]]], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    spec = EndpointSpec(summary, body, query, response, status, auth, tags, errors, content_type)
+
+    def decorate(fn: Callable[..., Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(fn)
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            if spec.auth:
+                await authenticate(request)
+            kwargs: dict[str, Any] = {}
+            if spec.body is not None:
+                kwargs["body"] = await parse_json(request, spec.body)
+            if spec.query is not None:
+                kwargs["query"] = validate(spec.query, dict(request.query))
+            return await fn(request, **kwargs)
+
+        setattr(wrapper, SPEC_ATTR, spec)
+        return wrapper
+
+    return decorate
+
+
+async def authenticate(request: web.Request) -> int:
+    """Resolve ``Authorization: Bearer`` into ``request[keys.user_id_key]`` or answer 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise DomainError("UNAUTHORIZED", "请先登录", 401, headers={"WWW-Authenticate": "Bearer"})
+    auth = request.config_dict[keys.auth_key]
+    user_id = await auth.verify_access(token.strip())
+    request[keys.user_id_key] = user_id
+    return user_id
+
+
+async def parse_json(request: web.Request, model: type[M]) -> M:
+    limit = request.config_dict[keys.settings_key].server.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
+    raw = await request.read()
+    if len(raw) > limit:
+        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise DomainError("MALFORMED_JSON", "请求体不是合法的 JSON", 400) from None
+    if not isinstance(data, dict):
+        raise DomainError("MALFORMED_JSON", "请求体必须是 JSON 对象", 400)
+    return validate(model, data)
+
+
+_FIELD_CODES = {
+    "missing": "REQUIRED",
+    "string_too_long": "TOO_LONG",
+    "string_too_short": "TOO_SHORT",
+    "string_pattern_mismatch": "INVALID_FORMAT",
+    "literal_error": "INVALID_CHOICE",
+    "enum": "INVALID_CHOICE",
+    "extra_forbidden": "UNKNOWN_FIELD",
+}
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields: dict[str, str] = {}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False):
+            name = ".".join(str(p) for p in e["loc"]) or "body"
+            fields.setdefault(name, _FIELD_CODES.get(e["type"], "INVALID"))
+        raise DomainError("VALIDATION_FAILED", "提交的信息有误,请检查后重试", 422, fields=fields) from None
+
+
+# -- document -----------------------------------------------------------------------
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }
+    },
+}
+
+
+def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str, Any]:
+    """Walk every route (sub-apps included) and describe the declared endpoints."""
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            schemas[name] = sub
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    for route in _all_routes(app):
+        handler = route.handler
+        spec: EndpointSpec | None = getattr(handler, SPEC_ATTR, None)
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if spec is None or not path:
+            continue
+        op: dict[str, Any] = {"summary": spec.summary, "responses": {}}
+        if spec.tags:
+            op["tags"] = list(spec.tags)
+        params = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in _path_params(path)
+        ]
+        if spec.query is not None:
+            qschema = spec.query.model_json_schema()
+            for n, s in qschema.get("properties", {}).items():
+                params.append(
+                    {"name": n, "in": "query", "required": n in qschema.get("required", []), "schema": s}
+                )
+        if params:
+            op["parameters"] = params
+        if spec.body is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(spec.body)}}}
+        elif spec.content_type:
+            op["requestBody"] = {"required": True, "content": {spec.content_type: {"schema": {"type": "object"}}}}
+        ok: dict[str, Any] = {"description": "OK"}
+        if spec.response is not None:
+            ok["content"] = {"application/json": {"schema": ref(spec.response)}}
+        op["responses"][str(spec.status)] = ok
+        err = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for code in ("400", "422") if (spec.body or spec.query) else ():
+            op["responses"][code] = err
+        if spec.auth:
+            op["security"] = [{"bearer": []}]
+            op["responses"]["401"] = err
+        if spec.errors:
+            op["x-error-codes"] = list(spec.errors)
+        paths.setdefault(path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+
+    return re.findall(r"{([^}:]+)", path)
+
+
+def _all_routes(app: web.Application) -> list[web.AbstractRoute]:
+    routes: list[web.AbstractRoute] = []
+    for resource in app.router.resources():
+        sub = getattr(resource, "_app", None)
+        if isinstance(sub, web.Application):
+            routes.extend(_all_routes(sub))
+        else:
+            routes.extend(resource)
+    return routes

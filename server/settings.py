@@ -1,0 +1,286 @@
+"""Typed settings: config/default.toml, optional overlays, then the environment.
+
+Order (later wins): ``config/default.toml`` → each file in ``CONFIG_FILE`` (comma
+separated) → environment variables (table in the README). ``Settings.load()`` never
+reads globals at import time; the app factory receives the resulting object.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+
+# env var → dotted settings path (type taken from the default value)
+ENV_MAP: dict[str, str] = {
+    "APP_ENV": "server.env",
+    "HOST": "server.host",
+    "PORT": "server.port",
+    "DATA_DIR": "server.data_dir",
+    "DEMO_DATA": "server.demo_data",
+    "RUN_WORKER": "server.run_worker",
+    "DATABASE_URL": "database.url",
+    "DATABASE_SCHEMA": "database.schema",
+    "REDIS_URL": "redis.url",
+    "WECHAT_API_BASE": "wechat.api_base",
+    "WECHAT_MP_APPID": "wechat.mp_appid",
+    "WECHAT_MP_SECRET": "wechat.mp_secret",
+    "WECHAT_OA_APPID": "wechat.oa_appid",
+    "WECHAT_OA_SECRET": "wechat.oa_secret",
+    "WECHAT_OA_TOKEN": "wechat.oa_token",
+    "WECHAT_OA_ENCODING_AES_KEY": "wechat.oa_encoding_aes_key",
+    "WECHAT_OA_PREVIOUS_ENCODING_AES_KEY": "wechat.oa_previous_encoding_aes_key",
+    "FACE_API_BASE": "face.api_base",
+    "JWT_CURRENT_KID": "jwt.current_kid",
+    "JWT_KEYS": "jwt.keys",  # "kid1:secret1,kid2:secret2"
+    "PII_CURRENT_KID": "pii.current_kid",
+    "PII_KEYS": "pii.keys",  # "kid1:base64key,kid2:base64key"
+    "PII_HASH_KEY": "pii.hash_key",
+}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    env: str = "local"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "data"
+    max_body_bytes: int = 1_048_576
+    max_upload_bytes: int = 8_388_608
+    demo_data: bool = True
+    run_worker: bool = True
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    schema: str = "migrate"
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class WeChatSettings:
+    api_base: str = ""
+    mp_appid: str = ""
+    mp_secret: str = ""
+    oa_appid: str = ""
+    oa_secret: str = ""
+    oa_token: str = ""
+    oa_encoding_aes_key: str = ""
+    oa_previous_encoding_aes_key: str = ""
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    api_base: str = ""
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    current_kid: str = "k1"
+    keys: Mapping[str, str] = field(default_factory=dict)
+    issuer: str = "qinqing-yibao"
+    audience: str = "miniapp"
+    access_ttl_seconds: int = 900
+    refresh_ttl_seconds: int = 2_592_000
+
+
+@dataclass(frozen=True)
+class PiiSettings:
+    current_kid: str = "p1"
+    keys: Mapping[str, str] = field(default_factory=dict)
+    hash_key: str = ""
+
+
+@dataclass(frozen=True)
+class InstitutionSettings:
+    demo_code: str = "H00001"
+    demo_name: str = "演示人民医院"
+    demo_region: str = "420100"
+    demo_secret: str = ""
+    signature_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    wechat: WeChatSettings = field(default_factory=WeChatSettings)
+    face: FaceSettings = field(default_factory=FaceSettings)
+    jwt: JwtSettings = field(default_factory=JwtSettings)
+    pii: PiiSettings = field(default_factory=PiiSettings)
+    institution: InstitutionSettings = field(default_factory=InstitutionSettings)
+    # the raw merged tables, for sections owned by features (policy, bot, worker, ...)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        p = Path(self.server.data_dir)
+        return p if p.is_absolute() else ROOT / p
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite://{self.data_path / 'qinqing.sqlite3'}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.server.env == "production"
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A feature's own table from the TOML files (empty when absent)."""
+        value = self.extra.get(name, {})
+        return value if isinstance(value, Mapping) else {}
+
+    # -- loading -----------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        *files: str | Path,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Merge default.toml, ``files``, ``CONFIG_FILE`` files, the environment, ``overrides``."""
+        env = os.environ if env is None else env
+        data = _read_toml(CONFIG_DIR / "default.toml")
+        extra_files = [*files, *[f for f in env.get("CONFIG_FILE", "").split(",") if f.strip()]]
+        for f in extra_files:
+            _deep_merge(data, _read_toml(Path(f) if Path(f).is_absolute() else _resolve(f)))
+        for var, path in ENV_MAP.items():
+            if var in env and env[var] != "":
+                _set_path(data, path, env[var])
+        for path, value in (overrides or {}).items():
+            _set_path(data, path, value)
+        settings = cls._from_dict(data)
+        settings.validate()
+        return settings
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Settings:
+        sections = {
+            "server": ServerSettings,
+            "database": DatabaseSettings,
+            "redis": RedisSettings,
+            "wechat": WeChatSettings,
+            "face": FaceSettings,
+            "jwt": JwtSettings,
+            "pii": PiiSettings,
+            "institution": InstitutionSettings,
+        }
+        kwargs: dict[str, Any] = {}
+        for name, klass in sections.items():
+            raw = dict(data.get(name, {}))
+            defaults = klass()
+            values: dict[str, Any] = {}
+            for key, value in raw.items():
+                if not hasattr(defaults, key):
+                    raise ValueError(f"unknown setting {name}.{key}")
+                values[key] = _coerce(value, getattr(defaults, key), f"{name}.{key}")
+            kwargs[name] = klass(**values)
+        kwargs["extra"] = {k: v for k, v in data.items() if k not in sections}
+        return cls(**kwargs)
+
+    def validate(self) -> None:
+        """Refuse unusable or, in production, demo configuration."""
+        if self.jwt.current_kid not in self.jwt.keys:
+            raise ValueError("jwt.current_kid names no key in jwt.keys")
+        if self.pii.current_kid not in self.pii.keys:
+            raise ValueError("pii.current_kid names no key in pii.keys")
+        if self.database.schema not in ("migrate", "generate", "none"):
+            raise ValueError("database.schema must be migrate, generate or none")
+        if not self.is_production:
+            return
+        problems: list[str] = []
+        secrets = {
+            "wechat.mp_secret": self.wechat.mp_secret,
+            "wechat.oa_secret": self.wechat.oa_secret,
+            "wechat.oa_token": self.wechat.oa_token,
+            "pii.hash_key": self.pii.hash_key,
+            "institution.demo_secret": self.institution.demo_secret,
+        }
+        secrets.update({f"jwt.keys.{k}": v for k, v in self.jwt.keys.items()})
+        defaults = _read_toml(CONFIG_DIR / "default.toml")
+        for k, v in defaults.get("pii", {}).get("keys", {}).items():
+            if self.pii.keys.get(k) == v:
+                problems.append(f"pii.keys.{k} is the demo key")
+        for name, value in secrets.items():
+            if name == "institution.demo_secret" and not value:
+                continue
+            if not value or "demo" in value.lower() or "change-me" in value.lower():
+                problems.append(f"{name} is a demo or empty secret")
+        if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
+            problems.append("wechat.oa_encoding_aes_key is the demo key")
+        if not self.wechat.api_base:
+            problems.append("wechat.api_base must point at WeChat in production")
+        if not self.database.url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+            problems.append("database.url must be PostgreSQL in production")
+        if not self.redis.url:
+            problems.append("redis.url is required in production")
+        if self.server.demo_data:
+            problems.append("server.demo_data must be false in production")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+
+
+def _resolve(name: str | Path) -> Path:
+    p = Path(name)
+    if p.exists():
+        return p
+    return CONFIG_DIR / p
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    """Turn environment strings into the type of the default value."""
+    if not isinstance(value, str) or isinstance(default, str):
+        if isinstance(default, Mapping) and not isinstance(value, Mapping):
+            raise ValueError(f"{name} must be a table")
+        return value
+    if isinstance(default, bool):
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} must be true or false")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, Mapping):  # "kid:secret,kid2:secret2"
+        pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"{name} must look like kid:secret,kid2:secret2")
+        return {k.strip(): v.strip() for k, v in pairs}
+    return value
