@@ -1,0 +1,68 @@
+"""The core scenarios: bare, /healthz, login, authenticated GET /api/v1/me (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import secrets
+
+from bench.load import Load, Wrk, lua_string
+from bench.scenario import Scenario
+from bench.services import Target
+
+TOKEN_USERS = 50  # distinct logged-in users whose tokens the /me load rotates through
+
+
+def bare(target: Target, round_no: int) -> Load:
+    return Wrk(path="/")
+
+
+def healthz(target: Target, round_no: int) -> Load:
+    return Wrk(path="/healthz")
+
+
+def login(target: Target, round_no: int) -> Load:
+    """POST /api/v1/auth/login with a fresh demo code per request (codes work once)."""
+    lua = f"""
+local n = 0
+local hdrs = {{["Content-Type"] = "application/json"}}
+request = function()
+  n = n + 1
+  local body = string.format('{{"code":"demo-bench%d-%s-%d"}}', n % {TOKEN_USERS}, bench_run, n)
+  return wrk.format("POST", "/api/v1/auth/login", hdrs, body)
+end
+"""
+    return Wrk(path="/api/v1/auth/login", method="POST", lua=lua)
+
+
+def bearer_rotation(path: str, tokens: list[str]) -> str:
+    """Lua for wrk: GET ``path`` with ``Authorization: Bearer`` cycling through ``tokens``."""
+    table = ",\n".join(lua_string("Bearer " + t) for t in tokens)
+    return f"""
+local auths = {{
+{table}
+}}
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", {lua_string(path)}, {{["Authorization"] = auths[(n % #auths) + 1]}})
+end
+"""
+
+
+def login_users(target: Target, round_no: int, count: int = TOKEN_USERS) -> list[str]:
+    """Fresh access tokens of ``count`` demo users (one login each, not timed)."""
+    tag = secrets.token_hex(4)
+    return [target.login(f"bench{i}", f"{tag}-r{round_no}")["access_token"] for i in range(count)]
+
+
+def me(target: Target, round_no: int) -> Load:
+    tokens = login_users(target, round_no)
+    return Wrk(path="/api/v1/me", lua=bearer_rotation("/api/v1/me", tokens))
+
+
+SCENARIOS = [
+    Scenario("bare", "bare aiohttp JSON (baseline vs itself)", "bare", bare),
+    Scenario("healthz", "GET /healthz", "pg", healthz),
+    Scenario("login", "POST /api/v1/auth/login (PostgreSQL)", "pg", login),
+    Scenario("me_sqlite", "GET /api/v1/me, authenticated (SQLite)", "sqlite", me),
+    Scenario("me_pg", "GET /api/v1/me, authenticated (PostgreSQL)", "pg", me),
+]
