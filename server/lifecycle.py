@@ -95,7 +95,7 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Domain services that need the resources above."""
-    from server.domain.auth import AuthService
+    from server.domain.auth import REVOCATION_CACHE_SECONDS, AuthService
 
     settings = app[keys.settings_key]
     app[keys.auth_key] = AuthService(
@@ -103,5 +103,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         redis=app[keys.redis_key],
         wechat=app[keys.wechat_key],
         pii=app[keys.pii_key],
+        revocation_cache_seconds=float(
+            settings.section("auth").get("revocation_cache_seconds", REVOCATION_CACHE_SECONDS)
+        ),
     )
     yield

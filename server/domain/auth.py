@@ -6,6 +6,13 @@ Rules (API.md "Mini-program", issue #2):
 * the refresh token is opaque and single use: refreshing rotates it; presenting a used
   one again means it leaked, so the whole login family is revoked (access tokens too);
 * logout revokes the family; ``session_key`` is stored encrypted and never returned.
+
+Revocation on the hot path (every authenticated request): a revoked login family is a
+Redis key, shared by all server processes. Each process remembers what it revoked itself
+(effective at once there) and, per login family, that Redis said "not revoked" for
+``revocation_cache_seconds`` (default 2 s). So logout or refresh-token reuse takes effect
+immediately in the process that handled it and within that many seconds in every other
+process; 0 asks Redis on every request.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from server.gateways.wechat import WeChatError, WeChatGateway, WeChatUnavailable
 from server.settings import JwtSettings
 
 _CACHE_MAX = 50_000
+REVOCATION_CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,13 @@ class AuthService:
     """Issues and checks tokens. Redis holds refresh tokens and revoked login families."""
 
     def __init__(
-        self, *, jwt_settings: JwtSettings, redis: Redis, wechat: WeChatGateway, pii: PiiCipher
+        self,
+        *,
+        jwt_settings: JwtSettings,
+        redis: Redis,
+        wechat: WeChatGateway,
+        pii: PiiCipher,
+        revocation_cache_seconds: float = REVOCATION_CACHE_SECONDS,
     ) -> None:
         self._cfg = jwt_settings
         self._redis = redis
@@ -60,6 +74,11 @@ class AuthService:
         # token → (user_id, sid, exp): an unchanged token's signature is checked once,
         # not on every request (pyjwt costs ~40 µs a decode).
         self._verified: dict[str, tuple[int, str, float]] = {}
+        # sid → monotonic time until which Redis's "not revoked" answer is trusted, and the
+        # sids this process revoked itself (module docstring: the cross-process bound).
+        self._revocation_ttl = max(0.0, revocation_cache_seconds)
+        self._not_revoked_until: dict[str, float] = {}
+        self._revoked_here: set[str] = set()
 
     # -- login ---------------------------------------------------------------------
     async def login(self, code: str) -> tuple[User, TokenPair]:
@@ -105,9 +124,30 @@ class AuthService:
             if len(self._verified) >= _CACHE_MAX:
                 self._verified.clear()
             self._verified[token] = hit
-        if await self._redis.exists(_revoked_key(hit[1])):
+        if await self._is_revoked(hit[1]):
             raise _unauthorized("SESSION_REVOKED", "登录已失效,请重新登录")
         return hit[0]
+
+    async def _is_revoked(self, sid: str) -> bool:
+        if sid in self._revoked_here:
+            return True
+        now = time.monotonic()
+        if self._not_revoked_until.get(sid, 0.0) > now:
+            return False
+        if await self._redis.exists(_revoked_key(sid)):
+            self._remember_revoked(sid)
+            return True
+        if self._revocation_ttl > 0:
+            if len(self._not_revoked_until) >= _CACHE_MAX:
+                self._not_revoked_until.clear()
+            self._not_revoked_until[sid] = now + self._revocation_ttl
+        return False
+
+    def _remember_revoked(self, sid: str) -> None:
+        self._not_revoked_until.pop(sid, None)
+        if len(self._revoked_here) >= _CACHE_MAX:
+            self._revoked_here.clear()  # Redis still knows them all
+        self._revoked_here.add(sid)
 
     # -- internals ---------------------------------------------------------------------
     def _decode(self, token: str) -> dict[str, Any]:
@@ -154,6 +194,7 @@ class AuthService:
 
     async def _revoke(self, sid: str) -> None:
         ttl = max(self._cfg.refresh_ttl_seconds, self._cfg.access_ttl_seconds)
+        self._remember_revoked(sid)  # at once in this process, even while Redis answers
         await self._redis.set(_revoked_key(sid), b"1", ex=ttl)
 
 
