@@ -139,13 +139,26 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler:
-    """Samples a process's resident set every ``interval`` seconds while in the ``with``."""
+    """Samples a process's resident set every ``interval`` seconds while in the ``with``,
+    and the CPU time it used meanwhile (``cpu_seconds``)."""
 
     def __init__(self, pid: int | None, interval: float = 0.2) -> None:
         self.pid = pid
         self.interval = interval
         self.max_mb: float | None = None
+        self.cpu_seconds: float | None = None
+        self._cpu_start: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -158,12 +171,15 @@ class RssSampler:
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
+        self._cpu_start = cpu_seconds(self.pid) if self.pid is not None else None
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        end = cpu_seconds(self.pid) if self.pid is not None else None
+        self.cpu_seconds = None if end is None or self._cpu_start is None else end - self._cpu_start
 
 
 def run_bounded(argv: list[str], *, timeout: float, env: dict[str, str] | None = None) -> str:

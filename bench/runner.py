@@ -55,9 +55,12 @@ class Runner:
                 result = run_wrk(load, target.base_url, duration=self.opts.duration,
                                  workdir=self.workdir, name=label, **kw)
         result.max_rss_mb = rss.max_mb
+        if rss.cpu_seconds is not None and result.requests:
+            result.cpu_us_per_request = rss.cpu_seconds * 1e6 / result.requests
         result.idle_ok = idle
         print(f"  {label:<28} {result.rps:>9,.0f} req/s  p50 {result.p50_ms:7.2f} ms  "
-              f"p99 {result.p99_ms:7.2f} ms  rss {result.max_rss_mb or 0:5.0f} MB  "
+              f"p99 {result.p99_ms:7.2f} ms  cpu {result.cpu_us_per_request or 0:5.0f} µs/req  "
+              f"rss {result.max_rss_mb or 0:4.0f} MB  "
               f"errors {result.errors}", flush=True)
         return result
 
@@ -120,7 +123,8 @@ def report(summaries: list[ScenarioSummary], opts: Options, not_idle: list[str],
         f"{opts.rounds} interleaved rounds of bare → scenario → bare, {opts.warmup:g} s warmup + "
         f"{opts.duration:g} s each, {opts.connections} connections, 1 wrk thread, loopback. "
         "Ratios: scenario ÷ median(bare before, bare after), median over rounds. "
-        "max RSS: the loaded process's peak resident set while under load.",
+        "CPU µs/req: the loaded process's CPU time per request (robust to a busy machine); "
+        "max RSS: its peak resident set while under load.",
         "",
         markdown_table(summaries),
         "",

@@ -25,6 +25,7 @@ class RunResult:
     requests: int = 0
     errors: int = 0  # connect/read/write/timeout errors and non-2xx/3xx answers
     max_rss_mb: float | None = None
+    cpu_us_per_request: float | None = None  # the loaded process's CPU time / requests
     idle_ok: bool = True
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +65,10 @@ class ScenarioSummary:
         seen = [r.scenario.max_rss_mb for r in self.rounds if r.scenario.max_rss_mb is not None]
         return max(seen) if seen else None
 
+    def cpu_us_per_request(self) -> float | None:
+        seen = [r.scenario.cpu_us_per_request for r in self.rounds if r.scenario.cpu_us_per_request]
+        return statistics.median(seen) if seen else None
+
     def errors(self) -> int:
         return sum(r.scenario.errors for r in self.rounds)
 
@@ -85,6 +90,7 @@ class ScenarioSummary:
             "ratio_p50": self.ratio("p50_ms"),
             "ratio_p99": self.ratio("p99_ms"),
             "max_rss_mb": self.max_rss_mb(),
+            "cpu_us_per_request": self.cpu_us_per_request(),
             "requests": self.requests(),
             "errors": self.errors(),
             "idle": self.all_idle(),
@@ -103,16 +109,19 @@ class ScenarioSummary:
 def markdown_table(summaries: list[ScenarioSummary]) -> str:
     """The README table: absolute medians and ratios against the bare baseline."""
     lines = [
-        "| scenario | req/s | × bare req/s | p50 ms | × bare p50 | p99 ms | × bare p99 | max RSS MB | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | req/s | × bare req/s | p50 ms | × bare p50 | p99 ms | × bare p99 "
+        "| CPU µs/req | max RSS MB | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         rss = s.max_rss_mb()
+        cpu = s.cpu_us_per_request()
         flag = "" if s.all_idle() else " ⚠ not idle"
         lines.append(
             f"| {s.title}{flag} | {s.median('rps'):,.0f} | {s.ratio('rps'):.1%} "
             f"| {s.median('p50_ms'):.2f} | {s.ratio('p50_ms'):.1f}× "
             f"| {s.median('p99_ms'):.2f} | {s.ratio('p99_ms'):.1f}× "
+            f"| {'-' if cpu is None else f'{cpu:.0f}'} "
             f"| {'-' if rss is None else f'{rss:.0f}'} | {s.errors()} |"
         )
     return "\n".join(lines)

@@ -68,22 +68,21 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         route = _route_name(request)
         metrics = request.config_dict.get(keys.metrics_key)
         if metrics is not None:
-            metrics.requests.labels(request.method, route, str(status)).inc()
-            metrics.latency.labels(request.method, route).observe(elapsed)
+            metrics.observe_request(request.method, route, str(status), elapsed)
         if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s",
-                _dumps(
-                    {
-                        "rid": rid,
-                        "method": request.method,
-                        "route": route,
-                        "status": status,
-                        "ms": round(elapsed * 1000, 2),
-                        "user": request.get(keys.user_id_key),
-                    }
-                ),
-            )
+            log.info(_access_line(rid, request.method, route, status, elapsed, request.get(keys.user_id_key)))
+
+
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C-accelerated "…" quoting
+
+
+def _access_line(rid: str, method: str, route: str, status: int, elapsed: float, user: object) -> str:
+    """The access-log JSON line, built directly (json.dumps of a dict costs ~4 µs a request)."""
+    user_json = str(user) if type(user) is int else _dumps(user)
+    return (
+        f'{{"rid":{_json_str(rid)},"method":{_json_str(method)},"route":{_json_str(route)},'
+        f'"status":{int(status)},"ms":{round(elapsed * 1000, 2)!r},"user":{user_json}}}'
+    )
 
 
 def _route_name(request: web.Request) -> str:

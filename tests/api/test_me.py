@@ -57,3 +57,19 @@ async def test_me_of_a_deleted_user_is_401(client: TestClient) -> None:
     resp = await client.get("/api/v1/me", headers=bearer(tokens))
     assert resp.status == 401
     assert (await error_of(resp))["code"] == "UNAUTHORIZED"
+
+
+async def test_access_log_line_is_one_json_object(client: TestClient, caplog) -> None:
+    import json
+    import logging
+
+    tokens = await login(client, "logan")
+    caplog.set_level(logging.INFO, logger="server.access")
+    resp = await client.get("/api/v1/me", headers={**bearer(tokens), "X-Request-Id": 'odd"rid\\1'})
+    assert resp.status == 200 and resp.headers["X-Request-Id"] == 'odd"rid\\1'
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "server.access"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.pop("ms") >= 0
+    assert line == {"rid": 'odd"rid\\1', "method": "GET", "route": "/api/v1/me", "status": 200,
+                    "user": tokens["user"]["id"]}
