@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(rounds=args.rounds, duration=args.duration, warmup=args.warmup,
                    connections=args.connections, idle_threshold=args.idle_threshold,
                    idle_timeout=args.idle_timeout)
-    print(run_all(scenarios, opts, out))
+    try:
+        print(run_all(scenarios, opts, out))
+    except KeyboardInterrupt:
+        print("interrupted: every process the run started has been stopped", file=sys.stderr)
+        return 130
     print(f"results: {out.with_suffix('.md')} and .json")
     return 0
 
