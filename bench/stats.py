@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 METRICS = ("rps", "p50_ms", "p99_ms")
+CPU = "cpu_us_per_request"
 
 
 @dataclass
@@ -39,9 +40,9 @@ class RoundResult:
     bare_after: RunResult
 
     def ratio(self, metric: str) -> float:
-        base = statistics.median([getattr(self.bare_before, metric), getattr(self.bare_after, metric)])
+        base = statistics.median([getattr(self.bare_before, metric) or 0, getattr(self.bare_after, metric) or 0])
         value = getattr(self.scenario, metric)
-        return value / base if base else float("nan")
+        return value / base if base and value is not None else float("nan")
 
 
 @dataclass
@@ -59,7 +60,8 @@ class ScenarioSummary:
         return statistics.median(values)
 
     def ratio(self, metric: str) -> float:
-        return statistics.median(r.ratio(metric) for r in self.rounds)
+        values = [x for x in (r.ratio(metric) for r in self.rounds) if x == x]  # drop NaN
+        return statistics.median(values) if values else float("nan")
 
     def max_rss_mb(self) -> float | None:
         seen = [r.scenario.max_rss_mb for r in self.rounds if r.scenario.max_rss_mb is not None]
@@ -91,6 +93,7 @@ class ScenarioSummary:
             "ratio_p99": self.ratio("p99_ms"),
             "max_rss_mb": self.max_rss_mb(),
             "cpu_us_per_request": self.cpu_us_per_request(),
+            "ratio_cpu_per_request": self.ratio("cpu_us_per_request"),
             "requests": self.requests(),
             "errors": self.errors(),
             "idle": self.all_idle(),
@@ -110,7 +113,7 @@ def markdown_table(summaries: list[ScenarioSummary]) -> str:
     """The README table: absolute medians and ratios against the bare baseline."""
     lines = [
         "| scenario | req/s | × bare req/s | p50 ms | × bare p50 | p99 ms | × bare p99 "
-        "| CPU µs/req | max RSS MB | errors |",
+        "| CPU µs/req (× bare) | max RSS MB | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
@@ -121,7 +124,7 @@ def markdown_table(summaries: list[ScenarioSummary]) -> str:
             f"| {s.title}{flag} | {s.median('rps'):,.0f} | {s.ratio('rps'):.1%} "
             f"| {s.median('p50_ms'):.2f} | {s.ratio('p50_ms'):.1f}× "
             f"| {s.median('p99_ms'):.2f} | {s.ratio('p99_ms'):.1f}× "
-            f"| {'-' if cpu is None else f'{cpu:.0f}'} "
+            f"| {'-' if cpu is None else f'{cpu:.0f} ({s.ratio(CPU):.1f}×)'} "
             f"| {'-' if rss is None else f'{rss:.0f}'} | {s.errors()} |"
         )
     return "\n".join(lines)

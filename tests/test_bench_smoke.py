@@ -77,3 +77,14 @@ def test_core_scenarios_are_discovered_with_unique_names() -> None:
     assert names[:5] == ["bare", "healthz", "login", "me_sqlite", "me_pg"]
     assert len(names) == len(set(names))
     assert all(s.target in {"bare", "pg", "sqlite"} for s in discover())
+
+
+def test_cpu_per_request_ratio_and_missing_values() -> None:
+    s = ScenarioSummary("x", "X")
+    bare, scen = run(1000), run(100)
+    bare.cpu_us_per_request, scen.cpu_us_per_request = 25.0, 200.0
+    s.rounds.append(RoundResult(bare, scen, bare))
+    assert s.ratio("cpu_us_per_request") == pytest.approx(8.0)
+    assert "| 200 (8.0×) |" in markdown_table([s])
+    s.rounds[0] = RoundResult(run(1000), run(100), run(1000))  # no CPU figures at all
+    assert s.cpu_us_per_request() is None and "| - |" in markdown_table([s])
