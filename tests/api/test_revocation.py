@@ -45,26 +45,16 @@ async def test_refresh_reuse_is_immediate_here_even_after_cached_requests(client
     assert (await client.get("/api/v1/me", headers=bearer(rotated))).status == 401
 
 
+@pytest.mark.parametrize("cache_seconds", [0.0, 0.2], ids=["no-cache", "cached"])
 async def test_other_process_sees_logout_within_its_cache_window(
-    client: TestClient, app: web.Application, settings: Settings
+    client: TestClient, app: web.Application, settings: Settings, cache_seconds: float
 ) -> None:
     tokens = await login(client, "uma")
-    other = other_process(app, settings, cache_seconds=0.2)
-    assert await other.verify_access(tokens["access_token"]) == tokens["user"]["id"]
+    other = other_process(app, settings, cache_seconds=cache_seconds)
+    assert await other.verify_access(tokens["access_token"]) == tokens["user"]["id"]  # cached now
     assert (await client.post("/api/v1/auth/logout", headers=bearer(tokens))).status == 204
-    await asyncio.sleep(0.3)
-    with pytest.raises(DomainError) as err:
-        await other.verify_access(tokens["access_token"])
-    assert err.value.code == "SESSION_REVOKED"
-
-
-async def test_without_cache_other_process_sees_logout_at_once(
-    client: TestClient, app: web.Application, settings: Settings
-) -> None:
-    tokens = await login(client, "vic")
-    other = other_process(app, settings, cache_seconds=0)
-    assert await other.verify_access(tokens["access_token"]) == tokens["user"]["id"]
-    assert (await client.post("/api/v1/auth/logout", headers=bearer(tokens))).status == 204
+    if cache_seconds:
+        await asyncio.sleep(cache_seconds + 0.1)  # the documented bound, not a timing assertion
     with pytest.raises(DomainError) as err:
         await other.verify_access(tokens["access_token"])
     assert err.value.code == "SESSION_REVOKED"
