@@ -285,10 +285,9 @@ _CATALOGUE: tuple[Reason, ...] = (
         "CROSS_PROVINCE_NOT_ALLOWED",
         409,
         "您与该家人不在同一省份参保,目前暂不支持跨省共济。",
-        "可由在家人参保省份参加职工医保的近亲属授权;跨省共济自{from_date}起全国开通,"
-        "届时可在国家医保服务平台App「医保钱包」中办理。",
+        "可由在家人参保省份参加职工医保的近亲属授权{opening}。",
         feature="mutual_aid",
-        from_date="2026年1月9日",
+        opening="",
     ),
     _r(
         "CROSS_PROVINCE_QUOTA_REQUIRED",
