@@ -98,14 +98,17 @@ def _int_or_unlimited(v: Any) -> int | None:
         raise ValueError(f'must be a positive integer or "unlimited", got {v!r}') from None
 
 
-def _choice_list(choices: Sequence[str], *, alternatives: bool = False) -> Callable[[Any], tuple[str, ...]]:
+def _choice_list(
+    choices: Sequence[str], *, alternatives: bool = False
+) -> Callable[[Any], tuple[str, ...]]:
     def check(v: Any) -> tuple[str, ...]:
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise ValueError(f"must be a list of strings, got {v!r}")
         for item in v:
             for part in item.split("|") if alternatives else (item,):
                 if part not in choices:
-                    raise ValueError(f"unknown value {part!r}; expected one of {', '.join(choices)}")
+                    expected = ", ".join(choices)
+                    raise ValueError(f"unknown value {part!r}; expected one of {expected}")
         if len(set(v)) != len(v):
             raise ValueError(f"has duplicates: {v!r}")
         return tuple(v)
@@ -145,7 +148,8 @@ class _FrozenDict(dict[str, tuple[str, ...]]):
     def _readonly(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("policy settings are read-only")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = _readonly  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
 
 
 SETTINGS: Mapping[str, Callable[[Any], Any]] = {
@@ -483,7 +487,9 @@ def _parse_entries(data: Mapping[str, Any], origin: str) -> list[PolicyEntry]:
             raise ValueError(f"{where}: region: {e}") from None
         eff = raw.get("effective_from")
         if not isinstance(eff, date) or hasattr(eff, "hour"):
-            raise ValueError(f"{where} (region {region}): effective_from must be a date, got {eff!r}")
+            raise ValueError(
+                f"{where} (region {region}): effective_from must be a date, got {eff!r}"
+            )
         where = f"{origin}: entry #{n} (region {region}, effective_from {eff})"
         if (region, eff) in seen:
             raise ValueError(f"{where}: duplicate region and effective_from")
@@ -533,7 +539,10 @@ class PolicyEngine:
         for e in entries:
             by_region.setdefault(e.region, []).append(e)
         # Newest first, so the first entry that sets a field is the one in force.
-        self._by_region = {r: sorted(es, key=lambda e: e.effective_from, reverse=True) for r, es in by_region.items()}
+        self._by_region = {
+            r: sorted(es, key=lambda e: e.effective_from, reverse=True)
+            for r, es in by_region.items()
+        }
         self._dates = sorted({e.effective_from for e in entries})
         self._cache: dict[tuple[str, date], RegionPolicy] = {}
 
@@ -565,16 +574,26 @@ class PolicyEngine:
         for name in SETTINGS:
             for level in chain:
                 entry = next(
-                    (e for e in self._by_region.get(level, ()) if e.effective_from <= on and name in e.values),
+                    (
+                        e
+                        for e in self._by_region.get(level, ())
+                        if e.effective_from <= on and name in e.values
+                    ),
                     None,
                 )
                 if entry is not None:
                     values[name] = entry.values[name]
-                    origins[name] = SettingOrigin(entry.sources[name], entry.region, entry.effective_from)
+                    origins[name] = SettingOrigin(
+                        entry.sources[name], entry.region, entry.effective_from
+                    )
                     break
             else:
-                raise ValueError(f"{self.origin}: no value of {name!r} for region {region_code} on {on}")
-        policy = RegionPolicy(region=region_code, on=on, origins=MappingProxyType(origins), **values)
+                raise ValueError(
+                    f"{self.origin}: no value of {name!r} for region {region_code} on {on}"
+                )
+        policy = RegionPolicy(
+            region=region_code, on=on, origins=MappingProxyType(origins), **values
+        )
         self._cache[key] = policy
         return policy
 
@@ -590,7 +609,9 @@ class PolicyEngine:
             sources=p.sources(names),
         )
 
-    def next_date_when(self, region_codes: Sequence[str], after: date, test: Callable[[RegionPolicy], bool]) -> date | None:
+    def next_date_when(
+        self, region_codes: Sequence[str], after: date, test: Callable[[RegionPolicy], bool]
+    ) -> date | None:
         """The first effective date after ``after`` on which ``test`` holds for every region."""
         for d in self._dates:
             if d > after and all(test(self.settings(r, d)) for r in region_codes):
@@ -655,7 +676,8 @@ class PolicyEngine:
             else:
                 if ctx.member_status != "active":
                     out.append(_blocker("MEMBER_NOT_INSURED"))
-                if not ctx.member_voucher_activated and not (minor and p.minor_activation_by_guardian):
+                activated_by_guardian = minor and p.minor_activation_by_guardian
+                if not ctx.member_voucher_activated and not activated_by_guardian:
                     out.append(_blocker("MEMBER_NOT_ACTIVATED"))
 
         if ctx.already_bound:
@@ -663,7 +685,11 @@ class PolicyEngine:
         else:
             if ctx.binder_active_or_pending_count >= p.max_members_per_binder:
                 out.append(_blocker("MEMBER_LIMIT_REACHED", limit=p.max_members_per_binder))
-            holders = ctx.member_binders_now if p.unbind_frees_monthly_slot else ctx.member_binders_this_month
+            holders = (
+                ctx.member_binders_now
+                if p.unbind_frees_monthly_slot
+                else ctx.member_binders_this_month
+            )
             # A binder already counted this month does not take a second slot.
             if ctx.binder_id not in holders and len(holders) >= p.max_binders_per_member_per_month:
                 next_month = add_months(ctx.today.replace(day=1), 1)
@@ -692,7 +718,8 @@ class PolicyEngine:
             if missing and minor:
                 out.append(_blocker("MINOR_DOCUMENTS_MISSING", minor_age=p.minor_age))
             elif missing:
-                out.append(_blocker("MATERIALS_MISSING", missing="、".join(requirement_label(r) for r in missing)))
+                labels = "、".join(requirement_label(r) for r in missing)
+                out.append(_blocker("MATERIALS_MISSING", missing=labels))
             if face_required and ctx.member_face_passed is not True:
                 out.append(_blocker("FACE_CHECK_FAILED"))
             if ctx.commitment == "missing":
@@ -761,14 +788,19 @@ class PolicyEngine:
                 cross_province = True
                 if not (pa.cross_province_allowed and pm.cross_province_allowed):
                     regions = (ctx.authorizer_region, member_region)
-                    opens = self.next_date_when(regions, ctx.today, lambda s: s.cross_province_allowed)
+                    opens = self.next_date_when(
+                        regions, ctx.today, lambda s: s.cross_province_allowed
+                    )
                     opening = (
                         f";跨省共济将于{_cn_date(opens)}起开通,届时可在国家医保服务平台App「医保钱包」中办理"
                         if opens
                         else ""
                     )
                     out.append(_blocker("CROSS_PROVINCE_NOT_ALLOWED", opening=opening))
-            elif pooling_area_of(member_region) != pooling_area_of(ctx.authorizer_region) and not pa.within_province_allowed:
+            elif (
+                pooling_area_of(member_region) != pooling_area_of(ctx.authorizer_region)
+                and not pa.within_province_allowed
+            ):
                 out.append(_blocker("OUTSIDE_POOLING_AREA"))
 
         if ctx.authorizer_id in ctx.member_authorizer_ids:
@@ -800,7 +832,9 @@ class PolicyEngine:
             policy_sources=sources,
         )
 
-    def check_mutual_aid_unbind(self, *, authorizer_region: str, bound_on: date, today: date) -> UnbindDecision:
+    def check_mutual_aid_unbind(
+        self, *, authorizer_region: str, bound_on: date, today: date
+    ) -> UnbindDecision:
         """Some regions forbid ending a 共济 relationship within N months (Wuhan: 3).
 
         The lock in force on the binding day applies; it ends on the same day N months
