@@ -10,8 +10,10 @@ Below a confidence threshold — or when two intents are too close to call and n
 is clearly above it — ``match`` answers None and the bot shows the topic menu.
 
 Everything is precomputed by ``KnowledgeBase.load``; ``match`` only walks an inverted
-index (well under a millisecond for a chat-sized question). No word segmenter: jieba
-was measured and did not pay for its ~1 s dictionary load (see the test module).
+index (~0.1 ms for a chat-sized question; loading takes ~20 ms). No word segmenter:
+adding jieba word features was measured on the eval set — on-topic top-1 96.6 → 97.1 %
+(one question), overall 93.7 → 92.4 % after re-tuning the threshold, 0.6 s dictionary
+load, twice the time per match — so character n-grams alone it is.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ _T2S_PAIRS = (
     "車车馬马魚鱼鳥鸟龍龙門门頁页風风飛飞齊齐黨党隊队層层麵面鬆松幹干髮发準准臟脏該该"
     "設设計计劃划認认証证訂订綁绑締缔約约億亿雙双團团圓圆園园運运遠远適适選选週周進进"
 )
-_T2S = {_T2S_PAIRS[i]: _T2S_PAIRS[i + 1] for i in range(0, len(_T2S_PAIRS) - 1, 2)}
+_T2S = {
+    a: b for a, b in zip(_T2S_PAIRS[::2], _T2S_PAIRS[1::2], strict=True) if a != b
+}
 
 # Canonical terms. Longer variants win (one regex, longest first), so "unbind" is not
 # read as "un" + "bind" and "绑定不了" is not read as "绑定" + "不了".
