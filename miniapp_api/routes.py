@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp_api.handlers import auth, me
+from miniapp_api.handlers import auth, me, subscriptions
 
 
 def routes() -> list[web.RouteDef]:
@@ -13,4 +13,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/auth/refresh", auth.refresh, name="auth_refresh"),
         web.post("/auth/logout", auth.logout, name="auth_logout"),
         web.get("/me", me.get_me, name="me"),
+        web.post("/notices/subscriptions", subscriptions.report, name="notice_subscriptions"),
     ]

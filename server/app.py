@@ -45,6 +45,10 @@ def create_app(settings: Settings) -> web.Application:
         from server.demo import demo_data_ctx
 
         app.cleanup_ctx.append(demo_data_ctx)
+    if settings.server.run_worker:
+        from server.worker import worker_ctx
+
+        app.cleanup_ctx.append(worker_ctx)  # notice delivery in-process (README "Push delivery")
 
     app.add_routes(ops_routes())
     # The institution sub-app is registered before the mini-program one: its prefix is

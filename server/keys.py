@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from server.gateways.wechat import WeChatGateway
     from server.metrics import Metrics
     from server.settings import Settings
+    from server.worker import Worker
 
 settings_key = web.AppKey("settings", "Settings")
 redis_key = web.AppKey("redis", "Redis[Any]")
@@ -27,6 +28,7 @@ pii_key = web.AppKey("pii", "PiiCipher")
 auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
+push_worker_key = web.AppKey("push_worker", "Worker")  # the delivery loop (embedded / worker process)
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
 
 # per-request storage
@@ -42,6 +44,7 @@ __all__ = [
     "metrics_key",
     "orm_key",
     "pii_key",
+    "push_worker_key",
     "redis_key",
     "request_id_key",
     "user_id_key",
