@@ -584,6 +584,12 @@ class Dispatcher:
             healthy = sum(1 for o in outcomes if o.result != "transient")
             await self.breaker.record(healthy=healthy, failed=len(outcomes) - healthy, probe=mode == "probe")
             await self._give_back_grants(outcomes)
+            if mode == "probe" and outcomes and not healthy:
+                # WeChat is still down: that is no fault of this notice, so the failed
+                # probe costs it no attempt (else one notice would absorb every probe).
+                await self._write(unreachable)
+                await self._release(chunk, delay=await self.breaker.open_for())
+                continue
             await self._write([*self._finish(outcomes), *unreachable])
         return 0.0
 
