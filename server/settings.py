@@ -41,6 +41,7 @@ ENV_MAP: dict[str, str] = {
     "PII_CURRENT_KID": "pii.current_kid",
     "PII_KEYS": "pii.keys",  # "kid1:base64key,kid2:base64key"
     "PII_HASH_KEY": "pii.hash_key",
+    "PUSH_METRICS_PORT": "push.metrics_port",  # the worker's /metrics (README "Push delivery")
 }
 
 

@@ -171,6 +171,8 @@ class TokenCache:
                 await self._spend_forced_refresh()
                 answer = await self._gateway.stable_token(self.app, force_refresh=True)
                 mode = "forced"
+                if answer.token == bad:  # WeChat declined to refresh (too soon on its clock)
+                    raise WeChatUnavailable("forced token refresh returned the rejected token")
             fresh = _Cached(answer.token, self._clock() + answer.expires_in)
             await self._redis.set(
                 self._key,
