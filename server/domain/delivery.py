@@ -437,6 +437,31 @@ _WRITE_FIELDS = (
 )
 
 
+_PG_TYPES = {
+    "id": "uuid",
+    "state": "varchar",
+    "channel": "varchar",
+    "attempts": "int",
+    "next_attempt_at": "timestamptz",
+    "lease_until": "timestamptz",
+    "leased_by": "varchar",
+    "errcode": "int",
+    "reason": "varchar",
+    "wx_msgid": "bigint",
+    "sent_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+_PG_WRITE = (
+    "UPDATE notices AS n SET "
+    + ", ".join(f"{f} = u.{f}" for f in _WRITE_FIELDS)
+    + " FROM unnest("
+    + ", ".join(f"${i}::{_PG_TYPES[f]}[]" for i, f in enumerate(("id", *_WRITE_FIELDS), start=1))
+    + ") AS u("
+    + ", ".join(("id", *_WRITE_FIELDS))
+    + ") WHERE n.id = u.id"
+)
+
+
 class Dispatcher:
     """Claims due notices and delivers them; one per worker process (or embedded server)."""
 
@@ -785,7 +810,14 @@ class Dispatcher:
         now = datetime.now(timezone.utc)
         for n in notices:
             n.updated_at = now
-        await Notice.bulk_update(notices, fields=list(_WRITE_FIELDS))
+        conn = Notice._meta.db
+        if conn.capabilities.dialect != "postgres":
+            await Notice.bulk_update(notices, fields=list(_WRITE_FIELDS))
+            return
+        # PostgreSQL: one statement over arrays. Tortoise's bulk_update builds a CASE per
+        # column and row in Python, which cost more CPU than the sends themselves (measured).
+        columns = [[getattr(n, f) for n in notices] for f in ("id", *_WRITE_FIELDS)]
+        await conn.execute_query(_PG_WRITE, columns)
 
     async def _give_back_grants(self, outcomes: Sequence[_Outcome]) -> None:
         """WeChat uses a one-time grant only on success: a failed subscribe send gets its
