@@ -44,6 +44,7 @@ LOOPBACK = "127.0.0.1"
 WORKER_TOML = """
 [push]
 batch_size = {batch}
+lanes = {lanes}
 rate_per_second = {rate}
 rate_burst = {burst}
 backoff_base_seconds = 0.05
@@ -136,6 +137,13 @@ def _start_backends(procs: _Procs) -> tuple[str, str]:
     subprocess.run(_as_postgres([str(PG_BIN / "createdb"), "-h", LOOPBACK, "-p", str(pg_port), "-U", "postgres",
                                  "qinqing_bench"]), check=True, capture_output=True)
     return f"postgres://postgres@{LOOPBACK}:{pg_port}/qinqing_bench", f"redis://{LOOPBACK}:{redis_port}/0"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
@@ -233,6 +241,7 @@ def run(
     workers: int = 2,
     concurrency: int = 64,
     batch: int = 500,
+    lanes: int = 2,
     transient_rate: float = 0.05,
     rate: float = 1_000_000.0,
     database_url: str = "",
@@ -267,17 +276,21 @@ def run(
         redis_sync.Redis.from_url(redis_url).flushdb()
 
         cfg = work / "worker.toml"
-        cfg.write_text(WORKER_TOML.format(batch=batch, rate=rate, burst=max(1000, concurrency * 4)))
+        cfg.write_text(WORKER_TOML.format(batch=batch, lanes=lanes, rate=rate, burst=max(1000, concurrency * 4)))
         env = {**os.environ, "APP_ENV": "local", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
                "WECHAT_API_BASE": fake_base, "CONFIG_FILE": f"test.toml,{cfg}", "DATA_DIR": str(work)}
+        worker_procs = []
         for i in range(workers):
             port = _free_port()
             profile = ["-m", "cProfile", "-o", f"{os.environ['BENCH_PROFILE']}.{i}"] if os.environ.get("BENCH_PROFILE") else []
             proc = procs.popen(f"worker{i}", [sys.executable, *profile, "-m", "server", "worker", "--concurrency",
                                               str(concurrency)], env={**env, "PUSH_METRICS_PORT": str(port)})
             _wait_http(f"http://{LOOPBACK}:{port}/healthz", proc)
+            worker_procs.append(proc)
 
+        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [*worker_procs, fake]}
         elapsed, states = asyncio.run(_release_and_wait(settings, notices, timeout))
+        cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in [*worker_procs, fake]}
         stats = _http("GET", f"{fake_base}/_fake/stats")
         sent = _http("GET", f"{fake_base}/_fake/sent?kind=template")["items"]
         per_notice = collections.Counter(m["miniprogram"]["pagepath"] for m in sent)
@@ -287,6 +300,7 @@ def run(
             "notices": notices,
             "workers": workers,
             "concurrency": concurrency,
+            "lanes": lanes,
             "transient_rate": transient_rate,
             "drain_seconds": round(elapsed, 3),
             "notices_per_second": round(notices / elapsed, 1),
@@ -297,6 +311,10 @@ def run(
             "states": states,
             "delivered_distinct": len(per_notice),
             "duplicates": sum(c - 1 for c in per_notice.values()),
+            # CPU seconds while draining: where the time goes on this machine
+            "cpu_workers_s": round(sum(cpu[p.pid] for p in worker_procs), 2),
+            "cpu_fake_wechat_s": round(cpu[fake.pid], 2),
+            "cpus": os.cpu_count(),
         }
     finally:
         procs.close()
@@ -312,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--lanes", type=int, default=2)
     p.add_argument("--transient-rate", type=float, default=0.05)
     p.add_argument("--rate", type=float, default=1_000_000.0, help="global send rate (token bucket)")
     p.add_argument("--database-url", default="")
@@ -320,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve-fake":
         asyncio.run(_serve_fake(args.port))
         return 0
-    result = run(notices=args.notices, workers=args.workers, concurrency=args.concurrency, batch=args.batch,
+    result = run(notices=args.notices, workers=args.workers, concurrency=args.concurrency, batch=args.batch, lanes=args.lanes,
                  transient_rate=args.transient_rate, rate=args.rate, database_url=args.database_url,
                  redis_url=args.redis_url)
     print(json.dumps(result, ensure_ascii=False))

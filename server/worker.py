@@ -59,14 +59,24 @@ class Worker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim and deliver until ``stop`` is set; errors (DB or Redis down) back off."""
+        """Claim and deliver until ``stop`` is set, in ``push.lanes`` concurrent lanes.
+
+        Each lane claims its own batch and sends it chunk by chunk; while one lane waits
+        for the database or Redis, another one's sends are in flight.
+        """
         d = self.dispatcher
-        log.info("push worker %s started (concurrency %d)", d.worker_id, d.concurrency)
+        lanes = max(1, d.config.lanes)
+        log.info("push worker %s started (%d lanes of %d sends)", d.worker_id, lanes, d.concurrency)
+        await asyncio.gather(*(self._lane(stop, gauges=i == 0) for i in range(lanes)))
+        log.info("push worker %s stopped", d.worker_id)
+
+    async def _lane(self, stop: asyncio.Event, *, gauges: bool) -> None:
+        d = self.dispatcher
         failures = 0
         next_gauges = 0.0
         while not stop.is_set():
             try:
-                if time.monotonic() >= next_gauges:
+                if gauges and time.monotonic() >= next_gauges:
                     await d.refresh_gauges()
                     next_gauges = time.monotonic() + d.config.queue_gauge_seconds
                 _, wait = await d.run_once(should_stop=stop.is_set)
@@ -79,7 +89,6 @@ class Worker:
                 log.exception("push worker round failed (%d in a row); next in %.1f s", failures, wait)
             if wait > 0:
                 await _sleep(stop, wait)
-        log.info("push worker %s stopped", d.worker_id)
 
     async def drain(self, *, timeout: float = 10.0) -> None:
         """Process until no notice is pending (tests, benchmarks); bounded by ``timeout``."""

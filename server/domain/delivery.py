@@ -98,6 +98,7 @@ class PushConfig:
 
     lease_seconds: float = 60.0
     batch_size: int = 200
+    lanes: int = 2
     max_attempts: int = 8
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 600.0
