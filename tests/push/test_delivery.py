@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 
 import pytest
 from aiohttp import web
@@ -368,3 +369,22 @@ async def test_embedded_mode_delivers_in_process(make_settings, wechat_state: Fa
         assert "push_queue_depth" in metrics
     finally:
         await client.close()
+
+
+async def test_two_dispatchers_in_one_process_never_double_claim(
+    app: web.Application, wechat_state: FakeWeChatState
+) -> None:
+    """The embedded mode's concurrent lanes (and SQLite's serialised claim transaction)."""
+    users = [await make_user(f"l{i}", follower=True) for i in range(10)]
+    await make_notices(users, 200)
+    a, b = worker(app, concurrency=8), worker(app, concurrency=8)
+    a.dispatcher.config = b.dispatcher.config = dataclasses.replace(a.dispatcher.config, batch_size=20)
+    try:
+        await asyncio.gather(a.drain(timeout=20), b.drain(timeout=20))
+    finally:
+        await a.close()
+        await b.close()
+    counts = collections.Counter(notice_id_of(m) for m in wechat_state.sent_messages())
+    assert len(counts) == 200 and set(counts.values()) == {1}
+    by = collections.Counter(await Notice.all().values_list("leased_by", flat=True))
+    assert len(by) == 2  # both took a share
