@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 import zlib
@@ -375,3 +376,42 @@ async def test_streamed_multipart_upload_through_aiohttp(tmp_path: Path) -> None
         assert (await resp.json())["error"]["code"] == "MATERIAL_TOO_LARGE"
 
     assert files_under(storage.root) == [storage.root / body["key"]]
+
+
+async def test_cancelled_upload_leaves_no_file(storage: LocalStorage) -> None:
+    """A client that disconnects mid-upload cancels the handler: the temp file goes."""
+    stalled = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        for _ in range(5):  # past one write batch, so the temp file exists
+            yield samples.PDF + b"x" * 65536
+        stalled.set()
+        await asyncio.Event().wait()
+        yield b""  # pragma: no cover
+
+    task = asyncio.create_task(storage.save_stream(stalls(), max_bytes=10**7))
+    await stalled.wait()
+    assert len(files_under(storage.root)) == 1  # the temporary file
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # a write still in its thread finishes first, then cleanup runs
+        if not files_under(storage.root):
+            break
+        await asyncio.sleep(0.01)
+    assert files_under(storage.root) == []
+
+
+def test_files_of_countless_tiny_segments_are_refused() -> None:
+    """Millions of empty segments would cost seconds of CPU on every read."""
+    many_com = samples.SOI + samples.segment(0xFE, b"") * 25_000 + samples.JPEG[2:]
+    with pytest.raises(ValueError, match="more than"):
+        strip_metadata(many_com, "image/jpeg")
+    many_text = (
+        samples.PNG_SIG + samples.IHDR + samples.png_chunk(b"tEXt", b"") * 25_000
+        + samples.IDAT + samples.IEND
+    )
+    with pytest.raises(ValueError, match="more than"):
+        strip_metadata(many_text, "image/png")
+    # a realistic count passes
+    assert strip_metadata(samples.SOI + samples.COM * 1000 + samples.JPEG[2:], "image/jpeg") == samples.JPEG
