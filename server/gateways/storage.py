@@ -222,9 +222,9 @@ def _strip_jpeg(data: bytes) -> bytes:
             out += segment
             if exif_at == 2 and len(out) == 2 + len(segment):
                 exif_at = len(out)
-        elif marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00"):
-            out += segment
-        elif marker == 0xEE and payload.startswith(b"Adobe"):
+        elif (marker, payload[:12]) == (0xE2, b"ICC_PROFILE\x00") or (
+            marker == 0xEE and payload.startswith(b"Adobe")
+        ):
             out += segment
         elif marker == 0xE1 and payload.startswith(b"Exif\x00\x00") and orientation is None:
             orientation = _exif_orientation(payload[6:])
@@ -255,7 +255,8 @@ def _exif_orientation(tiff: bytes) -> int | None:
 def _exif_orientation_segment(orientation: int) -> bytes:
     """A minimal APP1 EXIF segment holding only the Orientation tag."""
     tiff = (
-        b"MM\x00\x2a" + struct.pack(">I", 8)  # big-endian TIFF header, IFD0 at offset 8
+        b"MM\x00\x2a"
+        + struct.pack(">I", 8)  # big-endian TIFF header, IFD0 at offset 8
         + struct.pack(">H", 1)  # one entry
         + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # SHORT, count 1, padded
         + struct.pack(">I", 0)  # no next IFD
@@ -289,7 +290,9 @@ def _strip_png(data: bytes) -> bytes:
         pos = end
         if ctype == b"IEND":
             return bytes(out)
-    raise ValueError("PNG: missing IEND" if pos + 12 > n else f"PNG: more than {MAX_SEGMENTS} chunks")
+    if pos + 12 > n:
+        raise ValueError("PNG: missing IEND")
+    raise ValueError(f"PNG: more than {MAX_SEGMENTS} chunks")
 
 
 # ---------------------------------------------------------------------------------------

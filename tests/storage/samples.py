@@ -50,8 +50,20 @@ COM = segment(0xFE, "拍摄者 李四".encode())
 
 def jpeg_with_metadata(orientation: int | None = None) -> bytes:
     return (
-        SOI + JFIF + exif(orientation) + XMP + IPTC + COM + DQT + SOF0 + DHT_DC + DHT_AC
-        + SOS + SCAN + EOI + b"trailer SECRET after EOI"
+        SOI
+        + JFIF
+        + exif(orientation)
+        + XMP
+        + IPTC
+        + COM
+        + DQT
+        + SOF0
+        + DHT_DC
+        + DHT_AC
+        + SOS
+        + SCAN
+        + EOI
+        + b"trailer SECRET after EOI"
     )
 
 
@@ -69,10 +81,14 @@ PNG = PNG_SIG + IHDR + IDAT + IEND
 
 def png_with_metadata() -> bytes:
     return (
-        PNG_SIG + IHDR + png_chunk(b"tEXt", b"Author\x00SECRET")
+        PNG_SIG
+        + IHDR
+        + png_chunk(b"tEXt", b"Author\x00SECRET")
         + png_chunk(b"tIME", b"\x07\xe9\x01\x02\x03\x04\x05")
-        + png_chunk(b"eXIf", b"MM\x00*SECRET") + IDAT
-        + png_chunk(b"iTXt", b"Comment\x00\x00\x00\x00\x00SECRET") + IEND
+        + png_chunk(b"eXIf", b"MM\x00*SECRET")
+        + IDAT
+        + png_chunk(b"iTXt", b"Comment\x00\x00\x00\x00\x00SECRET")
+        + IEND
     )
 
 

@@ -26,8 +26,7 @@ def shipped_plus_newer(config_dir: Path) -> DocumentBook:
     write(
         config_dir,
         "commitment",
-        shipped
-        + '\n[[versions]]\nversion = "2026.1"\ntitle = "医保亲情账户个人承诺书"\n'
+        shipped + '\n[[versions]]\nversion = "2026.1"\ntitle = "医保亲情账户个人承诺书"\n'
         'published_at = 2026-03-01T00:00:00+08:00\ntext = "新版承诺书正文"\n',
     )
     return DocumentBook.load("commitment", config_dir=config_dir)
@@ -120,18 +119,42 @@ VALID = 'version = "1"\ntitle = "t"\npublished_at = 2024-01-01T00:00:00+08:00\nt
         ("", "at least one \\[\\[versions\\]\\]"),
         ("versions = 3\n", "at least one \\[\\[versions\\]\\]"),
         ("[[versions]\n", "invalid TOML"),
-        ("[[versions]]\n" + VALID + "[[versions]]\n" + VALID.replace("2024", "2025"), "duplicate version '1'"),
-        ("[[versions]]\n" + VALID + "[[versions]]\n" + VALID.replace('"1"', '"2"'), "another version"),
+        (
+            "[[versions]]\n" + VALID + "[[versions]]\n" + VALID.replace("2024", "2025"),
+            "duplicate version '1'",
+        ),
+        (
+            "[[versions]]\n" + VALID + "[[versions]]\n" + VALID.replace('"1"', '"2"'),
+            "another version",
+        ),
         ("[[versions]]\n" + VALID.replace("+08:00", ""), "no UTC offset"),
-        ("[[versions]]\n" + VALID.replace("2024-01-01T00:00:00+08:00", '"next monday"'), "not an ISO"),
-        ("[[versions]]\n" + VALID.replace("2024-01-01T00:00:00+08:00", "2024-01-01"), "with an offset"),
-        ("[[versions]]\n" + VALID.replace('text = "x"', 'text = "  \\n"'), "text must be a non-empty"),
+        (
+            "[[versions]]\n" + VALID.replace("2024-01-01T00:00:00+08:00", '"next monday"'),
+            "not an ISO",
+        ),
+        (
+            "[[versions]]\n" + VALID.replace("2024-01-01T00:00:00+08:00", "2024-01-01"),
+            "with an offset",
+        ),
+        (
+            "[[versions]]\n" + VALID.replace('text = "x"', 'text = "  \\n"'),
+            "text must be a non-empty",
+        ),
         ("[[versions]]\n" + VALID.replace('title = "t"\n', ""), "title must be a non-empty"),
         ("[[versions]]\n" + VALID.replace('version = "1"', "version = 1"), "version must be"),
     ],
     ids=[
-        "empty", "not-a-list", "bad-toml", "duplicate-version", "same-instant", "naive-time",
-        "unparseable-time", "date-only", "blank-text", "no-title", "numeric-version",
+        "empty",
+        "not-a-list",
+        "bad-toml",
+        "duplicate-version",
+        "same-instant",
+        "naive-time",
+        "unparseable-time",
+        "date-only",
+        "blank-text",
+        "no-title",
+        "numeric-version",
     ],
 )
 def test_invalid_files_raise_a_clear_value_error(tmp_path: Path, body: str, message: str) -> None:

@@ -74,7 +74,10 @@ async def test_accepts_jpeg_png_pdf_with_size_and_sha256(
     obj = await storage.save_stream(chunks(data), max_bytes=1024)
 
     assert obj == StoredObject(
-        key=obj.key, size=len(data), sha256=hashlib.sha256(data).hexdigest(), content_type=content_type
+        key=obj.key,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_type=content_type,
     )
     a, b, name = obj.key.split("/")
     assert (a, b) == (name[:2], name[2:4]) and len(name) == 32
@@ -229,7 +232,14 @@ async def test_jpeg_exif_xmp_iptc_comment_are_not_served(storage: LocalStorage) 
     assert content_type == "image/jpeg"
     assert clean.startswith(b"\xff\xd8") and clean.endswith(b"\xff\xd9")
     assert b"SECRET" not in clean and "李四".encode() not in clean and b"Exif" not in clean
-    assert jpeg_markers(clean) == [0xE0, 0xDB, 0xC0, 0xC4, 0xC4, 0xDA]  # JFIF, DQT, SOF0, DHT x2, SOS
+    assert jpeg_markers(clean) == [
+        0xE0,
+        0xDB,
+        0xC0,
+        0xC4,
+        0xC4,
+        0xDA,
+    ]  # JFIF, DQT, SOF0, DHT x2, SOS
     assert clean == samples.JPEG  # byte for byte the valid image without its metadata
 
 
@@ -248,9 +258,18 @@ def test_jpeg_orientation_survives_in_a_minimal_exif() -> None:
 def test_jpeg_markers_between_scans_are_kept_and_comments_dropped() -> None:
     # A second (progressive-style) DHT + scan after the first scan, with a COM in between.
     data = (
-        samples.SOI + samples.DQT + samples.SOF0 + samples.DHT_DC + samples.DHT_AC
-        + samples.SOS + b"\x12\xff\x00\x34\xff\xd0\x56"  # stuffed byte and a restart marker
-        + samples.COM + samples.DHT_AC + samples.SOS + samples.SCAN + samples.EOI
+        samples.SOI
+        + samples.DQT
+        + samples.SOF0
+        + samples.DHT_DC
+        + samples.DHT_AC
+        + samples.SOS
+        + b"\x12\xff\x00\x34\xff\xd0\x56"  # stuffed byte and a restart marker
+        + samples.COM
+        + samples.DHT_AC
+        + samples.SOS
+        + samples.SCAN
+        + samples.EOI
     )
     clean = strip_metadata(data, "image/jpeg")
     assert "李四".encode() not in clean
@@ -332,8 +351,13 @@ async def test_streamed_multipart_upload_through_aiohttp(tmp_path: Path) -> None
                 except DomainError as e:
                     return web.json_response(e.to_body(), status=e.status)
                 return web.json_response(
-                    {"kind": kind, "key": obj.key, "size": obj.size, "sha256": obj.sha256,
-                     "content_type": obj.content_type},
+                    {
+                        "kind": kind,
+                        "key": obj.key,
+                        "size": obj.size,
+                        "sha256": obj.sha256,
+                        "content_type": obj.content_type,
+                    },
                     status=201,
                 )
         return web.json_response({}, status=400)
@@ -364,7 +388,9 @@ async def test_streamed_multipart_upload_through_aiohttp(tmp_path: Path) -> None
         assert await resp.read() == samples.JPEG
 
         form = aiohttp.FormData()
-        form.add_field("file", b"GIF89a" + b"\x00" * 1000, filename="a.jpg", content_type="image/jpeg")
+        form.add_field(
+            "file", b"GIF89a" + b"\x00" * 1000, filename="a.jpg", content_type="image/jpeg"
+        )
         resp = await client.post("/upload", data=form)
         assert resp.status == 415
         assert (await resp.json())["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
@@ -408,10 +434,16 @@ def test_files_of_countless_tiny_segments_are_refused() -> None:
     with pytest.raises(ValueError, match="more than"):
         strip_metadata(many_com, "image/jpeg")
     many_text = (
-        samples.PNG_SIG + samples.IHDR + samples.png_chunk(b"tEXt", b"") * 25_000
-        + samples.IDAT + samples.IEND
+        samples.PNG_SIG
+        + samples.IHDR
+        + samples.png_chunk(b"tEXt", b"") * 25_000
+        + samples.IDAT
+        + samples.IEND
     )
     with pytest.raises(ValueError, match="more than"):
         strip_metadata(many_text, "image/png")
     # a realistic count passes
-    assert strip_metadata(samples.SOI + samples.COM * 1000 + samples.JPEG[2:], "image/jpeg") == samples.JPEG
+    assert (
+        strip_metadata(samples.SOI + samples.COM * 1000 + samples.JPEG[2:], "image/jpeg")
+        == samples.JPEG
+    )
