@@ -23,8 +23,8 @@ settlement's own transaction). Workers claim due notices in batches:
   (43004, 43101, 40003, 47003, …) fail at once with WeChat's errcode. A circuit breaker
   in Redis (shared by all workers) stops sending while WeChat is down and lets one probe
   through per open period, which doubles up to a cap.
-* Crash window: a send WeChat accepted is recorded when its chunk (≤ concurrency sends)
-  is written. A worker killed between the two leaves those notices to be sent again by
+* Crash window: a send WeChat accepted is recorded when its chunk (≤ concurrency sends,
+  one chunk per lane in flight) is written. A worker killed between the two leaves those notices to be sent again by
   the next claimer: the only way a duplicate can happen (README "Push delivery").
 """
 

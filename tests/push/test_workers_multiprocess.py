@@ -143,4 +143,5 @@ async def test_sigkilled_worker_leaves_its_batch_to_another(
     counts = collections.Counter(notice_id_of(m) for m in state.sent_messages())
     assert len(counts) == 300, "a notice is missing"
     duplicates = sum(c - 1 for c in counts.values())
-    assert duplicates <= 8, "duplicates only within the crash window (the chunk in flight)"
+    # only within the crash window: the chunks in flight (2 lanes × 8 sends)
+    assert duplicates <= 16, duplicates
