@@ -93,7 +93,9 @@ class TokenBucket:
         """Take ``n`` tokens; return the seconds to wait before using them (0: now)."""
         if n < 1:
             return 0.0
-        answer = await self._redis.eval(_TAKE, 1, self.key, repr(self.rate), str(self.burst), str(n))
+        answer = await self._redis.eval(
+            _TAKE, 1, self.key, repr(self.rate), str(self.burst), str(n)
+        )
         if isinstance(answer, bytes):
             answer = answer.decode()
         return max(0.0, float(answer))

@@ -45,7 +45,9 @@ class Worker:
         self.dispatcher = dispatcher
 
     @classmethod
-    def from_app(cls, app: web.Application, *, concurrency: int = 32, worker_id: str | None = None) -> Worker:
+    def from_app(
+        cls, app: web.Application, *, concurrency: int = 32, worker_id: str | None = None
+    ) -> Worker:
         settings = app[keys.settings_key]
         return cls(
             Dispatcher(
@@ -86,7 +88,9 @@ class Worker:
             except Exception:  # the loop must survive a database or Redis outage
                 failures += 1
                 wait = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.exception("push worker round failed (%d in a row); next in %.1f s", failures, wait)
+                log.exception(
+                    "push worker round failed (%d in a row); next in %.1f s", failures, wait
+                )
             if wait > 0:
                 await _sleep(stop, wait)
 
@@ -126,7 +130,8 @@ def worker_ctx_factory(concurrency: int = 32):  # type: ignore[no-untyped-def]
         stop.set()
         try:
             # the chunk in flight finishes (bounded by the send timeout); then give up
-            await asyncio.wait_for(task, timeout=2 * worker.dispatcher.config.send_timeout_seconds + 5)
+            grace = 2 * worker.dispatcher.config.send_timeout_seconds + 5
+            await asyncio.wait_for(task, timeout=grace)
         except asyncio.TimeoutError:
             log.warning("push worker did not stop in time: cancelled (its leases will expire)")
         await worker.close()
@@ -182,7 +187,8 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
         site = web.TCPSite(runner, host, 0)
         await site.start()
     port = runner.addresses[-1][1]
-    print(f"push worker {app[keys.push_worker_key].dispatcher.worker_id}: metrics on http://{host}:{port}/metrics", flush=True)
+    worker_id = app[keys.push_worker_key].dispatcher.worker_id
+    print(f"push worker {worker_id}: metrics on http://{host}:{port}/metrics", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

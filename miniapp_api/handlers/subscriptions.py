@@ -1,4 +1,4 @@
-"""The mini-program reports wx.requestSubscribeMessage results: one-time grants for subscribe messages."""
+"""The mini-program reports wx.requestSubscribeMessage results: one-time subscribe grants."""
 
 from __future__ import annotations
 

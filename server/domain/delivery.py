@@ -24,8 +24,9 @@ settlement's own transaction). Workers claim due notices in batches:
   in Redis (shared by all workers) stops sending while WeChat is down and lets one probe
   through per open period, which doubles up to a cap.
 * Crash window: a send WeChat accepted is recorded when its chunk (≤ concurrency sends,
-  one chunk per lane in flight) is written. A worker killed between the two leaves those notices to be sent again by
-  the next claimer: the only way a duplicate can happen (README "Push delivery").
+  one chunk per lane in flight) is written. A worker killed between the two leaves
+  those notices to be sent again by the next claimer: the only way a duplicate can
+  happen (README "Push delivery").
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ class PushConfig:
 
 # ---- pure rules ---------------------------------------------------------------------------
 
-# Keyword limits — WeChat 订阅消息参数值内容限制; OA template fields: ≤ 20 characters, no
-# line breaks, no first/remark since 2023-05-04 (关于规范公众号模板消息的再次公告).
+# Keyword limits — WeChat 订阅消息参数值内容限制; OA template fields: ≤ 20
+# characters, no line breaks, no first/remark since 2023-05-04
+# (关于规范公众号模板消息的再次公告).
 _THING_MAX = 20
 _CHARSTR_MAX = 32
 _PHRASE_MAX = 5
@@ -301,7 +303,9 @@ async def record_subscription_results(
         if tid in ours and result not in SUBSCRIBE_RESULTS
     }
     if bad:
-        raise DomainError("VALIDATION_FAILED", "订阅结果只能是 accept、reject、ban 或 filter", 422, fields=bad)
+        raise DomainError(
+            "VALIDATION_FAILED", "订阅结果只能是 accept、reject、ban 或 filter", 422, fields=bad
+        )
     ignored = sorted(tid for tid in results if tid not in ours)
     grants: dict[str, int] = {}
     for tid, result in results.items():
@@ -374,7 +378,7 @@ class CircuitBreaker:
         return "closed", 0.0
 
     async def record(self, *, healthy: int, failed: int, probe: bool) -> None:
-        """Report a chunk: ``healthy`` answers (any non-transient one), ``failed`` transient ones."""
+        """Report a chunk: ``healthy`` (non-transient) answers and ``failed`` (transient) ones."""
         if healthy:
             keys = [self.FAILS, self.TRIPS, self.PROBE] if probe else [self.FAILS]
             await self._redis.delete(*keys)
@@ -484,10 +488,14 @@ class Dispatcher:
         self.concurrency = max(1, concurrency)
         self.rng = rng or random.Random()
         self._sends = metrics.counter(
-            "push_sends_total", "WeChat sends by channel, result and errcode", ("channel", "result", "errcode")
+            "push_sends_total",
+            "WeChat sends by channel, result and errcode",
+            ("channel", "result", "errcode"),
         )
         self._latency = metrics.histogram(
-            "push_send_latency_seconds", "Latency of one WeChat send (token retry included)", ("channel",)
+            "push_send_latency_seconds",
+            "Latency of one WeChat send (token retry included)",
+            ("channel",),
         )
         self._finished = metrics.counter(
             "push_notices_finished_total", "Notices that left pending, by state", ("state",)
@@ -498,7 +506,9 @@ class Dispatcher:
         self._trips = metrics.counter("push_breaker_trips_total", "Times the WeChat circuit opened")
         self._queue = metrics.gauge("push_queue_depth", "Pending notices (due or not)")
         self._due = metrics.gauge("push_queue_due", "Pending notices due now")
-        self._oldest = metrics.gauge("push_oldest_pending_seconds", "Age of the oldest pending notice")
+        self._oldest = metrics.gauge(
+            "push_oldest_pending_seconds", "Age of the oldest pending notice"
+        )
         self.tokens: dict[str, TokenCache] = {
             app: TokenCache(
                 redis,
@@ -554,7 +564,9 @@ class Dispatcher:
             n.leased_by, n.lease_until, n.next_attempt_at = self.worker_id, until, until
         return list(rows)
 
-    async def run_once(self, *, should_stop: Callable[[], bool] = lambda: False) -> tuple[int, float]:
+    async def run_once(
+        self, *, should_stop: Callable[[], bool] = lambda: False
+    ) -> tuple[int, float]:
         """Claim and process one batch; return (claimed, seconds to wait before the next)."""
         open_for = await self.breaker.open_for()
         if open_for > 0:
@@ -570,7 +582,9 @@ class Dispatcher:
         now = datetime.now(timezone.utc)
         pending = Notice.filter(state="pending")
         depth = await pending.count()
-        due = await pending.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).count()
+        due = await pending.filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        ).count()
         oldest = await pending.order_by("created_at").limit(1).values_list("created_at", flat=True)
         self._queue.set(depth)
         self._due.set(due)
@@ -608,7 +622,9 @@ class Dispatcher:
             chunk, unreachable = await self._reserve_grants(chunk)
             outcomes = list(await asyncio.gather(*(self._send(p) for p in chunk)))
             healthy = sum(1 for o in outcomes if o.result != "transient")
-            await self.breaker.record(healthy=healthy, failed=len(outcomes) - healthy, probe=mode == "probe")
+            await self.breaker.record(
+                healthy=healthy, failed=len(outcomes) - healthy, probe=mode == "probe"
+            )
             await self._give_back_grants(outcomes)
             if mode == "probe" and outcomes and not healthy:
                 # WeChat is still down: that is no fault of this notice, so the failed
@@ -623,7 +639,8 @@ class Dispatcher:
         margin = 2 * self.config.send_timeout_seconds + 1
         now = datetime.now(timezone.utc)
         return all(
-            p.notice.lease_until is not None and (p.notice.lease_until - now).total_seconds() > margin
+            p.notice.lease_until is not None
+            and (p.notice.lease_until - now).total_seconds() > margin
             for p in chunk
         )
 
@@ -652,6 +669,7 @@ class Dispatcher:
             ).values("id", "user_id", "template_id"):
                 grants[(g["user_id"], g["template_id"])] = g["id"]
 
+        med_types = self.config.med_types
         plans: list[_Plan] = []
         done: list[Notice] = []
         for n in notices:
@@ -666,17 +684,14 @@ class Dispatcher:
             oa_openid = followers.get(user["unionid"]) if user["unionid"] else None
             try:
                 if oa_openid and templates.oa_template:
-                    plans.append(
-                        _Plan(n, "template", oa_openid, templates.oa_template,
-                              render_data(templates.oa_data, n.data or {}, med_types=self.config.med_types))
-                    )
+                    data = render_data(templates.oa_data, n.data or {}, med_types=med_types)
+                    plans.append(_Plan(n, "template", oa_openid, templates.oa_template, data))
                     continue
                 grant_id = grants.get((user["id"], templates.mp_template))
                 if grant_id is not None:
+                    data = render_data(templates.mp_data, n.data or {}, med_types=med_types)
                     plans.append(
-                        _Plan(n, "subscribe", user["openid"], templates.mp_template,
-                              render_data(templates.mp_data, n.data or {}, med_types=self.config.med_types),
-                              grant_id=grant_id)
+                        _Plan(n, "subscribe", user["openid"], templates.mp_template, data, grant_id)
                     )
                     continue
             except (ValueError, TypeError, ArithmeticError):
@@ -699,7 +714,9 @@ class Dispatcher:
                     conn
                 ).update(remaining=F("remaining") - 1)
                 if taken:
-                    await Notice.filter(id=plan.notice.id).using_db(conn).update(channel="subscribe")
+                    await Notice.filter(id=plan.notice.id).using_db(conn).update(
+                        channel="subscribe"
+                    )
             if taken:
                 plan.notice.channel = "subscribe"
                 ready.append(plan)
@@ -712,6 +729,7 @@ class Dispatcher:
         app = "oa" if plan.channel == "template" else "mp"
         cache = self.tokens[app]
         page = f"{self.config.mp_page}?id={plan.notice.id}"
+        mp_state: Any = self.config.miniprogram_state
         started = time.perf_counter()
         outcome: _Outcome
         token: str | None = None
@@ -735,7 +753,7 @@ class Dispatcher:
                             template_id=plan.template_id,
                             data=plan.data,
                             page=page,
-                            miniprogram_state=self.config.miniprogram_state,  # type: ignore[arg-type]
+                            miniprogram_state=mp_state,
                         )
                         outcome = _Outcome(plan, "ok")
                     break

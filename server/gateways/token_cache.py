@@ -113,7 +113,11 @@ class TokenCache:
         e.g. the forced-refresh budget is spent — so the caller retries later.
         """
         local = self._local
-        if local is not None and local.token != token and local.expires_at - self._clock() > MIN_VALID_SECONDS:
+        if (
+            local is not None
+            and local.token != token
+            and local.expires_at - self._clock() > MIN_VALID_SECONDS
+        ):
             return local.token
         return await self._await(self._start(token))
 
@@ -180,7 +184,12 @@ class TokenCache:
                 ex=max(1, int(answer.expires_in)),
             )
             self._note(mode)
-            log.info("wechat %s access token refreshed (%s), valid %ss", self.app, mode, answer.expires_in)
+            log.info(
+                "wechat %s access token refreshed (%s), valid %ss",
+                self.app,
+                mode,
+                answer.expires_in,
+            )
             return self._keep(fresh)
         finally:
             await self._redis.eval(_RELEASE, 1, self._lock_key, lock_value)
@@ -192,9 +201,10 @@ class TokenCache:
         last_key = f"wx:token:{self.app}:force_last"
         day_key = f"wx:token:{self.app}:force:{day}"
         # SET NX with the interval as TTL: at most one forced refresh per interval, fleet-wide.
-        if not await self._redis.set(last_key, str(now), nx=True, px=int(self.force_interval * 1000)):
+        spacing_ms = int(self.force_interval * 1000)
+        if not await self._redis.set(last_key, str(now), nx=True, px=spacing_ms):
             self._note("refused")
-            raise WeChatUnavailable("forced token refresh refused: less than 30 s since the last one")
+            raise WeChatUnavailable("forced token refresh refused: too soon after the last one")
         used = int(await self._redis.incr(day_key))
         if used == 1:
             await self._redis.expire(day_key, 2 * 86400)
