@@ -27,11 +27,19 @@ DATA: dict[str, Any] = {
 }
 
 
-async def make_user(name: str, *, follower: bool = False, grants: int = 0, template: str = "DEMO_MP_FAMILY_SETTLEMENT") -> User:
+async def make_user(
+    name: str,
+    *,
+    follower: bool = False,
+    grants: int = 0,
+    template: str = "DEMO_MP_FAMILY_SETTLEMENT",
+) -> User:
     """A mini-program user ``demo-<name>``; optionally an OA follower ``oa-<name>`` and grants."""
     user = await User.create(openid=f"demo-{name}", unionid=f"union-{name}")
     if follower:
-        await OfficialFollower.create(oa_openid=f"oa-{name}", unionid=f"union-{name}", subscribed=True)
+        await OfficialFollower.create(
+            oa_openid=f"oa-{name}", unionid=f"union-{name}", subscribed=True
+        )
     if grants:
         await SubscriptionGrant.create(user=user, template_id=template, remaining=grants)
     return user
@@ -48,7 +56,9 @@ async def make_notice(user: User | None, *, kind: str = "family_settlement", **d
     )
 
 
-async def make_notices(users: list[User], count: int, *, kind: str = "family_settlement") -> list[Notice]:
+async def make_notices(
+    users: list[User], count: int, *, kind: str = "family_settlement"
+) -> list[Notice]:
     rows = [
         Notice(
             id=uuid.uuid4(),

@@ -28,7 +28,8 @@ async def test_accept_adds_grants_ban_clears_others_ignored(client: TestClient) 
 
 async def test_bad_result_is_422_and_changes_nothing(client: TestClient) -> None:
     tokens = await login(client, "bob")
-    resp = await client.post(URL, json={"results": {TPL: "accept", TPL2: "yes"}}, headers=bearer(tokens))
+    body = {"results": {TPL: "accept", TPL2: "yes"}}
+    resp = await client.post(URL, json=body, headers=bearer(tokens))
     assert resp.status == 422
     err = await error_of(resp)
     assert err["fields"] == {TPL2: "INVALID_SUBSCRIBE_RESULT"}

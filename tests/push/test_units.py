@@ -28,8 +28,13 @@ def test_keywords_fit_wechat_limits() -> None:
 
 
 def test_render_data_maps_fields_by_kind() -> None:
-    keywords = {"thing1": "member_name", "thing2": "med_type", "amount3": "psn_part_amt_fen|psn_part_fen",
-                "thing4": "=家庭共济", "thing5": "missing"}
+    keywords = {
+        "thing1": "member_name",
+        "thing2": "med_type",
+        "amount3": "psn_part_amt_fen|psn_part_fen",
+        "thing4": "=家庭共济",
+        "thing5": "missing",
+    }
     data = {"member_name": "张*华", "med_type": "21", "psn_part_fen": 100}
     assert render_data(keywords, data, med_types={"21": "普通住院"}) == {
         "thing1": "张*华", "thing2": "普通住院", "amount3": "1.00元", "thing4": "家庭共济"
@@ -106,7 +111,9 @@ async def test_forced_refresh_budget(app: web.Application, wechat_state: FakeWeC
     redis, gateway = app[keys.redis_key], app[keys.wechat_key]
     now = [2_000_000.0]
     wechat_state.clock = lambda: now[0]
-    cache = TokenCache(redis, gateway, "oa", clock=lambda: now[0], force_per_day=2, force_interval=30)
+    cache = TokenCache(
+        redis, gateway, "oa", clock=lambda: now[0], force_per_day=2, force_interval=30
+    )
     token = await cache.get()
     token = await cache.invalidate(token)  # stable_token returns the same one → forced
     with pytest.raises(WeChatUnavailable):

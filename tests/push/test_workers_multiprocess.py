@@ -42,7 +42,9 @@ queue_gauge_seconds = 1.0
 """
 
 
-def spawn(tmp_path: Path, base_url: str, name: str, *, concurrency: int = 8, batch: int = 50) -> subprocess.Popen[bytes]:
+def spawn(
+    tmp_path: Path, base_url: str, name: str, *, concurrency: int = 8, batch: int = 50
+) -> subprocess.Popen[bytes]:
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(PUSH_TOML.format(batch=batch))
     env = {
@@ -128,7 +130,9 @@ async def test_sigkilled_worker_leaves_its_batch_to_another(
     finally:
         if first.poll() is None:
             first.kill()
-    orphans = await Notice.filter(state="pending", lease_until__isnull=False).values_list("id", "leased_by")
+    orphans = await Notice.filter(state="pending", lease_until__isnull=False).values_list(
+        "id", "leased_by"
+    )
     assert orphans, "the kill should leave claimed, unsent notices behind"
     doomed = orphans[0][1]
 
@@ -138,7 +142,8 @@ async def test_sigkilled_worker_leaves_its_batch_to_another(
     finally:
         stop(second)
     assert await Notice.filter(state="sent").count() == 300
-    rescued = await Notice.filter(id__in=[o[0] for o in orphans]).values_list("leased_by", flat=True)
+    orphan_ids = [o[0] for o in orphans]
+    rescued = await Notice.filter(id__in=orphan_ids).values_list("leased_by", flat=True)
     assert doomed not in rescued, "the other worker re-claimed them after the lease"
     counts = collections.Counter(notice_id_of(m) for m in state.sent_messages())
     assert len(counts) == 300, "a notice is missing"
