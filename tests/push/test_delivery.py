@@ -235,7 +235,7 @@ async def test_timeout_is_retried(app: web.Application, wechat_state: FakeWeChat
     await task
     await w.close()
     n = await Notice.get(id=notice.id)
-    assert n.state == "sent" and 2 <= n.attempts <= 3
+    assert n.state == "sent" and n.attempts >= 2
 
 
 async def test_connection_error_is_retried(

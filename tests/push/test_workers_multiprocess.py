@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,14 @@ def spawn(
         )
 
 
+async def wait_started(tmp_path: Path, *names: str, timeout: float = 60.0) -> None:
+    for _ in range(int(timeout / 0.1)):  # bounded
+        if all(b"started" in (tmp_path / f"{n}.log").read_bytes() for n in names):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("workers did not start")
+
+
 async def wait_until_drained(*procs: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     for _ in range(int(timeout / 0.1)):  # bounded
         if not await Notice.filter(state="pending").exists():
@@ -95,8 +104,12 @@ async def test_two_workers_deliver_1000_once_each(
     base_url, state = fake_wechat
     users = [await make_user(f"w{i}", follower=True) for i in range(20)]
     await make_notices(users, 1000)
+    # not due until both workers run: else the first one up could take them all
+    await Notice.all().update(next_attempt_at=datetime.now(timezone.utc) + timedelta(hours=1))
     procs = [spawn(tmp_path, base_url, f"worker{i}") for i in range(2)]
     try:
+        await wait_started(tmp_path, "worker0", "worker1")
+        await Notice.all().update(next_attempt_at=None)
         await wait_until_drained(*procs)
         stopped_cleanly = True
     finally:
