@@ -78,10 +78,17 @@ class _Procs:
         self.work = work
         self.items: list[tuple[str, Any]] = []
 
-    def popen(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def popen(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with open(self.work / f"{name}.log", "ab") as out:
             proc = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         self.items.append((name, proc))
         return proc
@@ -115,28 +122,41 @@ def _start_backends(procs: _Procs) -> tuple[str, str]:
     """Throw-away PostgreSQL 15 and Redis on loopback (like scripts/test)."""
     work = procs.work
     redis_port, pg_port = _free_port(), _free_port()
-    subprocess.run(
-        ["redis-server", "--port", str(redis_port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
-         "--daemonize", "yes", "--pidfile", str(work / "redis.pid"), "--logfile", str(work / "redis.log")],
-        check=True,
+    redis_argv = ["redis-server", "--port", str(redis_port), "--bind", LOOPBACK]
+    redis_argv += ["--save", "", "--appendonly", "no", "--daemonize", "yes"]
+    redis_argv += ["--pidfile", str(work / "redis.pid"), "--logfile", str(work / "redis.log")]
+    subprocess.run(redis_argv, check=True)
+    procs.on_close(
+        "redis",
+        lambda: subprocess.run(
+            ["redis-cli", "-p", str(redis_port), "shutdown", "nosave"],
+            capture_output=True,
+            check=False,
+        ),
     )
-    procs.on_close("redis", lambda: subprocess.run(
-        ["redis-cli", "-p", str(redis_port), "shutdown", "nosave"], capture_output=True, check=False))
     pg = work / "pg"
     if os.geteuid() == 0:
         shutil.chown(work, "postgres")
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(pg), "--auth=trust", "-U", "postgres",
-                                 "-E", "UTF8"]), check=True, capture_output=True)
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pg), "-l", str(work / "pg.log"), "-w", "-o",
-                                 f"-p {pg_port} -k {work} -c listen_addresses={LOOPBACK} -c fsync=off "
-                                 "-c synchronous_commit=off -c max_connections=200", "start"]),
-                   check=True, capture_output=True)
-    procs.on_close("postgres", lambda: subprocess.run(
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(pg), "-m", "immediate", "stop"]),
-        capture_output=True, check=False))
-    subprocess.run(_as_postgres([str(PG_BIN / "createdb"), "-h", LOOPBACK, "-p", str(pg_port), "-U", "postgres",
-                                 "qinqing_bench"]), check=True, capture_output=True)
-    return f"postgres://postgres@{LOOPBACK}:{pg_port}/qinqing_bench", f"redis://{LOOPBACK}:{redis_port}/0"
+
+    def as_pg(*argv: str, check: bool = True) -> None:
+        subprocess.run(_as_postgres(list(argv)), check=check, capture_output=True)
+
+    as_pg(str(PG_BIN / "initdb"), "-D", str(pg), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+    options = (
+        f"-p {pg_port} -k {work} -c listen_addresses={LOOPBACK} -c fsync=off "
+        "-c synchronous_commit=off -c max_connections=200"
+    )
+    pg_ctl = str(PG_BIN / "pg_ctl")
+    as_pg(pg_ctl, "-D", str(pg), "-l", str(work / "pg.log"), "-w", "-o", options, "start")
+    procs.on_close(
+        "postgres", lambda: as_pg(pg_ctl, "-D", str(pg), "-m", "immediate", "stop", check=False)
+    )
+    createdb = str(PG_BIN / "createdb")
+    as_pg(createdb, "-h", LOOPBACK, "-p", str(pg_port), "-U", "postgres", "qinqing_bench")
+    return (
+        f"postgres://postgres@{LOOPBACK}:{pg_port}/qinqing_bench",
+        f"redis://{LOOPBACK}:{redis_port}/0",
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -148,7 +168,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
@@ -200,11 +221,21 @@ async def _seed(settings: Any, notices: int) -> None:
         await User.bulk_create(users)
         users = await User.filter(openid__startswith="demo-bench").order_by("id")
         await OfficialFollower.bulk_create(
-            [OfficialFollower(oa_openid=f"oa-bench{i}", unionid=f"union-bench{i}") for i in range(200)]
+            [
+                OfficialFollower(oa_openid=f"oa-bench{i}", unionid=f"union-bench{i}")
+                for i in range(200)
+            ]
         )
         later = datetime.now(timezone.utc) + timedelta(hours=1)
-        data = {"member_name": "张*华", "institution": "演示人民医院", "setl_time": "2026-11-23T06:05:00+00:00",
-                "med_type": "11", "medfee_fen": 12345, "psn_part_amt_fen": 2345, "setl_id": "S1"}
+        data = {
+            "member_name": "张*华",
+            "institution": "演示人民医院",
+            "setl_time": "2026-11-23T06:05:00+00:00",
+            "med_type": "11",
+            "medfee_fen": 12345,
+            "psn_part_amt_fen": 2345,
+            "setl_id": "S1",
+        }
         rows = [
             Notice(id=uuid.uuid4(), recipient_id=users[i % len(users)].id, kind="family_settlement",
                    dedupe_key=f"bench:{i}", title="家人就医结算通知", data=data, next_attempt_at=later)
@@ -215,7 +246,9 @@ async def _seed(settings: Any, notices: int) -> None:
         await ctx.close_connections()
 
 
-async def _release_and_wait(settings: Any, notices: int, timeout: float) -> tuple[float, dict[str, int]]:
+async def _release_and_wait(
+    settings: Any, notices: int, timeout: float
+) -> tuple[float, dict[str, int]]:
     from server.db import open_orm
     from server.domain.models import Notice
 
@@ -259,13 +292,18 @@ def run(
         redis_url = redis_url or os.environ.get("BENCH_REDIS_URL", "")
         if not (database_url and redis_url):
             database_url, redis_url = _start_backends(procs)
-        settings = Settings.load(
-            "test.toml", env={}, overrides={"database.url": database_url, "redis.url": redis_url,
-                                            "database.schema": "generate", "server.data_dir": str(work)}
-        )
+        overrides = {
+            "database.url": database_url,
+            "redis.url": redis_url,
+            "database.schema": "generate",
+            "server.data_dir": str(work),
+        }
+        settings = Settings.load("test.toml", env={}, overrides=overrides)
         fake_port = _free_port()
-        fake = procs.popen("fake_wechat", [sys.executable, "-m", "bench.scenario_push", "serve-fake",
-                                           "--port", str(fake_port)])
+        fake = procs.popen(
+            "fake_wechat",
+            [sys.executable, "-m", "bench.scenario_push", "serve-fake", "--port", str(fake_port)],
+        )
         fake_base = f"http://{LOOPBACK}:{fake_port}"
         _wait_http(f"{fake_base}/_fake/stats", fake)
         _http("POST", f"{fake_base}/_fake/config", {"transient_rate": transient_rate, "seed": 7})
@@ -276,15 +314,25 @@ def run(
         redis_sync.Redis.from_url(redis_url).flushdb()
 
         cfg = work / "worker.toml"
-        cfg.write_text(WORKER_TOML.format(batch=batch, lanes=lanes, rate=rate, burst=max(1000, concurrency * 4)))
-        env = {**os.environ, "APP_ENV": "local", "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-               "WECHAT_API_BASE": fake_base, "CONFIG_FILE": f"test.toml,{cfg}", "DATA_DIR": str(work)}
+        burst = max(1000, concurrency * 4)
+        cfg.write_text(WORKER_TOML.format(batch=batch, lanes=lanes, rate=rate, burst=burst))
+        env = {
+            **os.environ,
+            "APP_ENV": "local",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "WECHAT_API_BASE": fake_base,
+            "CONFIG_FILE": f"test.toml,{cfg}",
+            "DATA_DIR": str(work),
+        }
         worker_procs = []
+        profile_to = os.environ.get("BENCH_PROFILE")  # a path prefix: cProfile each worker
         for i in range(workers):
             port = _free_port()
-            profile = ["-m", "cProfile", "-o", f"{os.environ['BENCH_PROFILE']}.{i}"] if os.environ.get("BENCH_PROFILE") else []
-            proc = procs.popen(f"worker{i}", [sys.executable, *profile, "-m", "server", "worker", "--concurrency",
-                                              str(concurrency)], env={**env, "PUSH_METRICS_PORT": str(port)})
+            profile = ["-m", "cProfile", "-o", f"{profile_to}.{i}"] if profile_to else []
+            argv = [sys.executable, *profile, "-m", "server", "worker"]
+            argv += ["--concurrency", str(concurrency)]
+            proc = procs.popen(f"worker{i}", argv, env={**env, "PUSH_METRICS_PORT": str(port)})
             _wait_http(f"http://{LOOPBACK}:{port}/healthz", proc)
             worker_procs.append(proc)
 
@@ -322,7 +370,9 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.scenario_push", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.scenario_push", description=__doc__.split("\n")[0]
+    )
     sub = p.add_subparsers(dest="command")
     fake = sub.add_parser("serve-fake", help="(internal) run the fake WeChat on a port")
     fake.add_argument("--port", type=int, required=True)
@@ -332,16 +382,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--lanes", type=int, default=2)
     p.add_argument("--transient-rate", type=float, default=0.05)
-    p.add_argument("--rate", type=float, default=1_000_000.0, help="global send rate (token bucket)")
+    p.add_argument(
+        "--rate", type=float, default=1_000_000.0, help="global send rate (token bucket)"
+    )
     p.add_argument("--database-url", default="")
     p.add_argument("--redis-url", default="")
     args = p.parse_args(argv)
     if args.command == "serve-fake":
         asyncio.run(_serve_fake(args.port))
         return 0
-    result = run(notices=args.notices, workers=args.workers, concurrency=args.concurrency, batch=args.batch, lanes=args.lanes,
-                 transient_rate=args.transient_rate, rate=args.rate, database_url=args.database_url,
-                 redis_url=args.redis_url)
+    result = run(
+        notices=args.notices,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        batch=args.batch,
+        lanes=args.lanes,
+        transient_rate=args.transient_rate,
+        rate=args.rate,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+    )
     print(json.dumps(result, ensure_ascii=False))
     ok = result["states"].get("pending", 0) == 0 and result["delivered_distinct"] == args.notices
     return 0 if ok else 1
