@@ -141,13 +141,34 @@ class PushConfig:
             if not hasattr(defaults, key):
                 raise ValueError(f"unknown setting push.{key}")
             values[key] = type(getattr(defaults, key))(value)
-        return cls(
+        config = cls(
             **values,
             mp_appid=settings.wechat.mp_appid,
             send_timeout_seconds=settings.wechat.timeout_seconds,
             med_types=med_types,
             kinds=kinds,
         )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Refuse settings that would stall or spin the worker."""
+        margin = 2 * self.send_timeout_seconds + 1
+        if self.lease_seconds <= margin:
+            # a chunk is only sent with more than this left on its lease
+            raise ValueError(
+                f"push.lease_seconds must exceed 2 × wechat.timeout_seconds + 1 = {margin:g}"
+            )
+        for name in ("batch_size", "lanes", "max_attempts", "rate_burst", "breaker_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"push.{name} must be >= 1")
+        if self.rate_per_second <= 0 or self.backoff_base_seconds <= 0:
+            raise ValueError("push.rate_per_second and push.backoff_base_seconds must be > 0")
+        for kind, t in self.kinds.items():
+            for key in (*t.oa_data, *t.mp_data):
+                match = _KEY_TYPE.match(key)
+                if not match or match.group(1) not in _KEYWORD_TYPES:
+                    raise ValueError(f"push.kinds.{kind}: {key!r} is not a WeChat keyword")
 
     def mp_templates(self) -> set[str]:
         return {k.mp_template for k in self.kinds.values() if k.mp_template}
@@ -163,6 +184,10 @@ _CHARSTR_MAX = 32
 _PHRASE_MAX = 5
 _NAME_MAX = 10
 _KEY_TYPE = re.compile(r"^([a-z_]+?)\d+$")
+_KEYWORD_TYPES = frozenset(
+    {"thing", "number", "letter", "symbol", "character_string", "time", "date", "amount",
+     "phone_number", "car_number", "name", "phrase"}
+)
 _PRINTABLE_ASCII = re.compile(r"[^\x21-\x7e]")
 
 

@@ -128,3 +128,22 @@ async def test_forced_refresh_budget(app: web.Application, wechat_state: FakeWeC
         await cache.invalidate(token)  # the day's budget (2 here) is spent
     assert wechat_state.stats()["force_refreshes"] == {"oa": 2}
     await cache.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("push.lease_seconds", 5),  # ≤ 2 × 5 s timeout + 1: every chunk would be given back
+        ("push.batch_size", 0),
+        ("push.rate_per_second", 0.0),
+        ("push.no_such_knob", 1),
+        ("push.kinds.family_settlement.oa_data", {"first": "member_name"}),
+    ],
+)
+def test_bad_push_settings_are_refused(key: str, value: object) -> None:
+    from server.domain.delivery import PushConfig
+    from server.settings import Settings
+
+    settings = Settings.load("test.toml", env={}, overrides={key: value})
+    with pytest.raises(ValueError):
+        PushConfig.from_settings(settings)
