@@ -130,7 +130,7 @@ def worker_ctx_factory(concurrency: int = 32):  # type: ignore[no-untyped-def]
         stop.set()
         try:
             # the chunk in flight finishes (bounded by the send timeout); then give up
-            grace = 2 * worker.dispatcher.config.send_timeout_seconds + 5
+            grace = worker.dispatcher.config.send_budget_seconds + 5
             await asyncio.wait_for(task, timeout=grace)
         except asyncio.TimeoutError:
             log.warning("push worker did not stop in time: cancelled (its leases will expire)")

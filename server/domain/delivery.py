@@ -50,7 +50,7 @@ from tortoise.transactions import in_transaction
 from server.domain.errors import DomainError
 from server.domain.models import Notice, OfficialFollower, SubscriptionGrant, User
 from server.gateways.token_cache import TokenCache
-from server.gateways.wechat import WeChatError, WeChatGateway
+from server.gateways.wechat import WeChatError, WeChatGateway, WeChatUnavailable
 from server.metrics import Metrics
 from server.ratelimit import TokenBucket
 from server.settings import Settings
@@ -151,13 +151,18 @@ class PushConfig:
         config.validate()
         return config
 
+    @property
+    def send_budget_seconds(self) -> float:
+        """The longest one send may take, token refresh and its one retry included."""
+        return 4 * self.send_timeout_seconds
+
     def validate(self) -> None:
         """Refuse settings that would stall or spin the worker."""
-        margin = 2 * self.send_timeout_seconds + 1
+        margin = self.send_budget_seconds + 1
         if self.lease_seconds <= margin:
             # a chunk is only sent with more than this left on its lease
             raise ValueError(
-                f"push.lease_seconds must exceed 2 × wechat.timeout_seconds + 1 = {margin:g}"
+                f"push.lease_seconds must exceed 4 × wechat.timeout_seconds + 1 = {margin:g}"
             )
         for name in ("batch_size", "lanes", "max_attempts", "rate_burst", "breaker_threshold"):
             if getattr(self, name) < 1:
@@ -540,6 +545,9 @@ class Dispatcher:
                 gateway,
                 app,  # type: ignore[arg-type]
                 early_refresh=config.token_early_refresh_seconds,
+                # waiting for another process' refresh must fit in one send's budget
+                wait_timeout=config.send_timeout_seconds,
+                lock_ttl=3 * config.send_timeout_seconds,
                 force_per_day=config.force_refresh_per_day,
                 force_interval=config.force_refresh_interval_seconds,
                 on_refresh=lambda a, mode: self._tokens.labels(a, mode).inc(),
@@ -557,7 +565,7 @@ class Dispatcher:
             threshold=config.breaker_threshold,
             open_seconds=config.breaker_open_seconds,
             cap=config.breaker_open_cap_seconds,
-            probe_ttl=2 * config.send_timeout_seconds + 5,
+            probe_ttl=config.send_budget_seconds + 5,
             on_trip=lambda _d: self._trips.inc(),
         )
 
@@ -661,7 +669,7 @@ class Dispatcher:
         return 0.0
 
     def _lease_left(self, chunk: Sequence[_Plan]) -> bool:
-        margin = 2 * self.config.send_timeout_seconds + 1
+        margin = self.config.send_budget_seconds + 1
         now = datetime.now(timezone.utc)
         return all(
             p.notice.lease_until is not None
@@ -750,49 +758,54 @@ class Dispatcher:
         return ready, lost
 
     async def _send(self, plan: _Plan) -> _Outcome:
-        """One send, with one retry on a rejected access token."""
-        app = "oa" if plan.channel == "template" else "mp"
-        cache = self.tokens[app]
-        page = f"{self.config.mp_page}?id={plan.notice.id}"
-        mp_state: Any = self.config.miniprogram_state
+        """One send within the send budget; counted and timed for the metrics."""
         started = time.perf_counter()
-        outcome: _Outcome
-        token: str | None = None
         try:
-            for attempt in (1, 2):
-                try:
-                    token = await cache.get() if token is None else await cache.invalidate(token)
-                    if plan.channel == "template":
-                        msgid = await self.gateway.send_template(
-                            token,
-                            openid=plan.openid,
-                            template_id=plan.template_id,
-                            data=plan.data,
-                            miniprogram={"appid": self.config.mp_appid, "pagepath": page},
-                        )
-                        outcome = _Outcome(plan, "ok", msgid=msgid)
-                    else:
-                        await self.gateway.send_subscribe(
-                            token,
-                            openid=plan.openid,
-                            template_id=plan.template_id,
-                            data=plan.data,
-                            page=page,
-                            miniprogram_state=mp_state,
-                        )
-                        outcome = _Outcome(plan, "ok")
-                    break
-                except WeChatError as exc:
-                    if exc.token_invalid and attempt == 1:
-                        continue
-                    transient = exc.transient or exc.token_invalid
-                    outcome = _Outcome(plan, "transient" if transient else "permanent", error=exc)
-                    break
+            async with asyncio.timeout(self.config.send_budget_seconds):
+                outcome = await self._send_with_token_retry(plan)
+        except TimeoutError:
+            # the whole send (token refresh and retry included) must end within the budget
+            # that _lease_left reserved, or the lease could pass to another worker mid-send
+            outcome = _Outcome(plan, "transient", error=WeChatUnavailable("send budget exceeded"))
         finally:
             self._latency.labels(plan.channel).observe(time.perf_counter() - started)
         errcode = str(outcome.error.errcode) if outcome.error else "0"
         self._sends.labels(plan.channel, outcome.result, errcode).inc()
         return outcome
+
+    async def _send_with_token_retry(self, plan: _Plan) -> _Outcome:
+        """Send; on 40001 / 40014 / 42001 get a fresh token and retry once."""
+        cache = self.tokens["oa" if plan.channel == "template" else "mp"]
+        page = f"{self.config.mp_page}?id={plan.notice.id}"
+        mp_state: Any = self.config.miniprogram_state
+        token: str | None = None
+        for attempt in (1, 2):
+            try:
+                token = await cache.get() if token is None else await cache.invalidate(token)
+                if plan.channel == "subscribe":
+                    await self.gateway.send_subscribe(
+                        token,
+                        openid=plan.openid,
+                        template_id=plan.template_id,
+                        data=plan.data,
+                        page=page,
+                        miniprogram_state=mp_state,
+                    )
+                    return _Outcome(plan, "ok")
+                msgid = await self.gateway.send_template(
+                    token,
+                    openid=plan.openid,
+                    template_id=plan.template_id,
+                    data=plan.data,
+                    miniprogram={"appid": self.config.mp_appid, "pagepath": page},
+                )
+                return _Outcome(plan, "ok", msgid=msgid)
+            except WeChatError as exc:
+                if exc.token_invalid and attempt == 1:
+                    continue
+                transient = exc.transient or exc.token_invalid
+                return _Outcome(plan, "transient" if transient else "permanent", error=exc)
+        raise AssertionError("unreachable: the loop always returns")
 
     def _finish(self, outcomes: Iterable[_Outcome]) -> list[Notice]:
         """Turn send outcomes into notice states (not yet written)."""

@@ -432,3 +432,17 @@ async def test_global_send_rate_is_respected(
         await client.close()
     assert wechat_state.sent_counts["template"] == 48
     assert elapsed >= 0.38, elapsed  # (48 - 8) / 100 s, less a little refill slack
+
+
+async def test_refresher_that_died_holding_the_lock_only_delays(
+    app: web.Application, wechat_state: FakeWeChatState
+) -> None:
+    """Another process took the refresh lock and died: sends wait (bounded), then recover."""
+    from server import keys
+
+    await app[keys.redis_key].set("wx:token:oa:lock", "dead-process", px=1500)
+    notice = await make_notice(await make_user("sam", follower=True))
+    await drain(app)
+    n = await Notice.get(id=notice.id)
+    assert n.state == "sent" and n.attempts >= 2  # the first attempt gave up waiting
+    assert wechat_state.tokens_issued == 1

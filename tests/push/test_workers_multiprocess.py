@@ -32,7 +32,7 @@ PUSH_TOML = """
 [wechat]
 timeout_seconds = 0.5
 [push]
-lease_seconds = 3
+lease_seconds = 4
 batch_size = {batch}
 backoff_base_seconds = 0.01
 backoff_cap_seconds = 0.05
