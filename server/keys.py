@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
+    from server.domain.policy import PolicyEngine
     from server.gateways.face import FaceGateway
     from server.gateways.wechat import WeChatGateway
     from server.metrics import Metrics
@@ -27,11 +28,15 @@ pii_key = web.AppKey("pii", "PiiCipher")
 auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
+policy_key = web.AppKey("policy", "PolicyEngine")  # config/policy.toml, loaded once
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
+# institution webhook: decrypted secrets by (code, secret_enc), per process
+institution_secrets_key = web.AppKey("institution_secrets", dict)
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
+institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
     "Any",
@@ -39,9 +44,12 @@ __all__ = [
     "face_key",
     "fake_wechat_key",
     "http_key",
+    "institution_key",
+    "institution_secrets_key",
     "metrics_key",
     "orm_key",
     "pii_key",
+    "policy_key",
     "redis_key",
     "request_id_key",
     "user_id_key",

@@ -1,0 +1,212 @@
+"""Personal accounts: balances in 分 derived from an append-only ledger.
+
+SPEC.md "Money": amounts are integer 分; balances change only through the ledger; no
+balance goes negative, even with concurrent settlements. Every change is a ``Posting``;
+``apply_postings`` runs inside the caller's transaction on rows the caller locked
+(``lock_accounts`` / ``lock_quotas``, always in that order and by id, so two
+transactions never wait on each other in a cycle).
+
+Two kinds of bucket hold money:
+* an account's own balance (``Account.balance_fen``; entries with no authorization);
+* a cross-province 共济额度 set aside from the authorizer's balance for one relative
+  (``Authorization.quota_remaining_fen``; entries that name the authorization).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tortoise.expressions import Q
+from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
+
+from server.domain.errors import DomainError
+from server.domain.models import Account, Authorization, LedgerEntry
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def cn_iso(dt: datetime) -> str:
+    """API.md times: ISO 8601 with the +08:00 offset."""
+    return dt.astimezone(SHANGHAI).isoformat(timespec="seconds")
+
+
+def cn_today(now: datetime | None = None) -> date:
+    """Today's calendar date in Asia/Shanghai (policy dates, natural months, years)."""
+    return (now or datetime.now(SHANGHAI)).astimezone(SHANGHAI).date()
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One signed balance change of one bucket (the quota bucket when ``authorization_id``)."""
+
+    account_id: int
+    amount_fen: int
+    kind: str  # import | settlement | mutual_aid | reversal | quota_hold | quota_release
+    authorization_id: uuid.UUID | None = None
+    note: str | None = None
+
+    @property
+    def bucket(self) -> str:
+        return bucket_key(self.account_id, self.authorization_id)
+
+
+def bucket_key(account_id: int, authorization_id: uuid.UUID | str | None) -> str:
+    return f"quota:{authorization_id}" if authorization_id else f"acct:{account_id}"
+
+
+def insufficient() -> DomainError:
+    return DomainError("INSUFFICIENT_BALANCE", "个人账户余额不足", 409)
+
+
+async def lock_accounts(account_ids: Iterable[int]) -> dict[int, int]:
+    """``SELECT … FOR UPDATE`` the accounts in id order; their balances by id."""
+    ids = sorted(set(account_ids))
+    if not ids:
+        return {}
+    rows = await (
+        Account.filter(id__in=ids).select_for_update().order_by("id").values_list("id", "balance_fen")
+    )
+    return {int(i): int(b) for i, b in rows}
+
+
+async def lock_quotas(authorization_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
+    """Lock quota-holding authorizations (after the accounts); their state and remaining quota."""
+    ids = sorted(set(authorization_ids), key=str)
+    if not ids:
+        return {}
+    rows = await (
+        Authorization.filter(id__in=ids)
+        .select_for_update()
+        .order_by("id")
+        .values_list("id", "state", "quota_remaining_fen")
+    )
+    return {_uuid(i): (str(s), int(q or 0)) for i, s, q in rows}
+
+
+async def apply_postings(
+    postings: Sequence[Posting],
+    balances: Mapping[str, int],
+    *,
+    settlement_id: int | None = None,
+) -> dict[str, int]:
+    """Apply ``postings`` to locked buckets whose current values are ``balances``.
+
+    Raises INSUFFICIENT_BALANCE (nothing written) if any bucket would go below zero.
+    Writes one UPDATE per changed bucket and one bulk INSERT of ledger entries; returns
+    the new values by bucket.
+    """
+    after = dict(balances)
+    entries: list[LedgerEntry] = []
+    for p in postings:
+        if p.amount_fen == 0:
+            continue
+        value = after[p.bucket] + p.amount_fen
+        if value < 0:
+            raise insufficient()
+        after[p.bucket] = value
+        entries.append(
+            LedgerEntry(
+                account_id=p.account_id,
+                authorization_id=p.authorization_id,
+                amount_fen=p.amount_fen,
+                balance_after_fen=value,
+                kind=p.kind,
+                settlement_id=settlement_id,
+                note=p.note,
+            )
+        )
+    if not entries:
+        return after
+    for bucket in dict.fromkeys(p.bucket for p in postings if p.amount_fen):
+        kind, _, ident = bucket.partition(":")
+        if kind == "acct":
+            await Account.filter(id=int(ident)).update(balance_fen=after[bucket])
+        else:
+            await Authorization.filter(id=ident).update(quota_remaining_fen=after[bucket])
+    await LedgerEntry.bulk_create(entries)
+    return after
+
+
+async def credit(person_id: int, amount_fen: int, *, kind: str = "import", note: str | None = None) -> int:
+    """Credit (or, negative, debit) a person's own account; creates the account. New balance.
+
+    Used by the registry import and the demo; never lets the balance go negative.
+    """
+    async with in_transaction():
+        account, _ = await Account.get_or_create(person_id=person_id)
+        balances = await lock_accounts([account.id])
+        after = await apply_postings(
+            [Posting(account.id, amount_fen, kind, note=note)],
+            {bucket_key(account.id, None): balances[account.id]},
+        )
+    return after[bucket_key(account.id, None)]
+
+
+async def balance_of(person_id: int) -> int:
+    """The person's own personal-account balance (0 without an account)."""
+    row = await Account.filter(person_id=person_id).values_list("balance_fen", flat=True)
+    return int(row[0]) if row else 0
+
+
+async def yearly_totals(person_id: int, year: int) -> dict[str, int]:
+    """Ledger movements of a person's own account in a calendar year (Asia/Shanghai) by kind."""
+    start = datetime(year, 1, 1, tzinfo=SHANGHAI)
+    end = datetime(year + 1, 1, 1, tzinfo=SHANGHAI)
+    rows = await (
+        LedgerEntry.filter(
+            Q(account__person_id=person_id),
+            Q(authorization_id=None),
+            Q(created_at__gte=start),
+            Q(created_at__lt=end),
+        )
+        .group_by("kind")
+        .annotate(total=Sum("amount_fen"))
+        .values_list("kind", "total")
+    )
+    return {str(k): int(t or 0) for k, t in rows}
+
+
+async def verify_account(account_id: int) -> bool:
+    """The account's balance equals the sum of its own-balance ledger entries (audit, tests)."""
+    account = await Account.get(id=account_id)
+    total = await (
+        LedgerEntry.filter(account_id=account_id, authorization_id=None)
+        .annotate(total=Sum("amount_fen"))
+        .first()
+        .values_list("total", flat=True)
+    )
+    return int(total or 0) == account.balance_fen
+
+
+async def person_account_ids(person_ids: Iterable[int]) -> dict[int, int]:
+    """Account id by person id, for the persons who have one."""
+    ids = list(set(person_ids))
+    if not ids:
+        return {}
+    rows = await Account.filter(person_id__in=ids).values_list("person_id", "id")
+    return {int(p): int(a) for p, a in rows}
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+__all__ = [
+    "Posting",
+    "apply_postings",
+    "balance_of",
+    "bucket_key",
+    "credit",
+    "insufficient",
+    "lock_accounts",
+    "lock_quotas",
+    "person_account_ids",
+    "verify_account",
+    "yearly_totals",
+]
