@@ -69,10 +69,9 @@ async def lock_accounts(account_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(account_ids))
     if not ids:
         return {}
-    rows = await (
-        Account.filter(id__in=ids).select_for_update().order_by("id").values_list("id", "balance_fen")
-    )
-    return {int(i): int(b) for i, b in rows}
+    # .only(), not .values_list(): Tortoise drops FOR UPDATE from values queries.
+    rows = await Account.filter(id__in=ids).select_for_update().order_by("id").only("id", "balance_fen")
+    return {a.id: a.balance_fen for a in rows}
 
 
 async def lock_quotas(authorization_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
@@ -84,9 +83,9 @@ async def lock_quotas(authorization_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID,
         Authorization.filter(id__in=ids)
         .select_for_update()
         .order_by("id")
-        .values_list("id", "state", "quota_remaining_fen")
+        .only("id", "state", "quota_remaining_fen")
     )
-    return {_uuid(i): (str(s), int(q or 0)) for i, s, q in rows}
+    return {_uuid(a.id): (a.state, a.quota_remaining_fen or 0) for a in rows}
 
 
 async def apply_postings(

@@ -332,14 +332,15 @@ async def _apply(
         )
         person_ids = [member_id, *(a["authorizer_person_id"] for a in auths)]
         # Lock every account this settlement may touch, in id order (no deadlock cycles).
+        # (.only(), not .values_list(): Tortoise drops FOR UPDATE from values queries)
         rows = await (
             Account.filter(person_id__in=person_ids)
             .select_for_update()
             .order_by("id")
-            .values_list("id", "person_id", "balance_fen")
+            .only("id", "person_id", "balance_fen")
         )
-        account_of = {int(p): int(i) for i, p, _ in rows}
-        available = {ledger.bucket_key(int(i), None): int(b) for i, _, b in rows}
+        account_of = {a.person_id: a.id for a in rows}  # type: ignore[attr-defined]
+        available = {ledger.bucket_key(a.id, None): a.balance_fen for a in rows}
         quota_ids = [a["id"] for a in auths if a["quota_fen"] is not None]
         quotas = await ledger.lock_quotas(quota_ids)
         for qid, (state, remaining) in quotas.items():
