@@ -32,6 +32,6 @@ class Migration(migrations.Migration):
         ),
         ops.AddIndex(
             model_name='Settlement',
-            index=Index(fields=['member', 'setl_time']),
+            index=Index(fields=['member_id', 'setl_time']),
         ),
     ]

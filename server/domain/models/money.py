@@ -103,4 +103,4 @@ class Settlement(Model):
 
     class Meta:
         table = "settlements"
-        indexes = (("member", "setl_time"),)
+        indexes = (("member_id", "setl_time"),)
