@@ -248,6 +248,15 @@ def _client_process(url: str, seed_file: str | None, duration: float, connection
 # --- processes --------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -303,7 +312,11 @@ def measure_baseline(duration: float, connections: int) -> dict[str, Any]:
     proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], stdout=subprocess.DEVNULL)
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
-        return _client_process(f"http://127.0.0.1:{port}/", None, duration, connections, None)
+        before = cpu_seconds(proc.pid)
+        result = _client_process(f"http://127.0.0.1:{port}/", None, duration, connections, None)
+        cpu = cpu_seconds(proc.pid) - before
+        result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["ok"], 4) if result["ok"] else None
+        return result
     finally:
         stop(proc)
 
@@ -314,9 +327,12 @@ def measure_settlements(args: argparse.Namespace) -> dict[str, Any]:
     tag = secrets.token_hex(3)
     seed_data = _asyncio.run(seed(args.database_url, args.members, args.authorizers, tag))
     port = free_port()
+    server_db = args.database_url
+    if "maxsize=" not in server_db and args.pool:  # Tortoise's asyncpg pool holds 5 by default
+        server_db += ("&" if "?" in server_db else "?") + f"maxsize={args.pool}"
     env = {
         **os.environ,
-        "DATABASE_URL": args.database_url,
+        "DATABASE_URL": server_db,
         "REDIS_URL": args.redis_url,
         "DEMO_DATA": "false",
         "RUN_WORKER": "false",
@@ -332,8 +348,13 @@ def measure_settlements(args: argparse.Namespace) -> dict[str, Any]:
             json.dump(seed_data, f)
         url = f"http://127.0.0.1:{port}/api/v1/institution/settlements"
         _client_process(url, f.name, min(2.0, args.duration), args.connections, None)  # warm-up
+        cpu_before = cpu_seconds(proc.pid)
         result = _client_process(url, f.name, args.duration, args.connections, args.requests)
+        cpu = cpu_seconds(proc.pid) - cpu_before
         os.unlink(f.name)
+        # On a shared machine the rate depends on what else runs; the server's own CPU
+        # time per settlement does not (much): report both.
+        result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["ok"], 3) if result["ok"] else None
         return result
     finally:
         stop(proc)
@@ -356,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--requests", type=int, default=None, help="stop after this many (default: by time)")
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--pool", type=int, default=20, help="server's PostgreSQL pool size (maxsize=)")
     args = p.parse_args(argv)
 
     if args.mode == "load":
@@ -384,10 +406,16 @@ def main(argv: list[str] | None = None) -> int:
         "settlements_per_s": settlements["rps"],
         "baseline_rps": baseline["rps"],
         "ratio": round(settlements["rps"] / baseline["rps"], 4) if baseline["rps"] else None,
+        "server_cpu_ms_per_settlement": settlements["server_cpu_ms_per_request"],
+        "baseline_server_cpu_ms_per_request": baseline["server_cpu_ms_per_request"],
+        # settlements per second of one fully used core (what a free core would give)
+        "settlements_per_cpu_s": round(1000 / settlements["server_cpu_ms_per_request"], 1)
+        if settlements["server_cpu_ms_per_request"] else None,
         "p50_ms": settlements["p50_ms"],
         "p99_ms": settlements["p99_ms"],
         "errors": settlements["errors"],
         "connections": args.connections,
+        "pool": args.pool,
         "members": args.members,
         "authorizers": args.authorizers,
         "cpus": os.cpu_count(),

@@ -122,12 +122,19 @@ async def apply_postings(
         )
     if not entries:
         return after
+    # One UPDATE … CASE per table (bulk_update), one INSERT for all entries.
+    accounts: list[Account] = []
+    quotas: list[Authorization] = []
     for bucket in dict.fromkeys(p.bucket for p in postings if p.amount_fen):
         kind, _, ident = bucket.partition(":")
         if kind == "acct":
-            await Account.filter(id=int(ident)).update(balance_fen=after[bucket])
+            accounts.append(Account(id=int(ident), balance_fen=after[bucket]))
         else:
-            await Authorization.filter(id=ident).update(quota_remaining_fen=after[bucket])
+            quotas.append(Authorization(id=_uuid(ident), quota_remaining_fen=after[bucket]))
+    if accounts:
+        await Account.bulk_update(accounts, fields=["balance_fen"])
+    if quotas:
+        await Authorization.bulk_update(quotas, fields=["quota_remaining_fen"])
     await LedgerEntry.bulk_create(entries)
     return after
 

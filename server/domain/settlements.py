@@ -232,18 +232,18 @@ class SettleResult:
     body: dict[str, Any]
 
 
-async def resolve_member(req: SettlementRequest, *, redis: Redis, pii: PiiCipher) -> int:
+async def resolve_member(req: SettlementRequest, *, redis: Redis, pii: PiiCipher) -> InsuredPerson:
     """Who pays: the member behind a 医保码 token (consumed), an ID number or a psn_no."""
     if req.qr_token:
         claim = await vouchers.consume(redis, req.qr_token)
-        return claim.member_id
-    if req.certno:
+        person = await InsuredPerson.get_or_none(id=claim.member_id)
+    elif req.certno:
         person = await find_by_id(pii, req.id_type, req.certno)
     else:
         person = await InsuredPerson.get_or_none(psn_no=req.psn_no)
     if person is None:
         raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
-    return person.id
+    return person
 
 
 async def verify_voucher(qr_token: str, *, redis: Redis, pii: PiiCipher) -> dict[str, Any]:
@@ -278,7 +278,7 @@ async def settle(
 ) -> SettleResult:
     """Apply a 2207 settlement once; the same ``setl_id`` again answers the stored split."""
     try:
-        member_id = await resolve_member(req, redis=redis, pii=pii)
+        member = await resolve_member(req, redis=redis, pii=pii)
     except DomainError as err:
         # A retry of a settlement whose token was consumed by its first attempt.
         if err.code != "VOUCHER_INVALID":
@@ -288,7 +288,7 @@ async def settle(
             raise
         return SettleResult(False, _replay(existing, req))
     try:
-        body = await _apply(req, member_id, institution=institution, pii=pii, policy=policy)
+        body = await _apply(req, member, institution=institution, pii=pii, policy=policy)
     except IntegrityError:
         existing = await Settlement.get_or_none(setl_id=req.setl_id)
         if existing is None:
@@ -307,11 +307,9 @@ def _replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
 
 
 async def _apply(
-    req: SettlementRequest, member_id: int, *, institution: InstitutionInfo, pii: PiiCipher, policy: PolicyEngine
+    req: SettlementRequest, member: InsuredPerson, *, institution: InstitutionInfo, pii: PiiCipher, policy: PolicyEngine
 ) -> dict[str, Any]:
-    member = await InsuredPerson.get_or_none(id=member_id)
-    if member is None:
-        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
+    member_id = member.id
     if member.status != "active":
         raise reason_error("MEMBER_NOT_INSURED")
     setl_day = ledger.cn_today(req.setl_time)
