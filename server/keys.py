@@ -30,8 +30,8 @@ metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
 policy_key = web.AppKey("policy", "PolicyEngine")  # config/policy.toml, loaded once
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
-# institution webhook: decrypted secrets by (code, secret_enc), per process
-institution_secrets_key = web.AppKey("institution_secrets", dict)
+# institution webhook: rows (short TTL) and decrypted secrets by (code, secret_enc), per process
+institution_directory_key = web.AppKey("institution_directory", object)
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
@@ -45,7 +45,7 @@ __all__ = [
     "fake_wechat_key",
     "http_key",
     "institution_key",
-    "institution_secrets_key",
+    "institution_directory_key",
     "metrics_key",
     "orm_key",
     "pii_key",

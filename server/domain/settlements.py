@@ -39,12 +39,10 @@ from server.domain.errors import DomainError
 from server.domain.models import (
     Account,
     Authorization,
-    Binding,
     InsuredPerson,
     LedgerEntry,
     Notice,
     Settlement,
-    User,
 )
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import PolicyEngine
@@ -232,11 +230,10 @@ class SettleResult:
     body: dict[str, Any]
 
 
-async def resolve_member(req: SettlementRequest, *, redis: Redis, pii: PiiCipher) -> InsuredPerson:
-    """Who pays: the member behind a 医保码 token (consumed), an ID number or a psn_no."""
-    if req.qr_token:
-        claim = await vouchers.consume(redis, req.qr_token)
-        person = await InsuredPerson.get_or_none(id=claim.member_id)
+async def _find_member(req: SettlementRequest, member_id: int | None, *, pii: PiiCipher) -> InsuredPerson:
+    """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
+    if member_id is not None:
+        person = await InsuredPerson.get_or_none(id=member_id)
     elif req.certno:
         person = await find_by_id(pii, req.id_type, req.certno)
     else:
@@ -277,18 +274,18 @@ async def settle(
     policy: PolicyEngine,
 ) -> SettleResult:
     """Apply a 2207 settlement once; the same ``setl_id`` again answers the stored split."""
+    member_id: int | None = None
+    if req.qr_token:
+        try:
+            member_id = (await vouchers.consume(redis, req.qr_token)).member_id
+        except DomainError:
+            # A retry of a settlement whose token was consumed by its first attempt.
+            existing = await Settlement.get_or_none(setl_id=req.setl_id)
+            if existing is None:
+                raise
+            return SettleResult(False, _replay(existing, req))
     try:
-        member = await resolve_member(req, redis=redis, pii=pii)
-    except DomainError as err:
-        # A retry of a settlement whose token was consumed by its first attempt.
-        if err.code != "VOUCHER_INVALID":
-            raise
-        existing = await Settlement.get_or_none(setl_id=req.setl_id)
-        if existing is None:
-            raise
-        return SettleResult(False, _replay(existing, req))
-    try:
-        body = await _apply(req, member, institution=institution, pii=pii, policy=policy)
+        body = await _apply(req, member_id, institution=institution, pii=pii, policy=policy)
     except IntegrityError:
         existing = await Settlement.get_or_none(setl_id=req.setl_id)
         if existing is None:
@@ -307,14 +304,16 @@ def _replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
 
 
 async def _apply(
-    req: SettlementRequest, member: InsuredPerson, *, institution: InstitutionInfo, pii: PiiCipher, policy: PolicyEngine
+    req: SettlementRequest, member_id: int | None, *, institution: InstitutionInfo, pii: PiiCipher, policy: PolicyEngine
 ) -> dict[str, Any]:
-    member_id = member.id
-    if member.status != "active":
-        raise reason_error("MEMBER_NOT_INSURED")
     setl_day = ledger.cn_today(req.setl_time)
-    member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
-    async with in_transaction():
+    # One connection for the whole request: every query below runs in this transaction.
+    async with in_transaction() as conn:
+        member = await _find_member(req, member_id, pii=pii)
+        member_id = member.id
+        if member.status != "active":
+            raise reason_error("MEMBER_NOT_INSURED")
+        member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
         auths = await (
             Authorization.filter(member_id=member_id, state="active")
             .order_by("created_at", "id")
@@ -413,8 +412,7 @@ async def _apply(
             )
         await ledger.apply_postings(postings, available, settlement_id=settlement.id)
 
-        binder_ids = await Binding.filter(member_id=member_id, state="active").values_list("binder_id", flat=True)
-        member_users = await User.filter(person_id=member_id).values_list("id", flat=True)
+        binder_ids, member_users = await _recipients(conn, member_id)
         authorizer_amounts: dict[int, int] = {}
         for key, amount in split.mulaid:
             uid = int(by_key[key]["authorizer_id"])
@@ -441,6 +439,21 @@ async def _apply(
         if notices:
             await Notice.bulk_create(notices)
     return result_of(settlement)
+
+
+# Binders with an active binding and the member's own users, in one round trip.
+_RECIPIENTS_SQL = (
+    "SELECT 'binder' AS role, binder_id AS uid FROM bindings WHERE member_id = {p} AND state = 'active' "
+    "UNION ALL SELECT 'member' AS role, id AS uid FROM users WHERE person_id = {p}"
+)
+
+
+async def _recipients(conn: Any, member_id: int) -> tuple[list[int], list[int]]:
+    placeholder = "$1" if conn.capabilities.dialect == "postgres" else "?1"
+    rows = await conn.execute_query_dict(_RECIPIENTS_SQL.format(p=placeholder), [member_id])
+    binders = [int(r["uid"]) for r in rows if r["role"] == "binder"]
+    members = [int(r["uid"]) for r in rows if r["role"] == "member"]
+    return binders, members
 
 
 def result_of(s: Settlement) -> dict[str, Any]:

@@ -24,6 +24,12 @@ async def _nothing_recorded(member: Any, balance: int) -> None:
 
 
 @pytest.fixture
+def settings(make_settings: Any) -> Any:
+    """Institution rows are cached 5 s by default; these tests re-key and deactivate at once."""
+    return make_settings(**{"institution_api.cache_seconds": 0})
+
+
+@pytest.fixture
 async def member(app: web.Application) -> Any:
     return await add_person(app, "李秀英", balance_fen=10_000)
 
