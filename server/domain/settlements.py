@@ -19,6 +19,7 @@ SPEC.md "Settlements" / "家庭共济" / "Money":
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -47,7 +48,7 @@ from server.domain.models import (
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import PolicyEngine
 from server.domain.reasons import error as reason_error
-from server.domain.registry import find_by_id
+from server.domain.registry import id_hash
 
 INPATIENT_PREFIX = "2"  # national med_type 21 普通住院, 22…, 2x: hospitalization
 _YUAN_RE = re.compile(r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$")
@@ -135,6 +136,8 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
         raise _field_error("setl_time", "INVALID_FORMAT", "结算时间格式不正确(ISO 8601)") from None
     if setl_time.tzinfo is None:  # the national format is Beijing time without offset
         setl_time = setl_time.replace(tzinfo=ledger.SHANGHAI)
+    # stored as Beijing time, like the ORM's own timestamps (SQLite compares them as text)
+    setl_time = setl_time.astimezone(ledger.SHANGHAI)
     canonical = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return SettlementRequest(
         setl_id=str(data["setl_id"]),
@@ -230,17 +233,60 @@ class SettleResult:
     body: dict[str, Any]
 
 
-async def _find_member(req: SettlementRequest, member_id: int | None, *, pii: PiiCipher) -> InsuredPerson:
+# --- the hot path's statements ---------------------------------------------------------
+# The settlement path runs a fixed handful of statements per request; they are written
+# once as SQL (PostgreSQL syntax: $n placeholders, FOR UPDATE) instead of being rebuilt by
+# the ORM's query builder on every call, which cost more CPU than the database work.
+# On SQLite (tests, demo) placeholders become ?n and FOR UPDATE goes away: SQLite
+# serialises writers, so the lock is implicit there.
+
+_MEMBER_SQL = "SELECT id, psn_no, name_enc, region_code, status FROM insured_persons WHERE {col} = $1"
+_AUTHS_SQL = (
+    "SELECT a.id, a.authorizer_id, a.authorizer_person_id, a.quota_fen, p.region_code, p.status, p.name_enc "
+    "FROM authorizations a JOIN insured_persons p ON p.id = a.authorizer_person_id "
+    "WHERE a.member_id = $1 AND a.state = 'active' ORDER BY a.created_at, a.id"
+)
+_LOCK_SQL = "SELECT id, person_id, balance_fen FROM accounts WHERE person_id IN ({ids}) ORDER BY id FOR UPDATE"
+_INSERT_SQL = (
+    "INSERT INTO settlements (setl_id, institution_id, member_id, mdtrt_id, med_type, setl_time, body_sha256, "
+    "medfee_sumamt_fen, hifp_pay_fen, fund_pay_sumamt_fen, psn_part_amt_fen, acct_pay_fen, acct_mulaid_pay_fen, "
+    "psn_cash_pay_fen, balc_fen, detail, state, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'settled', $17) RETURNING id"
+)
+# Binders with an active binding and the member's own users, in one round trip.
+_RECIPIENTS_SQL = (
+    "SELECT 'binder' AS role, binder_id AS uid FROM bindings WHERE member_id = $1 AND state = 'active' "
+    "UNION ALL SELECT 'member' AS role, id AS uid FROM users WHERE person_id = $1"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _dialect_sql(dialect: str, sql: str) -> str:
+    if dialect == "postgres":
+        return sql
+    return re.sub(r"\$(\d+)", r"?\1", sql).replace(" FOR UPDATE", "")
+
+
+async def _rows(conn: Any, sql: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.execute_query_dict(_dialect_sql(conn.capabilities.dialect, sql), list(values))]
+
+
+def _params(start: int, n: int) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + n))
+
+
+async def _find_member(conn: Any, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher) -> dict[str, Any]:
     """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
     if member_id is not None:
-        person = await InsuredPerson.get_or_none(id=member_id)
+        col, value = "id", member_id
     elif req.certno:
-        person = await find_by_id(pii, req.id_type, req.certno)
+        col, value = "id_hash", id_hash(pii, req.id_type, req.certno.upper())
     else:
-        person = await InsuredPerson.get_or_none(psn_no=req.psn_no)
-    if person is None:
+        col, value = "psn_no", req.psn_no
+    rows = await _rows(conn, _MEMBER_SQL.format(col=col), [value])
+    if not rows:
         raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
-    return person
+    return rows[0]
 
 
 async def verify_voucher(qr_token: str, *, redis: Redis, pii: PiiCipher) -> dict[str, Any]:
@@ -307,81 +353,75 @@ async def _apply(
     req: SettlementRequest, member_id: int | None, *, institution: InstitutionInfo, pii: PiiCipher, policy: PolicyEngine
 ) -> dict[str, Any]:
     setl_day = ledger.cn_today(req.setl_time)
-    # One connection for the whole request: every query below runs in this transaction.
+    # One connection for the whole request: every statement below runs in this transaction.
     async with in_transaction() as conn:
-        member = await _find_member(req, member_id, pii=pii)
-        member_id = member.id
-        if member.status != "active":
+        member = await _find_member(conn, req, member_id, pii=pii)
+        member_id = int(member["id"])
+        if member["status"] != "active":
             raise reason_error("MEMBER_NOT_INSURED")
-        member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
-        auths = await (
-            Authorization.filter(member_id=member_id, state="active")
-            .order_by("created_at", "id")
-            .values(
-                "id",
-                "authorizer_id",
-                "authorizer_person_id",
-                "quota_fen",
-                "authorizer_person__region_code",
-                "authorizer_person__status",
-                "authorizer_person__name_enc",
-            )
-        )
-        person_ids = [member_id, *(a["authorizer_person_id"] for a in auths)]
+        member_rules = policy.mutual_aid_rules(member["region_code"], setl_day)
+        auths = await _rows(conn, _AUTHS_SQL, [member_id])
+        person_ids = [member_id, *(int(a["authorizer_person_id"]) for a in auths)]
         # Lock every account this settlement may touch, in id order (no deadlock cycles).
-        # (.only(), not .values_list(): Tortoise drops FOR UPDATE from values queries)
-        rows = await (
-            Account.filter(person_id__in=person_ids)
-            .select_for_update()
-            .order_by("id")
-            .only("id", "person_id", "balance_fen")
-        )
-        account_of = {a.person_id: a.id for a in rows}  # type: ignore[attr-defined]
-        available = {ledger.bucket_key(a.id, None): a.balance_fen for a in rows}
-        quota_ids = [a["id"] for a in auths if a["quota_fen"] is not None]
-        quotas = await ledger.lock_quotas(quota_ids)
-        for qid, (state, remaining) in quotas.items():
-            available[ledger.bucket_key(0, qid)] = remaining if state == "active" else 0
+        rows = await _rows(conn, _LOCK_SQL.format(ids=_params(1, len(person_ids))), person_ids)
+        account_of = {int(r["person_id"]): int(r["id"]) for r in rows}
+        available = {ledger.bucket_key(int(r["id"]), None): int(r["balance_fen"]) for r in rows}
+        quota_ids = [_uuid(a["id"]) for a in auths if a["quota_fen"] is not None]
+        if quota_ids:
+            quotas = await ledger.lock_quotas(quota_ids)
+            for qid, (state, remaining) in quotas.items():
+                available[ledger.bucket_key(0, qid)] = remaining if state == "active" else 0
 
         own_account = account_of.get(member_id)
         own = Payer("own", ledger.bucket_key(own_account, None)) if own_account is not None else None
         payers: list[Payer] = []
         by_key: dict[str, dict[str, Any]] = {}
         for a in auths:
-            account_id = account_of.get(a["authorizer_person_id"])
+            account_id = account_of.get(int(a["authorizer_person_id"]))
             if account_id is None:
                 continue
-            allowed = a["authorizer_person__status"] == "active"
+            allowed = a["status"] == "active"
             if req.inpatient:
-                region_rules = policy.mutual_aid_rules(a["authorizer_person__region_code"], setl_day)
+                region_rules = policy.mutual_aid_rules(a["region_code"], setl_day)
                 allowed = allowed and member_rules.inpatient_allowed and region_rules.inpatient_allowed
             key = str(a["id"])
             quota = a["quota_fen"] is not None
-            bucket = ledger.bucket_key(account_id, a["id"] if quota else None)
-            payers.append(Payer(key, bucket, allowed))
+            payers.append(Payer(key, ledger.bucket_key(account_id, key if quota else None), allowed))
             by_key[key] = {**a, "account_id": account_id, "quota": quota}
         split = compute_split(req.psn_part_fen, own, payers, available)
 
-        own_bucket = own.bucket if own is not None else None
-        balc = available[own_bucket] - split.acct_pay_fen if own_bucket else 0
+        balc = available[own.bucket] - split.acct_pay_fen if own is not None else 0
         mulaid_detail = []
-        parts = []
-        if split.acct_pay_fen:
+        parts: list[dict[str, Any]] = []
+        postings: list[ledger.Posting] = []
+        if split.acct_pay_fen and own_account is not None:
             parts.append({"source": "own", "account_id": own_account, "amount_fen": split.acct_pay_fen})
+            postings.append(ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id))
+        authorizer_amounts: dict[int, int] = {}
         for key, amount in split.mulaid:
             a = by_key[key]
-            name = mask_name(pii.decrypt(a["authorizer_person__name_enc"], purpose="name"))
+            name = mask_name(pii.decrypt(a["name_enc"], purpose="name"))
             mulaid_detail.append({"authorizer": name, "amount_fen": amount})
             parts.append(
                 {
                     "source": "quota" if a["quota"] else "mulaid",
                     "account_id": a["account_id"],
                     "authorization_id": key,
-                    "authorizer_user_id": a["authorizer_id"],
+                    "authorizer_user_id": int(a["authorizer_id"]),
                     "amount_fen": amount,
                 }
             )
-        settlement = await Settlement.create(
+            postings.append(
+                ledger.Posting(
+                    a["account_id"], -amount, "mutual_aid",
+                    authorization_id=_uuid(key) if a["quota"] else None, note=req.setl_id,
+                )
+            )
+            uid = int(a["authorizer_id"])
+            authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
+
+        now = datetime.now(ledger.SHANGHAI)
+        settlement = Settlement(
             setl_id=req.setl_id,
             institution_id=institution.code,
             member_id=member_id,
@@ -397,29 +437,27 @@ async def _apply(
             acct_mulaid_pay_fen=split.mulaid_fen,
             psn_cash_pay_fen=split.psn_cash_pay_fen,
             balc_fen=balc,
-            detail={"psn_no": member.psn_no, "parts": parts, "mulaid_detail": mulaid_detail},
+            detail={"psn_no": member["psn_no"], "parts": parts, "mulaid_detail": mulaid_detail},
+            state="settled",
+            created_at=now,
         )
-        postings = []
-        if split.acct_pay_fen and own_account is not None:
-            postings.append(ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id))
-        for key, amount in split.mulaid:
-            a = by_key[key]
-            postings.append(
-                ledger.Posting(
-                    a["account_id"], -amount, "mutual_aid",
-                    authorization_id=a["id"] if a["quota"] else None, note=req.setl_id,
-                )
-            )
+        inserted = await _rows(
+            conn,
+            _INSERT_SQL,
+            [
+                req.setl_id, institution.code, member_id, req.mdtrt_id, req.med_type, req.setl_time,
+                req.body_sha256, req.medfee_fen, req.hifp_fen, req.fund_pay_fen, req.psn_part_fen,
+                split.acct_pay_fen, split.mulaid_fen, split.psn_cash_pay_fen, balc,
+                json.dumps(settlement.detail, ensure_ascii=False), now,
+            ],
+        )
+        settlement.id = int(inserted[0]["id"])
         await ledger.apply_postings(postings, available, settlement_id=settlement.id)
 
         binder_ids, member_users = await _recipients(conn, member_id)
-        authorizer_amounts: dict[int, int] = {}
-        for key, amount in split.mulaid:
-            uid = int(by_key[key]["authorizer_id"])
-            authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
         facts = notices_outbox.SettlementFacts(
             setl_id=req.setl_id,
-            member_name=mask_name(pii.decrypt(member.name_enc, purpose="name")),
+            member_name=mask_name(pii.decrypt(member["name_enc"], purpose="name")),
             institution=institution.name,
             setl_time=ledger.cn_iso(req.setl_time),
             med_type=req.med_type,
@@ -432,25 +470,17 @@ async def _apply(
         notices = notices_outbox.settlement_notices(
             facts,
             settlement_id=settlement.id,
-            binder_ids=[int(b) for b in binder_ids],
+            binder_ids=binder_ids,
             authorizer_amounts=authorizer_amounts,
-            member_user_ids=[int(u) for u in member_users],
+            member_user_ids=member_users,
         )
         if notices:
             await Notice.bulk_create(notices)
     return result_of(settlement)
 
 
-# Binders with an active binding and the member's own users, in one round trip.
-_RECIPIENTS_SQL = (
-    "SELECT 'binder' AS role, binder_id AS uid FROM bindings WHERE member_id = {p} AND state = 'active' "
-    "UNION ALL SELECT 'member' AS role, id AS uid FROM users WHERE person_id = {p}"
-)
-
-
 async def _recipients(conn: Any, member_id: int) -> tuple[list[int], list[int]]:
-    placeholder = "$1" if conn.capabilities.dialect == "postgres" else "?1"
-    rows = await conn.execute_query_dict(_RECIPIENTS_SQL.format(p=placeholder), [member_id])
+    rows = await _rows(conn, _RECIPIENTS_SQL, [member_id])
     binders = [int(r["uid"]) for r in rows if r["role"] == "binder"]
     members = [int(r["uid"]) for r in rows if r["role"] == "member"]
     return binders, members
