@@ -14,6 +14,8 @@ Two kinds of bucket hold money:
 
 from __future__ import annotations
 
+import functools
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -122,21 +124,46 @@ async def apply_postings(
         )
     if not entries:
         return after
-    # One UPDATE … CASE per table (bulk_update), one INSERT for all entries.
-    accounts: list[Account] = []
-    quotas: list[Authorization] = []
-    for bucket in dict.fromkeys(p.bucket for p in postings if p.amount_fen):
-        kind, _, ident = bucket.partition(":")
-        if kind == "acct":
-            accounts.append(Account(id=int(ident), balance_fen=after[bucket]))
-        else:
-            quotas.append(Authorization(id=_uuid(ident), quota_remaining_fen=after[bucket]))
-    if accounts:
-        await Account.bulk_update(accounts, fields=["balance_fen"])
-    if quotas:
-        await Authorization.bulk_update(quotas, fields=["quota_remaining_fen"])
-    await LedgerEntry.bulk_create(entries)
+    conn = Account._meta.db  # the caller's transaction (contextvar), as the ORM would use
+    now = datetime.now(SHANGHAI)
+    touched = list(dict.fromkeys(p.bucket for p in postings if p.amount_fen))
+    for table, column, prefix in (("accounts", "balance_fen", "acct"), ("authorizations", "quota_remaining_fen", "quota")):
+        ids = [b.partition(":")[2] for b in touched if b.startswith(prefix + ":")]
+        if not ids:
+            continue
+        keys: list[Any] = [int(i) for i in ids] if prefix == "acct" else ids
+        values: list[Any] = []
+        cases = []
+        for n, (key, bucket) in enumerate(zip(keys, (f"{prefix}:{i}" for i in ids))):
+            cases.append(f"WHEN ${2 * n + 1} THEN CAST(${2 * n + 2} AS BIGINT)")
+            values += [key, after[bucket]]
+        sql = f"UPDATE {table} SET {column} = CASE id {' '.join(cases)} END"
+        if prefix == "acct":
+            sql += f", updated_at = ${len(values) + 1}"
+            values.append(now)
+        sql += f" WHERE id IN ({', '.join(f'${len(values) + 1 + i}' for i in range(len(keys)))})"
+        values += keys
+        await conn.execute_query(dialect_sql(conn.capabilities.dialect, sql), values)
+    columns = "account_id, authorization_id, amount_fen, balance_after_fen, kind, settlement_id, note, created_at"
+    rows, values = [], []
+    for e in entries:
+        base = len(values)
+        rows.append("(" + ", ".join(f"${base + i}" for i in range(1, 9)) + ")")
+        auth = str(e.authorization_id) if e.authorization_id else None  # type: ignore[attr-defined]
+        values += [e.account_id, auth, e.amount_fen, e.balance_after_fen, e.kind,  # type: ignore[attr-defined]
+                   e.settlement_id, e.note, now]  # type: ignore[attr-defined]
+    sql = f"INSERT INTO ledger_entries ({columns}) VALUES {', '.join(rows)}"
+    await conn.execute_query(dialect_sql(conn.capabilities.dialect, sql), values)
     return after
+
+
+@functools.lru_cache(maxsize=512)
+def dialect_sql(dialect: str, sql: str) -> str:
+    """Statements are written for PostgreSQL ($n, FOR UPDATE); SQLite takes ?n and has no row locks
+    (it serialises writers, so the lock is implicit there)."""
+    if dialect == "postgres":
+        return sql
+    return re.sub(r"\$(\d+)", r"?\1", sql).replace(" FOR UPDATE", "")
 
 
 async def credit(person_id: int, amount_fen: int, *, kind: str = "import", note: str | None = None) -> int:

@@ -19,7 +19,6 @@ SPEC.md "Settlements" / "家庭共济" / "Money":
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -237,8 +236,7 @@ class SettleResult:
 # The settlement path runs a fixed handful of statements per request; they are written
 # once as SQL (PostgreSQL syntax: $n placeholders, FOR UPDATE) instead of being rebuilt by
 # the ORM's query builder on every call, which cost more CPU than the database work.
-# On SQLite (tests, demo) placeholders become ?n and FOR UPDATE goes away: SQLite
-# serialises writers, so the lock is implicit there.
+# On SQLite (tests, demo) ``ledger.dialect_sql`` adapts them.
 
 _MEMBER_SQL = "SELECT id, psn_no, name_enc, region_code, status FROM insured_persons WHERE {col} = $1"
 _AUTHS_SQL = (
@@ -260,15 +258,8 @@ _RECIPIENTS_SQL = (
 )
 
 
-@functools.lru_cache(maxsize=256)
-def _dialect_sql(dialect: str, sql: str) -> str:
-    if dialect == "postgres":
-        return sql
-    return re.sub(r"\$(\d+)", r"?\1", sql).replace(" FOR UPDATE", "")
-
-
 async def _rows(conn: Any, sql: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.execute_query_dict(_dialect_sql(conn.capabilities.dialect, sql), list(values))]
+    return [dict(r) for r in await conn.execute_query_dict(ledger.dialect_sql(conn.capabilities.dialect, sql), list(values))]
 
 
 def _params(start: int, n: int) -> str:
