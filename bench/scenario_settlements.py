@@ -192,7 +192,9 @@ async def fire(
         }
         return raw, headers
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    urls = url.split(",")
+
+    async def worker(session: aiohttp.ClientSession, url: str) -> None:
         while time.perf_counter() < deadline and (max_requests is None or counter < max_requests):
             raw, headers = next_request()
             started = time.perf_counter()
@@ -216,7 +218,7 @@ async def fire(
     connector = aiohttp.TCPConnector(limit=connections)
     started = time.perf_counter()
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        await asyncio.gather(*(worker(session, urls[i % len(urls)]) for i in range(connections)))
     elapsed = time.perf_counter() - started
     latencies.sort()
 
@@ -255,6 +257,20 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def pg_backend_pids(database_url: str) -> list[int]:
+    """The server's PostgreSQL backends (pooled, so they live through the run), when local."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1).split("?")[0])
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [int(r["pid"]) for r in rows if Path(f"/proc/{r['pid']}").exists()]
 
 
 def free_port() -> int:
@@ -326,38 +342,51 @@ def measure_settlements(args: argparse.Namespace) -> dict[str, Any]:
 
     tag = secrets.token_hex(3)
     seed_data = _asyncio.run(seed(args.database_url, args.members, args.authorizers, tag))
-    port = free_port()
     server_db = args.database_url
     if "maxsize=" not in server_db and args.pool:  # Tortoise's asyncpg pool holds 5 by default
         server_db += ("&" if "?" in server_db else "?") + f"maxsize={args.pool}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": server_db,
-        "REDIS_URL": args.redis_url,
-        "DEMO_DATA": "false",
-        "RUN_WORKER": "false",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "DATA_DIR": tempfile.mkdtemp(prefix="bench-settle-"),
-    }
-    log = open(Path(env["DATA_DIR"]) / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    data_dir = tempfile.mkdtemp(prefix="bench-settle-")
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    log = open(Path(data_dir) / "server.log", "wb")
     try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        # N server processes behind the client's round robin (a load balancer's job in
+        # production); the first one applies the migrations before the others start.
+        for _ in range(args.processes):
+            port = free_port()
+            env = {
+                **os.environ,
+                "DATABASE_URL": server_db,
+                "REDIS_URL": args.redis_url,
+                "DEMO_DATA": "false",
+                "RUN_WORKER": "false",
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "DATA_DIR": data_dir,
+            }
+            proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log)
+            procs.append(proc)
+            ports.append(port)
+            wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(seed_data, f)
-        url = f"http://127.0.0.1:{port}/api/v1/institution/settlements"
+        url = ",".join(f"http://127.0.0.1:{port}/api/v1/institution/settlements" for port in ports)
         _client_process(url, f.name, min(2.0, args.duration), args.connections, None)  # warm-up
-        cpu_before = cpu_seconds(proc.pid)
+        backends = _asyncio.run(pg_backend_pids(args.database_url))
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+        pg_before = sum(cpu_seconds(pid) for pid in backends)
         result = _client_process(url, f.name, args.duration, args.connections, args.requests)
-        cpu = cpu_seconds(proc.pid) - cpu_before
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+        pg_cpu = sum(cpu_seconds(pid) for pid in backends) - pg_before
+        result["db_cpu_ms_per_request"] = round(pg_cpu * 1000 / result["ok"], 3) if result["ok"] and backends else None
         os.unlink(f.name)
         # On a shared machine the rate depends on what else runs; the server's own CPU
         # time per settlement does not (much): report both.
         result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["ok"], 3) if result["ok"] else None
         return result
     finally:
-        stop(proc)
+        for proc in procs:
+            stop(proc)
         log.close()
 
 
@@ -378,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=None, help="stop after this many (default: by time)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--pool", type=int, default=20, help="server's PostgreSQL pool size (maxsize=)")
+    p.add_argument("--processes", type=int, default=2, help="server processes (one per core)")
     args = p.parse_args(argv)
 
     if args.mode == "load":
@@ -407,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_rps": baseline["rps"],
         "ratio": round(settlements["rps"] / baseline["rps"], 4) if baseline["rps"] else None,
         "server_cpu_ms_per_settlement": settlements["server_cpu_ms_per_request"],
+        "db_cpu_ms_per_settlement": settlements["db_cpu_ms_per_request"],
         "baseline_server_cpu_ms_per_request": baseline["server_cpu_ms_per_request"],
         # settlements per second of one fully used core (what a free core would give)
         "settlements_per_cpu_s": round(1000 / settlements["server_cpu_ms_per_request"], 1)
@@ -416,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": settlements["errors"],
         "connections": args.connections,
         "pool": args.pool,
+        "processes": args.processes,
         "members": args.members,
         "authorizers": args.authorizers,
         "cpus": os.cpu_count(),

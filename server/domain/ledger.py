@@ -159,11 +159,12 @@ async def apply_postings(
 
 @functools.lru_cache(maxsize=512)
 def dialect_sql(dialect: str, sql: str) -> str:
-    """Statements are written for PostgreSQL ($n, FOR UPDATE); SQLite takes ?n and has no row locks
-    (it serialises writers, so the lock is implicit there)."""
+    """Statements are written for PostgreSQL ($n, FOR UPDATE, string_agg); SQLite takes ?n,
+    group_concat and has no row locks (it serialises writers, so the lock is implicit there)."""
     if dialect == "postgres":
         return sql
-    return re.sub(r"\$(\d+)", r"?\1", sql).replace(" FOR UPDATE", "")
+    sql = re.sub(r"\$(\d+)", r"?\1", sql).replace(" FOR UPDATE", "")
+    return sql.replace("string_agg(", "group_concat(")
 
 
 async def credit(person_id: int, amount_fen: int, *, kind: str = "import", note: str | None = None) -> int:

@@ -238,11 +238,19 @@ class SettleResult:
 # the ORM's query builder on every call, which cost more CPU than the database work.
 # On SQLite (tests, demo) ``ledger.dialect_sql`` adapts them.
 
-_MEMBER_SQL = "SELECT id, psn_no, name_enc, region_code, status FROM insured_persons WHERE {col} = $1"
-_AUTHS_SQL = (
-    "SELECT a.id, a.authorizer_id, a.authorizer_person_id, a.quota_fen, p.region_code, p.status, p.name_enc "
-    "FROM authorizations a JOIN insured_persons p ON p.id = a.authorizer_person_id "
-    "WHERE a.member_id = $1 AND a.state = 'active' ORDER BY a.created_at, a.id"
+# The member, their active authorizations (in authorization order, with each authorizer's
+# region, status and name) and who to notify (binders, the member's own users): one trip.
+_MEMBER_SQL = (
+    "SELECT m.id, m.psn_no, m.name_enc, m.region_code, m.status, "
+    "(SELECT string_agg(CAST(b.binder_id AS TEXT), ',') FROM bindings b "
+    " WHERE b.member_id = m.id AND b.state = 'active') AS binders, "
+    "(SELECT string_agg(CAST(u.id AS TEXT), ',') FROM users u WHERE u.person_id = m.id) AS member_users, "
+    "a.id AS auth_id, a.authorizer_id, a.authorizer_person_id, a.quota_fen, "
+    "p.region_code AS auth_region, p.status AS auth_status, p.name_enc AS auth_name_enc "
+    "FROM insured_persons m "
+    "LEFT JOIN authorizations a ON a.member_id = m.id AND a.state = 'active' "
+    "LEFT JOIN insured_persons p ON p.id = a.authorizer_person_id "
+    "WHERE m.{col} = $1 ORDER BY a.created_at, a.id"
 )
 _LOCK_SQL = "SELECT id, person_id, balance_fen FROM accounts WHERE person_id IN ({ids}) ORDER BY id FOR UPDATE"
 _INSERT_SQL = (
@@ -250,11 +258,6 @@ _INSERT_SQL = (
     "medfee_sumamt_fen, hifp_pay_fen, fund_pay_sumamt_fen, psn_part_amt_fen, acct_pay_fen, acct_mulaid_pay_fen, "
     "psn_cash_pay_fen, balc_fen, detail, state, created_at) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'settled', $17) RETURNING id"
-)
-# Binders with an active binding and the member's own users, in one round trip.
-_RECIPIENTS_SQL = (
-    "SELECT 'binder' AS role, binder_id AS uid FROM bindings WHERE member_id = $1 AND state = 'active' "
-    "UNION ALL SELECT 'member' AS role, id AS uid FROM users WHERE person_id = $1"
 )
 
 
@@ -266,7 +269,23 @@ def _params(start: int, n: int) -> str:
     return ", ".join(f"${i}" for i in range(start, start + n))
 
 
-async def _find_member(conn: Any, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Member:
+    id: int
+    psn_no: str
+    name_enc: str
+    region_code: str
+    status: str
+    binder_ids: list[int]
+    user_ids: list[int]
+    auths: list[dict[str, Any]]  # id, authorizer_id, authorizer_person_id, quota_fen, region_code, status, name_enc
+
+
+def _ids(csv: str | None) -> list[int]:
+    return [int(x) for x in dict.fromkeys(csv.split(","))] if csv else []
+
+
+async def _find_member(conn: Any, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher) -> _Member:
     """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
     if member_id is not None:
         col, value = "id", member_id
@@ -277,7 +296,24 @@ async def _find_member(conn: Any, req: SettlementRequest, member_id: int | None,
     rows = await _rows(conn, _MEMBER_SQL.format(col=col), [value])
     if not rows:
         raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
-    return rows[0]
+    m = rows[0]
+    auths = [
+        {
+            "id": r["auth_id"],
+            "authorizer_id": r["authorizer_id"],
+            "authorizer_person_id": r["authorizer_person_id"],
+            "quota_fen": r["quota_fen"],
+            "region_code": r["auth_region"],
+            "status": r["auth_status"],
+            "name_enc": r["auth_name_enc"],
+        }
+        for r in rows
+        if r["auth_id"] is not None
+    ]
+    return _Member(
+        int(m["id"]), m["psn_no"], m["name_enc"], m["region_code"], m["status"],
+        _ids(m["binders"]), _ids(m["member_users"]), auths,
+    )
 
 
 async def verify_voucher(qr_token: str, *, redis: Redis, pii: PiiCipher) -> dict[str, Any]:
@@ -347,11 +383,11 @@ async def _apply(
     # One connection for the whole request: every statement below runs in this transaction.
     async with in_transaction() as conn:
         member = await _find_member(conn, req, member_id, pii=pii)
-        member_id = int(member["id"])
-        if member["status"] != "active":
+        member_id = member.id
+        if member.status != "active":
             raise reason_error("MEMBER_NOT_INSURED")
-        member_rules = policy.mutual_aid_rules(member["region_code"], setl_day)
-        auths = await _rows(conn, _AUTHS_SQL, [member_id])
+        member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
+        auths = member.auths
         person_ids = [member_id, *(int(a["authorizer_person_id"]) for a in auths)]
         # Lock every account this settlement may touch, in id order (no deadlock cycles).
         rows = await _rows(conn, _LOCK_SQL.format(ids=_params(1, len(person_ids))), person_ids)
@@ -428,7 +464,7 @@ async def _apply(
             acct_mulaid_pay_fen=split.mulaid_fen,
             psn_cash_pay_fen=split.psn_cash_pay_fen,
             balc_fen=balc,
-            detail={"psn_no": member["psn_no"], "parts": parts, "mulaid_detail": mulaid_detail},
+            detail={"psn_no": member.psn_no, "parts": parts, "mulaid_detail": mulaid_detail},
             state="settled",
             created_at=now,
         )
@@ -445,10 +481,9 @@ async def _apply(
         settlement.id = int(inserted[0]["id"])
         await ledger.apply_postings(postings, available, settlement_id=settlement.id)
 
-        binder_ids, member_users = await _recipients(conn, member_id)
         facts = notices_outbox.SettlementFacts(
             setl_id=req.setl_id,
-            member_name=mask_name(pii.decrypt(member["name_enc"], purpose="name")),
+            member_name=mask_name(pii.decrypt(member.name_enc, purpose="name")),
             institution=institution.name,
             setl_time=ledger.cn_iso(req.setl_time),
             med_type=req.med_type,
@@ -461,20 +496,13 @@ async def _apply(
         notices = notices_outbox.settlement_notices(
             facts,
             settlement_id=settlement.id,
-            binder_ids=binder_ids,
+            binder_ids=member.binder_ids,
             authorizer_amounts=authorizer_amounts,
-            member_user_ids=member_users,
+            member_user_ids=member.user_ids,
         )
         if notices:
             await Notice.bulk_create(notices)
     return result_of(settlement)
-
-
-async def _recipients(conn: Any, member_id: int) -> tuple[list[int], list[int]]:
-    rows = await _rows(conn, _RECIPIENTS_SQL, [member_id])
-    binders = [int(r["uid"]) for r in rows if r["role"] == "binder"]
-    members = [int(r["uid"]) for r in rows if r["role"] == "member"]
-    return binders, members
 
 
 def result_of(s: Settlement) -> dict[str, Any]:

@@ -20,10 +20,38 @@ class Migration(migrations.Migration):
             name='quota_remaining_fen',
             field=fields.BigIntField(null=True),
         ),
+        ops.AddIndex(
+            model_name='Authorization',
+            index=Index(fields=['member_id', 'state']),
+        ),
+        ops.AddIndex(
+            model_name='Authorization',
+            index=Index(fields=['authorizer_id', 'state']),
+        ),
+        ops.AddIndex(
+            model_name='Binding',
+            index=Index(fields=['member_id', 'state']),
+        ),
         ops.AddField(
             model_name='LedgerEntry',
             name='authorization',
             field=fields.ForeignKeyField('models.Authorization', source_field='authorization_id', null=True, db_constraint=True, to_field='id', related_name='quota_entries', on_delete=OnDelete.RESTRICT),
+        ),
+        ops.AddIndex(
+            model_name='LedgerEntry',
+            index=Index(fields=['settlement_id']),
+        ),
+        ops.AddIndex(
+            model_name='LedgerEntry',
+            index=Index(fields=['account_id', 'created_at']),
+        ),
+        ops.AddIndex(
+            model_name='Notice',
+            index=Index(fields=['recipient_id', 'created_at']),
+        ),
+        ops.AddIndex(
+            model_name='Notice',
+            index=Index(fields=['settlement_id']),
         ),
         ops.AddField(
             model_name='Settlement',
@@ -33,5 +61,9 @@ class Migration(migrations.Migration):
         ops.AddIndex(
             model_name='Settlement',
             index=Index(fields=['member_id', 'setl_time']),
+        ),
+        ops.AddIndex(
+            model_name='User',
+            index=Index(fields=['person_id']),
         ),
     ]

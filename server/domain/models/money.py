@@ -39,6 +39,7 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "ledger_entries"
+        indexes = (("settlement_id",), ("account_id", "created_at"))
 
 
 class Authorization(Model):
@@ -60,6 +61,7 @@ class Authorization(Model):
 
     class Meta:
         table = "authorizations"
+        indexes = (("member_id", "state"), ("authorizer_id", "state"))
 
 
 class Institution(Model):
