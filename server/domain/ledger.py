@@ -99,11 +99,11 @@ async def apply_postings(
     """Apply ``postings`` to locked buckets whose current values are ``balances``.
 
     Raises INSUFFICIENT_BALANCE (nothing written) if any bucket would go below zero.
-    Writes one UPDATE per changed bucket and one bulk INSERT of ledger entries; returns
-    the new values by bucket.
+    Writes one UPDATE per table (accounts, quotas) and one INSERT of all ledger entries;
+    returns the new values by bucket.
     """
     after = dict(balances)
-    entries: list[LedgerEntry] = []
+    entries: list[tuple[Posting, int]] = []  # (posting, balance after it)
     for p in postings:
         if p.amount_fen == 0:
             continue
@@ -111,17 +111,7 @@ async def apply_postings(
         if value < 0:
             raise insufficient()
         after[p.bucket] = value
-        entries.append(
-            LedgerEntry(
-                account_id=p.account_id,
-                authorization_id=p.authorization_id,
-                amount_fen=p.amount_fen,
-                balance_after_fen=value,
-                kind=p.kind,
-                settlement_id=settlement_id,
-                note=p.note,
-            )
-        )
+        entries.append((p, value))
     if not entries:
         return after
     conn = Account._meta.db  # the caller's transaction (contextvar), as the ORM would use
@@ -146,12 +136,11 @@ async def apply_postings(
         await conn.execute_query(dialect_sql(conn.capabilities.dialect, sql), values)
     columns = "account_id, authorization_id, amount_fen, balance_after_fen, kind, settlement_id, note, created_at"
     rows, values = [], []
-    for e in entries:
+    for p, value in entries:
         base = len(values)
         rows.append("(" + ", ".join(f"${base + i}" for i in range(1, 9)) + ")")
-        auth = str(e.authorization_id) if e.authorization_id else None  # type: ignore[attr-defined]
-        values += [e.account_id, auth, e.amount_fen, e.balance_after_fen, e.kind,  # type: ignore[attr-defined]
-                   e.settlement_id, e.note, now]  # type: ignore[attr-defined]
+        auth = str(p.authorization_id) if p.authorization_id else None
+        values += [p.account_id, auth, p.amount_fen, value, p.kind, settlement_id, p.note, now]
     sql = f"INSERT INTO ledger_entries ({columns}) VALUES {', '.join(rows)}"
     await conn.execute_query(dialect_sql(conn.capabilities.dialect, sql), values)
     return after

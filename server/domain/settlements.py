@@ -448,7 +448,7 @@ async def _apply(
             authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
 
         now = datetime.now(ledger.SHANGHAI)
-        settlement = Settlement(
+        settlement = AppliedSettlement(
             setl_id=req.setl_id,
             institution_id=institution.code,
             member_id=member_id,
@@ -465,8 +465,6 @@ async def _apply(
             psn_cash_pay_fen=split.psn_cash_pay_fen,
             balc_fen=balc,
             detail={"psn_no": member.psn_no, "parts": parts, "mulaid_detail": mulaid_detail},
-            state="settled",
-            created_at=now,
         )
         inserted = await _rows(
             conn,
@@ -478,8 +476,8 @@ async def _apply(
                 json.dumps(settlement.detail, ensure_ascii=False), now,
             ],
         )
-        settlement.id = int(inserted[0]["id"])
-        await ledger.apply_postings(postings, available, settlement_id=settlement.id)
+        settlement_id = int(inserted[0]["id"])
+        await ledger.apply_postings(postings, available, settlement_id=settlement_id)
 
         facts = notices_outbox.SettlementFacts(
             setl_id=req.setl_id,
@@ -495,7 +493,7 @@ async def _apply(
         )
         notices = notices_outbox.settlement_notices(
             facts,
-            settlement_id=settlement.id,
+            settlement_id=settlement_id,
             binder_ids=member.binder_ids,
             authorizer_amounts=authorizer_amounts,
             member_user_ids=member.user_ids,
@@ -505,7 +503,31 @@ async def _apply(
     return result_of(settlement)
 
 
-def result_of(s: Settlement) -> dict[str, Any]:
+@dataclass
+class AppliedSettlement:
+    """A settlement as just written (the hot path answers from it, not from a model row)."""
+
+    setl_id: str
+    institution_id: str
+    member_id: int
+    mdtrt_id: str | None
+    med_type: str
+    setl_time: datetime
+    body_sha256: str
+    medfee_sumamt_fen: int
+    hifp_pay_fen: int
+    fund_pay_sumamt_fen: int
+    psn_part_amt_fen: int
+    acct_pay_fen: int
+    acct_mulaid_pay_fen: int
+    psn_cash_pay_fen: int
+    balc_fen: int
+    detail: dict[str, Any]
+    state: str = "settled"
+    reversed_at: datetime | None = None
+
+
+def result_of(s: Settlement | AppliedSettlement) -> dict[str, Any]:
     """The 2207 answer in the national names (amounts in yuan strings)."""
     detail = s.detail or {}
     out: dict[str, Any] = {
