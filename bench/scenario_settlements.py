@@ -56,7 +56,14 @@ async def seed(database_url: str, members: int, authorizers: int, tag: str) -> d
     from server.db import open_orm
     from server.domain.identity import make_resident_id
     from server.domain.institutions import add_institution
-    from server.domain.models import Account, Authorization, Binding, InsuredPerson, LedgerEntry, User
+    from server.domain.models import (
+        Account,
+        Authorization,
+        Binding,
+        InsuredPerson,
+        LedgerEntry,
+        User,
+    )
     from server.domain.pii import PiiCipher
     from server.domain.registry import id_hash, name_hash, psn_no_for
     from server.settings import Settings
@@ -65,7 +72,9 @@ async def seed(database_url: str, members: int, authorizers: int, tag: str) -> d
     ctx = await open_orm(settings)
     pii = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
     code = f"B{tag}"[:32]
-    await add_institution(code=code, name="压测人民医院", region_code="420100", pii=pii, secret=SECRET)
+    await add_institution(
+        code=code, name="压测人民医院", region_code="420100", pii=pii, secret=SECRET
+    )
     now = datetime.now(timezone.utc)
     persons: list[InsuredPerson] = []
     rnd = random.Random(tag)
@@ -96,19 +105,26 @@ async def seed(database_url: str, members: int, authorizers: int, tag: str) -> d
                 )
             )
     await InsuredPerson.bulk_create(persons, batch_size=1000)
-    saved = {p.psn_no: p.id for p in await InsuredPerson.filter(psn_no__in=[p.psn_no for p in persons])}
+    saved = {
+        p.psn_no: p.id for p in await InsuredPerson.filter(psn_no__in=[p.psn_no for p in persons])
+    }
     ids = [saved[p.psn_no] for p in persons]
-    balances = []
-    for i, pid in enumerate(ids):
-        role = i % per_family
-        balances.append(2_000 if role == 0 else (10**12 if role <= authorizers else 0))
+    # member: a little own money (acct_pay), authorizers: plenty (共济), binder: none
+    roles = [i % per_family for i in range(len(ids))]
+    balances = [2_000 if r == 0 else (10**12 if r <= authorizers else 0) for r in roles]
     await Account.bulk_create(
         [Account(person_id=pid, balance_fen=b) for pid, b in zip(ids, balances)], batch_size=1000
     )
     accounts = dict(await Account.filter(person_id__in=ids).values_list("person_id", "id"))
     await LedgerEntry.bulk_create(
         [
-            LedgerEntry(account_id=accounts[pid], amount_fen=b, balance_after_fen=b, kind="import", note="bench")
+            LedgerEntry(
+                account_id=accounts[pid],
+                amount_fen=b,
+                balance_after_fen=b,
+                kind="import",
+                note="bench",
+            )
             for pid, b in zip(ids, balances)
             if b
         ],
@@ -120,7 +136,9 @@ async def seed(database_url: str, members: int, authorizers: int, tag: str) -> d
         if i % per_family != 0
     ]
     await User.bulk_create(users, batch_size=1000)
-    user_of = dict(await User.filter(openid__startswith=f"bench-{tag}-").values_list("person_id", "id"))
+    user_of = dict(
+        await User.filter(openid__startswith=f"bench-{tag}-").values_list("person_id", "id")
+    )
     auths, bindings, psn_nos = [], [], []
     for f in range(members):
         base = f * per_family
@@ -138,7 +156,12 @@ async def seed(database_url: str, members: int, authorizers: int, tag: str) -> d
                 )
             )
         bindings.append(
-            Binding(binder_id=user_of[ids[base + per_family - 1]], member_id=member, relationship="parent", bound_at=now)
+            Binding(
+                binder_id=user_of[ids[base + per_family - 1]],
+                member_id=member,
+                relationship="parent",
+                bound_at=now,
+            )
         )
     await Authorization.bulk_create(auths, batch_size=1000)
     await Binding.bulk_create(bindings, batch_size=1000)
@@ -150,11 +173,18 @@ async def seed(database_url: str, members: int, authorizers: int, tag: str) -> d
 
 
 def _sign(secret: str, ts: str, nonce: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), ts.encode() + b"\n" + nonce.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret.encode(), ts.encode() + b"\n" + nonce.encode() + b"\n" + body, hashlib.sha256
+    ).hexdigest()
 
 
 async def fire(
-    url: str, seed_data: dict[str, Any] | None, *, duration: float, connections: int, max_requests: int | None
+    url: str,
+    seed_data: dict[str, Any] | None,
+    *,
+    duration: float,
+    connections: int,
+    max_requests: int | None,
 ) -> dict[str, Any]:
     """Keep ``connections`` requests in flight; count the successful answers per second."""
     import aiohttp
@@ -223,7 +253,11 @@ async def fire(
     latencies.sort()
 
     def pct(q: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2) if latencies else 0.0
+        return (
+            round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
+            if latencies
+            else 0.0
+        )
 
     return {
         "ok": len(latencies),
@@ -235,10 +269,21 @@ async def fire(
     }
 
 
-def _client_process(url: str, seed_file: str | None, duration: float, connections: int, max_requests: int | None) -> dict[str, Any]:
+def _client_process(
+    url: str, seed_file: str | None, duration: float, connections: int, max_requests: int | None
+) -> dict[str, Any]:
     """Run the generator in its own process, so it never shares a core's loop with the server."""
-    cmd = [sys.executable, __file__, "load", "--url", url, "--duration", str(duration),
-           "--connections", str(connections)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "load",
+        "--url",
+        url,
+        "--duration",
+        str(duration),
+        "--connections",
+        str(connections),
+    ]
     if seed_file:
         cmd += ["--seed-file", seed_file]
     if max_requests:
@@ -263,7 +308,9 @@ async def pg_backend_pids(database_url: str) -> list[int]:
     """The server's PostgreSQL backends (pooled, so they live through the run), when local."""
     import asyncpg
 
-    conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1).split("?")[0])
+    conn = await asyncpg.connect(
+        database_url.replace("postgres://", "postgresql://", 1).split("?")[0]
+    )
     try:
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -331,7 +378,9 @@ def measure_baseline(duration: float, connections: int) -> dict[str, Any]:
         before = cpu_seconds(proc.pid)
         result = _client_process(f"http://127.0.0.1:{port}/", None, duration, connections, None)
         cpu = cpu_seconds(proc.pid) - before
-        result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["ok"], 4) if result["ok"] else None
+        result["server_cpu_ms_per_request"] = (
+            round(cpu * 1000 / result["ok"], 4) if result["ok"] else None
+        )
         return result
     finally:
         stop(proc)
@@ -364,7 +413,9 @@ def measure_settlements(args: argparse.Namespace) -> dict[str, Any]:
                 "PORT": str(port),
                 "DATA_DIR": data_dir,
             }
-            proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log
+            )
             procs.append(proc)
             ports.append(port)
             wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
@@ -378,11 +429,15 @@ def measure_settlements(args: argparse.Namespace) -> dict[str, Any]:
         result = _client_process(url, f.name, args.duration, args.connections, args.requests)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
         pg_cpu = sum(cpu_seconds(pid) for pid in backends) - pg_before
-        result["db_cpu_ms_per_request"] = round(pg_cpu * 1000 / result["ok"], 3) if result["ok"] and backends else None
+        result["db_cpu_ms_per_request"] = (
+            round(pg_cpu * 1000 / result["ok"], 3) if result["ok"] and backends else None
+        )
         os.unlink(f.name)
         # On a shared machine the rate depends on what else runs; the server's own CPU
         # time per settlement does not (much): report both.
-        result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["ok"], 3) if result["ok"] else None
+        result["server_cpu_ms_per_request"] = (
+            round(cpu * 1000 / result["ok"], 3) if result["ok"] else None
+        )
         return result
     finally:
         for proc in procs:
@@ -395,8 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="mode")
     load = sub.add_parser("load", help="the generator alone (external-command contract)")
     load.add_argument("--url", default=os.environ.get("BENCH_URL", ""))
-    load.add_argument("--duration", type=float, default=float(os.environ.get("BENCH_DURATION", "10")))
-    load.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "32")))
+    load.add_argument(
+        "--duration", type=float, default=float(os.environ.get("BENCH_DURATION", "10"))
+    )
+    load.add_argument(
+        "--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "32"))
+    )
     load.add_argument("--seed-file", default=os.environ.get("BENCH_SETTLEMENT_SEED"))
     load.add_argument("--requests", type=int, default=None)
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
@@ -404,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=500)
     p.add_argument("--authorizers", type=int, default=2)
     p.add_argument("--duration", type=float, default=10.0)
-    p.add_argument("--requests", type=int, default=None, help="stop after this many (default: by time)")
+    p.add_argument(
+        "--requests", type=int, default=None, help="stop after this many (default: by time)"
+    )
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--pool", type=int, default=20, help="server's PostgreSQL pool size (maxsize=)")
     p.add_argument("--processes", type=int, default=2, help="server processes (one per core)")
@@ -421,8 +482,15 @@ def main(argv: list[str] | None = None) -> int:
             runner = uvloop.run
         except ImportError:
             runner = asyncio.run
-        out = runner(fire(url, seed_data, duration=args.duration, connections=args.connections,
-                          max_requests=args.requests))
+        out = runner(
+            fire(
+                url,
+                seed_data,
+                duration=args.duration,
+                connections=args.connections,
+                max_requests=args.requests,
+            )
+        )
         out["name"] = "settlements" if seed_data else "bare"
         print(json.dumps(out))
         return 0
@@ -441,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_server_cpu_ms_per_request": baseline["server_cpu_ms_per_request"],
         # settlements per second of one fully used core (what a free core would give)
         "settlements_per_cpu_s": round(1000 / settlements["server_cpu_ms_per_request"], 1)
-        if settlements["server_cpu_ms_per_request"] else None,
+        if settlements["server_cpu_ms_per_request"]
+        else None,
         "p50_ms": settlements["p50_ms"],
         "p99_ms": settlements["p99_ms"],
         "errors": settlements["errors"],

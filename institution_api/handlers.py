@@ -25,17 +25,32 @@ def _institution(request: web.Request) -> settlements.InstitutionInfo:
     return inst
 
 
-@endpoint(summary="核验医保码", body=VoucherVerifyIn, response=VoucherVerifyOut, auth=False, tags=TAGS,
-          errors=("VOUCHER_INVALID",))
+@endpoint(
+    summary="核验医保码",
+    body=VoucherVerifyIn,
+    response=VoucherVerifyOut,
+    auth=False,
+    tags=TAGS,
+    errors=("VOUCHER_INVALID",),
+)
 async def verify_voucher(request: web.Request, body: VoucherVerifyIn) -> web.Response:
     out = await settlements.verify_voucher(
-        body.qr_token, redis=request.config_dict[keys.redis_key], pii=request.config_dict[keys.pii_key]
+        body.qr_token,
+        redis=request.config_dict[keys.redis_key],
+        pii=request.config_dict[keys.pii_key],
     )
     return web.json_response(out)
 
 
-@endpoint(summary="结算上传(2207)", body=SettlementIn, response=SettlementOut, status=201, auth=False, tags=TAGS,
-          errors=("AMOUNTS_INCONSISTENT", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID", "MEMBER_NOT_FOUND"))
+@endpoint(
+    summary="结算上传(2207)",
+    body=SettlementIn,
+    response=SettlementOut,
+    status=201,
+    auth=False,
+    tags=TAGS,
+    errors=("AMOUNTS_INCONSISTENT", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID", "MEMBER_NOT_FOUND"),
+)
 async def create_settlement(request: web.Request, body: SettlementIn) -> web.Response:
     inst = _institution(request)
     req = settlements.parse_request(body.model_dump(exclude_none=True), institution_code=inst.code)
@@ -49,11 +64,24 @@ async def create_settlement(request: web.Request, body: SettlementIn) -> web.Res
     return web.json_response(result.body, status=201 if result.created else 200)
 
 
-@endpoint(summary="结算撤销(2208)", body=ReversalIn, response=SettlementOut, auth=False, tags=TAGS,
-          errors=("SETTLEMENT_NOT_FOUND",))
+@endpoint(
+    summary="结算撤销(2208)",
+    body=ReversalIn,
+    response=SettlementOut,
+    auth=False,
+    tags=TAGS,
+    errors=("SETTLEMENT_NOT_FOUND",),
+)
 async def reverse_settlement(request: web.Request, body: ReversalIn) -> web.Response:
     setl_id = request.match_info["setl_id"]
     if body.setl_id != setl_id:
-        raise DomainError("VALIDATION_FAILED", "请求体中的 setl_id 与路径不一致", 422, fields={"setl_id": "MISMATCH"})
-    out = await settlements.reverse(setl_id=setl_id, reason=body.reason, institution=_institution(request))
+        raise DomainError(
+            "VALIDATION_FAILED",
+            "请求体中的 setl_id 与路径不一致",
+            422,
+            fields={"setl_id": "MISMATCH"},
+        )
+    out = await settlements.reverse(
+        setl_id=setl_id, reason=body.reason, institution=_institution(request)
+    )
     return web.json_response(out)

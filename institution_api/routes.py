@@ -11,5 +11,9 @@ def routes() -> list[web.RouteDef]:
     return [
         web.post("/vouchers/verify", handlers.verify_voucher, name="institution_voucher_verify"),
         web.post("/settlements", handlers.create_settlement, name="institution_settlements"),
-        web.post("/settlements/{setl_id}/reversal", handlers.reverse_settlement, name="institution_reversal"),
+        web.post(
+            "/settlements/{setl_id}/reversal",
+            handlers.reverse_settlement,
+            name="institution_reversal",
+        ),
     ]

@@ -8,7 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Yuan = Annotated[
     str,
-    Field(strict=True, pattern=r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$", description="金额(元),字符串,最多两位小数"),
+    Field(
+        strict=True,
+        pattern=r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$",
+        description="金额(元),字符串,最多两位小数",
+    ),
 ]
 
 
@@ -38,10 +42,16 @@ class SettlementIn(In):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
     setl_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     mdtrt_id: str | None = Field(None, max_length=64)
-    med_type: str = Field(pattern=r"^\d{2,6}$", description="11 普通门诊, 14 门诊慢特病, 21 普通住院, 41 定点药店购药")
+    med_type: str = Field(
+        pattern=r"^\d{2,6}$", description="11 普通门诊, 14 门诊慢特病, 21 普通住院, 41 定点药店购药"
+    )
     qr_token: str | None = Field(None, max_length=128)
-    certno: str | None = Field(None, max_length=32, description="证件号码(与 qr_token、psn_no 三选一)")
-    id_type: str | None = Field(None, max_length=32, description="certno 的证件类型,默认 resident_id")
+    certno: str | None = Field(
+        None, max_length=32, description="证件号码(与 qr_token、psn_no 三选一)"
+    )
+    id_type: str | None = Field(
+        None, max_length=32, description="certno 的证件类型,默认 resident_id"
+    )
     psn_no: str | None = Field(None, max_length=32)
     setl_time: str = Field(min_length=10, max_length=40, description="ISO 8601;无时区时按北京时间")
     medfee_sumamt: Yuan

@@ -50,11 +50,15 @@ class InstitutionDirectory:
         self._rows: dict[str, tuple[float, InstitutionInfo | None, str]] = {}
         self._secrets: dict[tuple[str, str], str] = {}
 
-    async def lookup(self, code: str, *, ttl: float, pii: PiiCipher) -> tuple[InstitutionInfo, str] | None:
+    async def lookup(
+        self, code: str, *, ttl: float, pii: PiiCipher
+    ) -> tuple[InstitutionInfo, str] | None:
         now = time.monotonic()
         cached = self._rows.get(code)
         if cached is None or cached[0] <= now:
-            row = await Institution.filter(code=code, active=True).values_list("name", "region_code", "secret_enc")
+            row = await Institution.filter(code=code, active=True).values_list(
+                "name", "region_code", "secret_enc"
+            )
             info = InstitutionInfo(code, row[0][0], row[0][1]) if row else None
             cached = (now + ttl, info, row[0][2] if row else "")
             if ttl > 0 and len(self._rows) < 100_000:
@@ -81,11 +85,16 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
     nonce = request.headers.get("X-Nonce", "")
     signature = request.headers.get("X-Signature", "")
     if not (code and ts and nonce and signature):
-        raise _refuse("SIGNATURE_MISSING", "缺少签名请求头(X-Institution-Code、X-Timestamp、X-Nonce、X-Signature)")
+        raise _refuse(
+            "SIGNATURE_MISSING",
+            "缺少签名请求头(X-Institution-Code、X-Timestamp、X-Nonce、X-Signature)",
+        )
     settings = request.config_dict[keys.settings_key]
     window = settings.institution.signature_window_seconds
     if not ts.isdigit() or abs(time.time() - int(ts)) > window:
-        raise _refuse("TIMESTAMP_EXPIRED", f"请求时间戳无效或超出允许范围(±{window} 秒),请校准系统时间")
+        raise _refuse(
+            "TIMESTAMP_EXPIRED", f"请求时间戳无效或超出允许范围(±{window} 秒),请校准系统时间"
+        )
     if not _NONCE_RE.match(nonce):
         raise _refuse("NONCE_INVALID", "X-Nonce 必须是 8–64 位字母、数字、下划线或连字符")
     directory = request.config_dict[keys.institution_directory_key]

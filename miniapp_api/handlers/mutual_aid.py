@@ -29,11 +29,24 @@ async def get_notice(request: web.Request) -> web.Response:
     status=201,
     tags=TAGS,
     errors=(
-        "AUTHORIZER_NOT_VERIFIED", "AUTHORIZER_NOT_EMPLOYEE", "NO_PERSONAL_ACCOUNT", "INVALID_ID_NUMBER",
-        "SELF_NOT_ALLOWED", "RELATIONSHIP_NOT_ALLOWED", "INFO_MISMATCH", "MEMBER_NOT_INSURED",
-        "OUTSIDE_POOLING_AREA", "CROSS_PROVINCE_NOT_ALLOWED", "CROSS_PROVINCE_QUOTA_REQUIRED",
-        "QUOTA_NOT_APPLICABLE", "ALREADY_AUTHORIZED", "FAMILY_SIZE_LIMIT", "AUTHORIZER_LIMIT",
-        "NOTICE_REQUIRED", "NOTICE_OUTDATED", "INSUFFICIENT_BALANCE",
+        "AUTHORIZER_NOT_VERIFIED",
+        "AUTHORIZER_NOT_EMPLOYEE",
+        "NO_PERSONAL_ACCOUNT",
+        "INVALID_ID_NUMBER",
+        "SELF_NOT_ALLOWED",
+        "RELATIONSHIP_NOT_ALLOWED",
+        "INFO_MISMATCH",
+        "MEMBER_NOT_INSURED",
+        "OUTSIDE_POOLING_AREA",
+        "CROSS_PROVINCE_NOT_ALLOWED",
+        "CROSS_PROVINCE_QUOTA_REQUIRED",
+        "QUOTA_NOT_APPLICABLE",
+        "ALREADY_AUTHORIZED",
+        "FAMILY_SIZE_LIMIT",
+        "AUTHORIZER_LIMIT",
+        "NOTICE_REQUIRED",
+        "NOTICE_OUTDATED",
+        "INSUFFICIENT_BALANCE",
     ),
 )
 async def create_authorization(request: web.Request, body: AuthorizationCreate) -> web.Response:
@@ -62,7 +75,12 @@ async def list_authorizations(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-@endpoint(summary="解除共济授权", status=204, tags=TAGS, errors=("AUTHORIZATION_NOT_FOUND", "UNBIND_LOCKED"))
+@endpoint(
+    summary="解除共济授权",
+    status=204,
+    tags=TAGS,
+    errors=("AUTHORIZATION_NOT_FOUND", "UNBIND_LOCKED"),
+)
 async def revoke_authorization(request: web.Request) -> web.Response:
     await mutual_aid.revoke(
         user_id=request[keys.user_id_key],

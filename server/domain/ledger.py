@@ -72,7 +72,12 @@ async def lock_accounts(account_ids: Iterable[int]) -> dict[int, int]:
     if not ids:
         return {}
     # .only(), not .values_list(): Tortoise drops FOR UPDATE from values queries.
-    rows = await Account.filter(id__in=ids).select_for_update().order_by("id").only("id", "balance_fen")
+    rows = (
+        await Account.filter(id__in=ids)
+        .select_for_update()
+        .order_by("id")
+        .only("id", "balance_fen")
+    )
     return {a.id: a.balance_fen for a in rows}
 
 
@@ -117,7 +122,10 @@ async def apply_postings(
     conn = Account._meta.db  # the caller's transaction (contextvar), as the ORM would use
     now = datetime.now(SHANGHAI)
     touched = list(dict.fromkeys(p.bucket for p in postings if p.amount_fen))
-    for table, column, prefix in (("accounts", "balance_fen", "acct"), ("authorizations", "quota_remaining_fen", "quota")):
+    for table, column, prefix in (
+        ("accounts", "balance_fen", "acct"),
+        ("authorizations", "quota_remaining_fen", "quota"),
+    ):
         ids = [b.partition(":")[2] for b in touched if b.startswith(prefix + ":")]
         if not ids:
             continue
@@ -156,7 +164,9 @@ def dialect_sql(dialect: str, sql: str) -> str:
     return sql.replace("string_agg(", "group_concat(")
 
 
-async def credit(person_id: int, amount_fen: int, *, kind: str = "import", note: str | None = None) -> int:
+async def credit(
+    person_id: int, amount_fen: int, *, kind: str = "import", note: str | None = None
+) -> int:
     """Credit (or, negative, debit) a person's own account; creates the account. New balance.
 
     Used by the registry import and the demo; never lets the balance go negative.

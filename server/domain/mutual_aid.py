@@ -22,6 +22,7 @@ import functools
 import hashlib
 import tomllib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -34,8 +35,8 @@ from server.domain.errors import DomainError
 from server.domain.identity import IdDocument, parse_id
 from server.domain.models import Authorization, InsuredPerson, User
 from server.domain.pii import PiiCipher, mask_id, mask_name
-from server.domain.policy import AuthorizationContext, AuthorizationDecision, PolicyEngine, add_months
-from server.domain.reasons import REASONS
+from server.domain.policy import AuthorizationContext, Blocker, PolicyEngine, add_months
+from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
 NOTICE_PATH = Path(__file__).resolve().parents[2] / "config" / "mutual_aid_notice.toml"
@@ -51,7 +52,12 @@ class NoticeText:
     sha256: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"version": self.version, "title": self.title, "text": self.text, "sha256": self.sha256}
+        return {
+            "version": self.version,
+            "title": self.title,
+            "text": self.text,
+            "sha256": self.sha256,
+        }
 
 
 @functools.lru_cache(maxsize=4)
@@ -67,7 +73,9 @@ def current_notice(path: Path = NOTICE_PATH) -> NoticeText:
     )
 
 
-def _notice_state(version: str, sha256: str, notice: NoticeText) -> Literal["missing", "current", "outdated"]:
+def _notice_state(
+    version: str, sha256: str, notice: NoticeText
+) -> Literal["missing", "current", "outdated"]:
     if not version or not sha256:
         return "missing"
     if version == notice.version and sha256.lower() == notice.sha256:
@@ -75,21 +83,16 @@ def _notice_state(version: str, sha256: str, notice: NoticeText) -> Literal["mis
     return "outdated"
 
 
-def refusal(decision: AuthorizationDecision) -> DomainError:
-    """The first blocker as the error, every blocker listed (the client shows them all)."""
-    first = decision.blocking[0]
-    r = REASONS[first.code]
-    return DomainError(
-        first.code,
-        first.message,
-        r.status,
-        fields={r.field: first.code} if r.field and r.status == 422 else None,
-        headers=dict(r.headers) or None,
-        detail={
-            "fix": first.fix,
-            "blocking": [{"code": b.code, "message": b.message, "fix": b.fix} for b in decision.blocking],
-        },
-    )
+def refusal(first: Blocker, blocking: Sequence[Blocker] = ()) -> DomainError:
+    """The first blocker as the error (as policy worded it), every blocker listed."""
+    err = reason_error(first.code)
+    err.message = first.message
+    err.detail = {"fix": first.fix}
+    if blocking:
+        err.detail["blocking"] = [
+            {"code": b.code, "message": b.message, "fix": b.fix} for b in blocking
+        ]
+    return err
 
 
 async def authorize(
@@ -164,7 +167,7 @@ async def authorize(
         if not decision.ok:
             if decision.blocking[0].code == "INVALID_ID_NUMBER" and parse_error is not None:
                 raise parse_error
-            raise refusal(decision)
+            raise refusal(decision.blocking[0], decision.blocking)
         assert me is not None and member is not None
         if quota_fen is not None and not decision.quota_required:
             raise DomainError(
@@ -191,7 +194,9 @@ async def authorize(
     return present(auth, member=member, pii=pii, policy=policy, region=me.region_code)
 
 
-async def _move_quota(auth: Authorization, authorizer_person_id: int, amount_fen: int, kind: str) -> None:
+async def _move_quota(
+    auth: Authorization, authorizer_person_id: int, amount_fen: int, kind: str
+) -> None:
     """Move ``amount_fen`` from the authorizer's balance into the quota (negative: back)."""
     accounts = await ledger.person_account_ids([authorizer_person_id])
     account_id = accounts.get(authorizer_person_id)
@@ -228,12 +233,12 @@ async def revoke(
             raise _not_found()
         person = await InsuredPerson.get(id=auth.authorizer_person_id)  # type: ignore[attr-defined]
         decision = policy.check_mutual_aid_unbind(
-            authorizer_region=person.region_code, bound_on=ledger.cn_today(auth.created_at), today=today
+            authorizer_region=person.region_code,
+            bound_on=ledger.cn_today(auth.created_at),
+            today=today,
         )
-        if not decision.ok:
-            assert decision.blocker is not None
-            b = decision.blocker
-            raise DomainError(b.code, b.message, REASONS[b.code].status, detail={"fix": b.fix})
+        if decision.blocker is not None:
+            raise refusal(decision.blocker)
         if auth.quota_fen is not None:
             await _move_quota(auth, person.id, -(auth.quota_remaining_fen or 0), "quota_release")
         updated = await Authorization.filter(id=auth.id, state="active").update(

@@ -49,6 +49,20 @@ class SettlementFacts:
     cash_fen: int
 
 
+def _pending(
+    kind: str, recipient: int, settlement_id: int, dedupe_key: str, data: dict[str, Any]
+) -> Notice:
+    return Notice(
+        recipient_id=recipient,
+        kind=kind,
+        settlement_id=settlement_id,
+        dedupe_key=dedupe_key,
+        title=TITLES[kind],
+        data=data,
+        state="pending",
+    )
+
+
 def settlement_notices(
     facts: SettlementFacts,
     *,
@@ -62,17 +76,8 @@ def settlement_notices(
     out: list[Notice] = []
 
     def add(kind: str, recipient: int, extra: Mapping[str, Any] | None = None) -> None:
-        out.append(
-            Notice(
-                recipient_id=recipient,
-                kind=kind,
-                settlement_id=settlement_id,
-                dedupe_key=f"{facts.setl_id}:{kind}:{recipient}",
-                title=TITLES[kind],
-                data={**data, **(extra or {})},
-                state="pending",
-            )
-        )
+        key = f"{facts.setl_id}:{kind}:{recipient}"
+        out.append(_pending(kind, recipient, settlement_id, key, {**data, **(extra or {})}))
 
     for uid in dict.fromkeys(binder_ids):
         add(FAMILY, uid)
@@ -85,21 +90,21 @@ def settlement_notices(
 
 
 def reversal_notices(
-    originals: Iterable[Mapping[str, Any]], *, setl_id: str, settlement_id: int, reason: str | None, reversed_at: str
+    originals: Iterable[Mapping[str, Any]],
+    *,
+    setl_id: str,
+    settlement_id: int,
+    reason: str | None,
+    reversed_at: str,
 ) -> list[Notice]:
     """One correcting notice for each notice the settlement produced (same recipient)."""
     out: list[Notice] = []
     for n in originals:
         kind, recipient = n["kind"], n["recipient_id"]
+        data = {**n["data"], "reversal_of": kind, "reason": reason, "reversed_at": reversed_at}
         out.append(
-            Notice(
-                recipient_id=recipient,
-                kind=REVERSAL,
-                settlement_id=settlement_id,
-                dedupe_key=f"{setl_id}:reversal:{kind}:{recipient}",
-                title=TITLES[REVERSAL],
-                data={**n["data"], "reversal_of": kind, "reason": reason, "reversed_at": reversed_at},
-                state="pending",
+            _pending(
+                REVERSAL, recipient, settlement_id, f"{setl_id}:reversal:{kind}:{recipient}", data
             )
         )
     return out

@@ -37,8 +37,6 @@ from tortoise.transactions import in_transaction
 from server.domain import ledger, notices_outbox, vouchers
 from server.domain.errors import DomainError
 from server.domain.models import (
-    Account,
-    Authorization,
     InsuredPerson,
     LedgerEntry,
     Notice,
@@ -59,7 +57,9 @@ _YUAN_RE = re.compile(r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$")
 def yuan_to_fen(value: Any, name: str) -> int:
     """A decimal yuan string with at most 2 decimals → exact integer 分; anything else 422."""
     if not isinstance(value, str) or not _YUAN_RE.match(value):
-        raise _field_error(name, "INVALID_AMOUNT", f"{name} 必须是元为单位、最多两位小数的非负金额字符串")
+        raise _field_error(
+            name, "INVALID_AMOUNT", f"{name} 必须是元为单位、最多两位小数的非负金额字符串"
+        )
     try:
         fen = Decimal(value) * 100
     except InvalidOperation:  # pragma: no cover - the pattern already guarantees a number
@@ -111,22 +111,32 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
     """
     medfee = yuan_to_fen(data.get("medfee_sumamt"), "medfee_sumamt")
     hifp = yuan_to_fen(data.get("hifp_pay"), "hifp_pay")
-    fund = yuan_to_fen(data["fund_pay_sumamt"], "fund_pay_sumamt") if data.get("fund_pay_sumamt") is not None else hifp
+    fund = (
+        yuan_to_fen(data["fund_pay_sumamt"], "fund_pay_sumamt")
+        if data.get("fund_pay_sumamt") is not None
+        else hifp
+    )
     psn_part = yuan_to_fen(data.get("psn_part_amt"), "psn_part_amt")
     if hifp > fund:
         raise DomainError(
-            "AMOUNTS_INCONSISTENT", "统筹基金支付(hifp_pay)不能大于基金支付总额(fund_pay_sumamt)", 422,
+            "AMOUNTS_INCONSISTENT",
+            "统筹基金支付(hifp_pay)不能大于基金支付总额(fund_pay_sumamt)",
+            422,
             fields={"hifp_pay": "AMOUNTS_INCONSISTENT"},
         )
     if fund + psn_part != medfee:
         raise DomainError(
-            "AMOUNTS_INCONSISTENT", "医疗费总额(medfee_sumamt)应等于基金支付总额与个人负担之和", 422,
+            "AMOUNTS_INCONSISTENT",
+            "医疗费总额(medfee_sumamt)应等于基金支付总额与个人负担之和",
+            422,
             fields={"medfee_sumamt": "AMOUNTS_INCONSISTENT"},
         )
     ids = [k for k in ("qr_token", "certno", "psn_no") if data.get(k)]
     if len(ids) != 1:
         raise DomainError(
-            "MEMBER_IDENTIFIER_REQUIRED", "请提供且只提供一种参保人标识:qr_token(医保码)、certno 或 psn_no", 422,
+            "MEMBER_IDENTIFIER_REQUIRED",
+            "请提供且只提供一种参保人标识:qr_token(医保码)、certno 或 psn_no",
+            422,
             fields={"qr_token": "ONE_OF_REQUIRED"},
         )
     try:
@@ -262,7 +272,12 @@ _INSERT_SQL = (
 
 
 async def _rows(conn: Any, sql: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.execute_query_dict(ledger.dialect_sql(conn.capabilities.dialect, sql), list(values))]
+    return [
+        dict(r)
+        for r in await conn.execute_query_dict(
+            ledger.dialect_sql(conn.capabilities.dialect, sql), list(values)
+        )
+    ]
 
 
 def _params(start: int, n: int) -> str:
@@ -278,14 +293,18 @@ class _Member:
     status: str
     binder_ids: list[int]
     user_ids: list[int]
-    auths: list[dict[str, Any]]  # id, authorizer_id, authorizer_person_id, quota_fen, region_code, status, name_enc
+    auths: list[
+        dict[str, Any]
+    ]  # id, authorizer_id, authorizer_person_id, quota_fen, region_code, status, name_enc
 
 
 def _ids(csv: str | None) -> list[int]:
     return [int(x) for x in dict.fromkeys(csv.split(","))] if csv else []
 
 
-async def _find_member(conn: Any, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher) -> _Member:
+async def _find_member(
+    conn: Any, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
+) -> _Member:
     """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
     if member_id is not None:
         col, value = "id", member_id
@@ -311,8 +330,14 @@ async def _find_member(conn: Any, req: SettlementRequest, member_id: int | None,
         if r["auth_id"] is not None
     ]
     return _Member(
-        int(m["id"]), m["psn_no"], m["name_enc"], m["region_code"], m["status"],
-        _ids(m["binders"]), _ids(m["member_users"]), auths,
+        int(m["id"]),
+        m["psn_no"],
+        m["name_enc"],
+        m["region_code"],
+        m["status"],
+        _ids(m["binders"]),
+        _ids(m["member_users"]),
+        auths,
     )
 
 
@@ -370,14 +395,21 @@ async def settle(
 def _replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
     if existing.body_sha256 != req.body_sha256:
         raise DomainError(
-            "SETTLEMENT_CONFLICT", "该结算流水号(setl_id)已用于内容不同的结算", 409,
+            "SETTLEMENT_CONFLICT",
+            "该结算流水号(setl_id)已用于内容不同的结算",
+            409,
             detail={"setl_id": req.setl_id},
         )
     return result_of(existing)
 
 
 async def _apply(
-    req: SettlementRequest, member_id: int | None, *, institution: InstitutionInfo, pii: PiiCipher, policy: PolicyEngine
+    req: SettlementRequest,
+    member_id: int | None,
+    *,
+    institution: InstitutionInfo,
+    pii: PiiCipher,
+    policy: PolicyEngine,
 ) -> dict[str, Any]:
     setl_day = ledger.cn_today(req.setl_time)
     # One connection for the whole request: every statement below runs in this transaction.
@@ -400,7 +432,9 @@ async def _apply(
                 available[ledger.bucket_key(0, qid)] = remaining if state == "active" else 0
 
         own_account = account_of.get(member_id)
-        own = Payer("own", ledger.bucket_key(own_account, None)) if own_account is not None else None
+        own = (
+            Payer("own", ledger.bucket_key(own_account, None)) if own_account is not None else None
+        )
         payers: list[Payer] = []
         by_key: dict[str, dict[str, Any]] = {}
         for a in auths:
@@ -410,10 +444,14 @@ async def _apply(
             allowed = a["status"] == "active"
             if req.inpatient:
                 region_rules = policy.mutual_aid_rules(a["region_code"], setl_day)
-                allowed = allowed and member_rules.inpatient_allowed and region_rules.inpatient_allowed
+                allowed = (
+                    allowed and member_rules.inpatient_allowed and region_rules.inpatient_allowed
+                )
             key = str(a["id"])
             quota = a["quota_fen"] is not None
-            payers.append(Payer(key, ledger.bucket_key(account_id, key if quota else None), allowed))
+            payers.append(
+                Payer(key, ledger.bucket_key(account_id, key if quota else None), allowed)
+            )
             by_key[key] = {**a, "account_id": account_id, "quota": quota}
         split = compute_split(req.psn_part_fen, own, payers, available)
 
@@ -422,8 +460,12 @@ async def _apply(
         parts: list[dict[str, Any]] = []
         postings: list[ledger.Posting] = []
         if split.acct_pay_fen and own_account is not None:
-            parts.append({"source": "own", "account_id": own_account, "amount_fen": split.acct_pay_fen})
-            postings.append(ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id))
+            parts.append(
+                {"source": "own", "account_id": own_account, "amount_fen": split.acct_pay_fen}
+            )
+            postings.append(
+                ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id)
+            )
         authorizer_amounts: dict[int, int] = {}
         for key, amount in split.mulaid:
             a = by_key[key]
@@ -440,8 +482,11 @@ async def _apply(
             )
             postings.append(
                 ledger.Posting(
-                    a["account_id"], -amount, "mutual_aid",
-                    authorization_id=_uuid(key) if a["quota"] else None, note=req.setl_id,
+                    a["account_id"],
+                    -amount,
+                    "mutual_aid",
+                    authorization_id=_uuid(key) if a["quota"] else None,
+                    note=req.setl_id,
                 )
             )
             uid = int(a["authorizer_id"])
@@ -470,10 +515,23 @@ async def _apply(
             conn,
             _INSERT_SQL,
             [
-                req.setl_id, institution.code, member_id, req.mdtrt_id, req.med_type, req.setl_time,
-                req.body_sha256, req.medfee_fen, req.hifp_fen, req.fund_pay_fen, req.psn_part_fen,
-                split.acct_pay_fen, split.mulaid_fen, split.psn_cash_pay_fen, balc,
-                json.dumps(settlement.detail, ensure_ascii=False), now,
+                req.setl_id,
+                institution.code,
+                member_id,
+                req.mdtrt_id,
+                req.med_type,
+                req.setl_time,
+                req.body_sha256,
+                req.medfee_fen,
+                req.hifp_fen,
+                req.fund_pay_fen,
+                req.psn_part_fen,
+                split.acct_pay_fen,
+                split.mulaid_fen,
+                split.psn_cash_pay_fen,
+                balc,
+                json.dumps(settlement.detail, ensure_ascii=False),
+                now,
             ],
         )
         settlement_id = int(inserted[0]["id"])
@@ -554,7 +612,9 @@ def result_of(s: Settlement | AppliedSettlement) -> dict[str, Any]:
     return out
 
 
-async def reverse(*, setl_id: str, reason: str | None, institution: InstitutionInfo) -> dict[str, Any]:
+async def reverse(
+    *, setl_id: str, reason: str | None, institution: InstitutionInfo
+) -> dict[str, Any]:
     """2208: return every 分 of a settlement to the bucket it came from, once; notify again.
 
     Only the institution that reported the settlement may reverse it. A reversal of an
@@ -572,7 +632,9 @@ async def reverse(*, setl_id: str, reason: str | None, institution: InstitutionI
             "account_id", "authorization_id", "amount_fen"
         )
         balances = await ledger.lock_accounts(e["account_id"] for e in entries)
-        quotas = await ledger.lock_quotas(e["authorization_id"] for e in entries if e["authorization_id"])
+        quotas = await ledger.lock_quotas(
+            e["authorization_id"] for e in entries if e["authorization_id"]
+        )
         available = {ledger.bucket_key(i, None): b for i, b in balances.items()}
         postings = []
         for e in entries:
@@ -582,7 +644,13 @@ async def reverse(*, setl_id: str, reason: str | None, institution: InstitutionI
             if auth_id is not None:
                 available[ledger.bucket_key(0, auth_id)] = quotas[_uuid(auth_id)][1]
             postings.append(
-                ledger.Posting(e["account_id"], -int(e["amount_fen"]), "reversal", authorization_id=auth_id, note=setl_id)
+                ledger.Posting(
+                    e["account_id"],
+                    -int(e["amount_fen"]),
+                    "reversal",
+                    authorization_id=auth_id,
+                    note=setl_id,
+                )
             )
         after = await ledger.apply_postings(postings, available, settlement_id=s.id)
         own_parts = [p for p in (s.detail or {}).get("parts", []) if p["source"] == "own"]
@@ -592,11 +660,17 @@ async def reverse(*, setl_id: str, reason: str | None, institution: InstitutionI
         s.reversed_at = datetime.now(timezone.utc)
         s.reversal_reason = (reason or "")[:200] or None
         await s.save(update_fields=["state", "reversed_at", "reversal_reason", "balc_fen"])
-        originals = await Notice.filter(settlement_id=s.id).exclude(kind=notices_outbox.REVERSAL).values(
-            "recipient_id", "kind", "data"
+        originals = (
+            await Notice.filter(settlement_id=s.id)
+            .exclude(kind=notices_outbox.REVERSAL)
+            .values("recipient_id", "kind", "data")
         )
         notices = notices_outbox.reversal_notices(
-            originals, setl_id=setl_id, settlement_id=s.id, reason=s.reversal_reason, reversed_at=ledger.cn_iso(s.reversed_at)
+            originals,
+            setl_id=setl_id,
+            settlement_id=s.id,
+            reason=s.reversal_reason,
+            reversed_at=ledger.cn_iso(s.reversed_at),
         )
         if notices:
             await Notice.bulk_create(notices)
@@ -607,15 +681,24 @@ async def reverse(*, setl_id: str, reason: str | None, institution: InstitutionI
 
 
 def _year_bounds(year: int) -> tuple[datetime, datetime]:
-    return datetime(year, 1, 1, tzinfo=ledger.SHANGHAI), datetime(year + 1, 1, 1, tzinfo=ledger.SHANGHAI)
+    return datetime(year, 1, 1, tzinfo=ledger.SHANGHAI), datetime(
+        year + 1, 1, 1, tzinfo=ledger.SHANGHAI
+    )
 
 
-async def list_for_member(member_id: int, year: int, *, limit: int = 200, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+async def list_for_member(
+    member_id: int, year: int, *, limit: int = 200, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
     """A member's settlements in a calendar year (Asia/Shanghai), newest first; amounts in 分."""
     start, end = _year_bounds(year)
     query = Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end)
     total = await query.count()
-    rows = await query.order_by("-setl_time", "-id").offset(offset).limit(limit).select_related("institution")
+    rows = (
+        await query.order_by("-setl_time", "-id")
+        .offset(offset)
+        .limit(limit)
+        .select_related("institution")
+    )
     items = [
         {
             "setl_id": s.setl_id,
@@ -641,7 +724,9 @@ async def yearly_summary(member_id: int, year: int) -> dict[str, Any]:
     """Balance now and the year's totals in 分 (reversed settlements excluded)."""
     start, end = _year_bounds(year)
     row = await (
-        Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end, state="settled")
+        Settlement.filter(
+            member_id=member_id, setl_time__gte=start, setl_time__lt=end, state="settled"
+        )
         .annotate(
             n=Count("id"),
             medfee=Sum("medfee_sumamt_fen"),

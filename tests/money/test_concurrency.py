@@ -51,9 +51,15 @@ async def test_parallel_settlements_for_one_family(
     expect_a2 = max(0, a2 - max(0, taken - own - a1))
     balances = [(await Account.get(person_id=p.id)).balance_fen for p in (member, first, second)]
     assert balances == [expect_own, expect_a1, expect_a2] == [0, 0, 0]
-    rows = await Settlement.all().values("acct_pay_fen", "acct_mulaid_pay_fen", "psn_cash_pay_fen", "psn_part_amt_fen")
+    rows = await Settlement.all().values(
+        "acct_pay_fen", "acct_mulaid_pay_fen", "psn_cash_pay_fen", "psn_part_amt_fen"
+    )
     assert sum(r["acct_pay_fen"] + r["acct_mulaid_pay_fen"] for r in rows) == taken
-    assert all(r["acct_pay_fen"] + r["acct_mulaid_pay_fen"] + r["psn_cash_pay_fen"] == r["psn_part_amt_fen"] for r in rows)
+    assert all(
+        r["acct_pay_fen"] + r["acct_mulaid_pay_fen"] + r["psn_cash_pay_fen"]
+        == r["psn_part_amt_fen"]
+        for r in rows
+    )
     for p in (member, first, second):
         assert await ledger.verify_account((await Account.get(person_id=p.id)).id)
     assert await Notice.filter(kind="family_settlement").count() == len(parts)
@@ -74,7 +80,9 @@ async def test_parallel_duplicates_apply_once(
     member = await add_person(app, "李秀英", balance_fen=10_000)
     who = {"code": institution["code"], "secret": institution["secret"]}
     body = settlement_body("DUP", "12.34", psn_no=member.psn_no)
-    responses = await asyncio.gather(*(post_signed(client, "/settlements", body, **who) for _ in range(12)))
+    responses = await asyncio.gather(
+        *(post_signed(client, "/settlements", body, **who) for _ in range(12))
+    )
     assert sorted(r.status for r in responses) == [200] * 11 + [201]
     bodies = [await r.json() for r in responses]
     assert all(b == bodies[0] for b in bodies)
@@ -82,8 +90,12 @@ async def test_parallel_duplicates_apply_once(
     assert await LedgerEntry.filter(kind="settlement").count() == 1
 
 
-async def test_parallel_authorizations_respect_the_family_size(client: TestClient, app: web.Application) -> None:
-    tokens = await verified_user(client, "alice", await add_person(app, "张伟", birth=date(1990, 3, 7)))
+async def test_parallel_authorizations_respect_the_family_size(
+    client: TestClient, app: web.Application
+) -> None:
+    tokens = await verified_user(
+        client, "alice", await add_person(app, "张伟", birth=date(1990, 3, 7))
+    )
     kids = [await add_person(app, f"张{i}号", birth=date(2010, 1, 1 + i)) for i in range(10)]
     responses = await asyncio.gather(*(authorize(client, tokens, kid, "child") for kid in kids))
     assert sorted(r.status for r in responses) == [201] * 6 + [409] * 4

@@ -13,7 +13,14 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import Account, LedgerEntry, Notice, Settlement
-from tests.factories import add_binding, add_person, error_of, post_signed, signed_headers, verified_user
+from tests.factories import (
+    add_binding,
+    add_person,
+    error_of,
+    post_signed,
+    signed_headers,
+    verified_user,
+)
 from tests.money.conftest import settlement_body
 
 
@@ -88,12 +95,17 @@ async def test_a_deactivated_or_rekeyed_institution_is_refused(
     from server.domain.models import Institution
 
     body = settlement_body("S1", "10.00", psn_no=member.psn_no)
-    new_secret = await add_institution(code=institution["code"], name="测试人民医院", region_code="420100",
-                                       pii=app[keys.pii_key])
-    resp = await post_signed(client, "/settlements", body, code=institution["code"], secret=institution["secret"])
+    new_secret = await add_institution(
+        code=institution["code"], name="测试人民医院", region_code="420100", pii=app[keys.pii_key]
+    )
+    resp = await post_signed(
+        client, "/settlements", body, code=institution["code"], secret=institution["secret"]
+    )
     assert resp.status == 401 and (await error_of(resp))["code"] == "SIGNATURE_INVALID"
     await Institution.filter(code=institution["code"]).update(active=False)
-    resp = await post_signed(client, "/settlements", body, code=institution["code"], secret=new_secret)
+    resp = await post_signed(
+        client, "/settlements", body, code=institution["code"], secret=new_secret
+    )
     assert resp.status == 401 and (await error_of(resp))["code"] == "INSTITUTION_UNKNOWN"
     await _nothing_recorded(member, 10_000)
 
@@ -116,12 +128,19 @@ async def test_a_deactivated_or_rekeyed_institution_is_refused(
     ],
 )
 async def test_invalid_bodies_are_422_and_change_nothing(
-    client: TestClient, institution: dict[str, str], member: Any, change: dict[str, Any], field: str, code: str
+    client: TestClient,
+    institution: dict[str, str],
+    member: Any,
+    change: dict[str, Any],
+    field: str,
+    code: str,
 ) -> None:
     body = settlement_body("S1", "10.00", psn_no=member.psn_no)
     body.update(change)
     body = {k: v for k, v in body.items() if v is not None}
-    resp = await post_signed(client, "/settlements", body, code=institution["code"], secret=institution["secret"])
+    resp = await post_signed(
+        client, "/settlements", body, code=institution["code"], secret=institution["secret"]
+    )
     assert resp.status == 422, await resp.text()
     err = await error_of(resp)
     assert err["fields"] == {field: code}
@@ -163,12 +182,18 @@ async def test_unknown_member_and_suspended_member(
     client: TestClient, app: web.Application, institution: dict[str, str]
 ) -> None:
     who = {"code": institution["code"], "secret": institution["secret"]}
-    resp = await post_signed(client, "/settlements", settlement_body("S1", "1.00", psn_no="P404"), **who)
+    resp = await post_signed(
+        client, "/settlements", settlement_body("S1", "1.00", psn_no="P404"), **who
+    )
     assert resp.status == 404 and (await error_of(resp))["code"] == "MEMBER_NOT_FOUND"
-    resp = await post_signed(client, "/settlements", settlement_body("S1", "1.00", qr_token="v1.nope"), **who)
+    resp = await post_signed(
+        client, "/settlements", settlement_body("S1", "1.00", qr_token="v1.nope"), **who
+    )
     assert resp.status == 409 and (await error_of(resp))["code"] == "VOUCHER_INVALID"
     suspended = await add_person(app, "孙磊", balance_fen=1_000, status="suspended")
-    resp = await post_signed(client, "/settlements", settlement_body("S1", "1.00", certno=suspended.id_number), **who)
+    resp = await post_signed(
+        client, "/settlements", settlement_body("S1", "1.00", certno=suspended.id_number), **who
+    )
     assert resp.status == 409 and (await error_of(resp))["code"] == "MEMBER_NOT_INSURED"
     assert await Settlement.all().count() == 0
 
@@ -181,11 +206,17 @@ async def test_reversal_refusals(
     who = {"code": institution["code"], "secret": institution["secret"]}
     resp = await post_signed(client, "/settlements/S404/reversal", {"setl_id": "S404"}, **who)
     assert resp.status == 404 and (await error_of(resp))["code"] == "SETTLEMENT_NOT_FOUND"
-    assert (await post_signed(client, "/settlements", settlement_body("S1", "30.00", psn_no=member.psn_no), **who)).status == 201
+    assert (
+        await post_signed(
+            client, "/settlements", settlement_body("S1", "30.00", psn_no=member.psn_no), **who
+        )
+    ).status == 201
     resp = await post_signed(client, "/settlements/S1/reversal", {"setl_id": "S2"}, **who)
     assert resp.status == 422
     secret2 = await add_institution(app, "H20002", "另一家药店")
-    resp = await post_signed(client, "/settlements/S1/reversal", {"setl_id": "S1"}, code="H20002", secret=secret2)
+    resp = await post_signed(
+        client, "/settlements/S1/reversal", {"setl_id": "S1"}, code="H20002", secret=secret2
+    )
     assert resp.status == 404
     assert (await Account.get(person_id=member.id)).balance_fen == 7_000
 
@@ -197,7 +228,11 @@ async def test_pooled_fund_never_touches_accounts(
     body = settlement_body("S1", "0.00", hifp_pay="5000.00", psn_no=member.psn_no)
     resp = await post_signed(client, "/settlements", body, **who)
     out = await resp.json()
-    assert (out["acct_pay"], out["acct_mulaid_pay"], out["psn_cash_pay"]) == ("0.00", "0.00", "0.00")
+    assert (out["acct_pay"], out["acct_mulaid_pay"], out["psn_cash_pay"]) == (
+        "0.00",
+        "0.00",
+        "0.00",
+    )
     assert (await Account.get(person_id=member.id)).balance_fen == 10_000
     assert await LedgerEntry.filter(settlement_id__not_isnull=True).count() == 0
 
@@ -213,10 +248,17 @@ async def test_member_without_account_pays_from_authorizer_then_cash(
     await add_binding(tokens["user"]["id"], child, "child")
     assert (await authorize(client, tokens, child, "child")).status == 201
     who = {"code": institution["code"], "secret": institution["secret"]}
-    resp = await post_signed(client, "/settlements", settlement_body("S1", "35.50", certno=child.id_number), **who)
+    resp = await post_signed(
+        client, "/settlements", settlement_body("S1", "35.50", certno=child.id_number), **who
+    )
     out = await resp.json()
     assert (out["acct_pay"], out["acct_mulaid_pay"], out["psn_cash_pay"], out["balc"]) == (
-        "0.00", "20.00", "15.50", "0.00",
+        "0.00",
+        "20.00",
+        "15.50",
+        "0.00",
     )
-    kinds = sorted(await Notice.filter(recipient_id=tokens["user"]["id"]).values_list("kind", flat=True))
+    kinds = sorted(
+        await Notice.filter(recipient_id=tokens["user"]["id"]).values_list("kind", flat=True)
+    )
     assert kinds == ["family_settlement", "mutual_aid_debit"]

@@ -85,7 +85,9 @@ def test_anything_but_a_yuan_string_is_refused_or_exact(text: str) -> None:
 
 
 @pytest.fixture
-async def family(client: TestClient, app: web.Application, institution: dict[str, str]) -> dict[str, Any]:
+async def family(
+    client: TestClient, app: web.Application, institution: dict[str, str]
+) -> dict[str, Any]:
     from datetime import date
 
     member = await add_person(app, "李秀英", balance_fen=0)
@@ -98,14 +100,20 @@ async def family(client: TestClient, app: web.Application, institution: dict[str
     return {"member": member, "authorizers": payers, "n": [0]}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     balances=st.lists(st.integers(0, 50_000), min_size=4, max_size=4),
     psn_part=st.integers(0, 150_000),
     inpatient=st.booleans(),
 )
 async def test_settle_then_reverse_restores_balances(
-    client: TestClient, institution: dict[str, str], family: dict[str, Any], balances: list[int], psn_part: int,
+    client: TestClient,
+    institution: dict[str, str],
+    family: dict[str, Any],
+    balances: list[int],
+    psn_part: int,
     inpatient: bool,
 ) -> None:
     people = [family["member"], *family["authorizers"]]
@@ -114,17 +122,26 @@ async def test_settle_then_reverse_restores_balances(
     family["n"][0] += 1
     setl_id = f"P{family['n'][0]}"
     who = {"code": institution["code"], "secret": institution["secret"]}
-    body = settlement_body(setl_id, fen_to_yuan(psn_part), psn_no=family["member"].psn_no,
-                           med_type="21" if inpatient else "11")
+    body = settlement_body(
+        setl_id,
+        fen_to_yuan(psn_part),
+        psn_no=family["member"].psn_no,
+        med_type="21" if inpatient else "11",
+    )
     out = await (await post_signed(client, "/settlements", body, **who)).json()
-    taken = [yuan_to_fen(out["acct_pay"], "a"), *(yuan_to_fen(d["amount"], "m") for d in out["mulaid_detail"])]
+    taken = [
+        yuan_to_fen(out["acct_pay"], "a"),
+        *(yuan_to_fen(d["amount"], "m") for d in out["mulaid_detail"]),
+    ]
     assert sum(taken) + yuan_to_fen(out["psn_cash_pay"], "c") == psn_part
     after = [(await Account.get(person_id=p.id)).balance_fen for p in people]
     assert all(b >= 0 for b in after)
     assert sum(balances) - sum(after) == sum(taken) <= psn_part
     # Wuhan allows inpatient 共济 (policy.toml): the same split either way
     assert out["acct_pay"] == fen_to_yuan(min(balances[0], psn_part))
-    resp = await post_signed(client, f"/settlements/{setl_id}/reversal", {"setl_id": setl_id}, **who)
+    resp = await post_signed(
+        client, f"/settlements/{setl_id}/reversal", {"setl_id": setl_id}, **who
+    )
     assert resp.status == 200
     restored = [(await Account.get(person_id=p.id)).balance_fen for p in people]
     assert restored == balances
