@@ -181,10 +181,10 @@ async def credit(
     return after[bucket_key(account.id, None)]
 
 
-async def balance_of(person_id: int) -> int:
-    """The person's own personal-account balance (0 without an account)."""
+async def balance_of(person_id: int) -> int | None:
+    """The person's own personal-account balance (None without an account)."""
     row = await Account.filter(person_id=person_id).values_list("balance_fen", flat=True)
-    return int(row[0]) if row else 0
+    return int(row[0]) if row else None
 
 
 async def yearly_totals(person_id: int, year: int) -> dict[str, int]:

@@ -689,7 +689,10 @@ def _year_bounds(year: int) -> tuple[datetime, datetime]:
 async def list_for_member(
     member_id: int, year: int, *, limit: int = 200, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
-    """A member's settlements in a calendar year (Asia/Shanghai), newest first; amounts in 分."""
+    """A member's settlements in a calendar year (Asia/Shanghai), newest first.
+
+    Items use the national names with amounts in 分, plus ``institution`` and ``state``.
+    """
     start, end = _year_bounds(year)
     query = Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end)
     total = await query.count()
@@ -705,13 +708,14 @@ async def list_for_member(
             "institution": s.institution.name,
             "med_type": s.med_type,
             "setl_time": ledger.cn_iso(s.setl_time),
-            "medfee_fen": s.medfee_sumamt_fen,
-            "hifp_pay_fen": s.hifp_pay_fen,
-            "fund_pay_fen": s.fund_pay_sumamt_fen,
-            "psn_part_fen": s.psn_part_amt_fen,
-            "acct_pay_fen": s.acct_pay_fen,
-            "mulaid_fen": s.acct_mulaid_pay_fen,
-            "cash_fen": s.psn_cash_pay_fen,
+            # the national names, amounts in 分 (the mini-program API's unit)
+            "medfee_sumamt": s.medfee_sumamt_fen,
+            "hifp_pay": s.hifp_pay_fen,
+            "fund_pay_sumamt": s.fund_pay_sumamt_fen,
+            "psn_part_amt": s.psn_part_amt_fen,
+            "acct_pay": s.acct_pay_fen,
+            "acct_mulaid_pay": s.acct_mulaid_pay_fen,
+            "psn_cash_pay": s.psn_cash_pay_fen,
             "state": s.state,
             "reversed_at": ledger.cn_iso(s.reversed_at) if s.reversed_at else None,
         }
@@ -721,7 +725,8 @@ async def list_for_member(
 
 
 async def yearly_summary(member_id: int, year: int) -> dict[str, Any]:
-    """Balance now and the year's totals in 分 (reversed settlements excluded)."""
+    """Balance now and the year's totals, amounts in 分 under the national names (reversed
+    settlements excluded)."""
     start, end = _year_bounds(year)
     row = await (
         Settlement.filter(
@@ -742,14 +747,15 @@ async def yearly_summary(member_id: int, year: int) -> dict[str, Any]:
     row = row or {}
     return {
         "year": year,
-        "balance_fen": await ledger.balance_of(member_id),
+        # None: the member has no personal account (e.g. 城乡居民医保)
+        "balance": await ledger.balance_of(member_id),
         "count": int(row.get("n") or 0),
-        "medfee_fen": int(row.get("medfee") or 0),
-        "hifp_pay_fen": int(row.get("hifp") or 0),
-        "psn_part_fen": int(row.get("psn_part") or 0),
-        "acct_pay_fen": int(row.get("acct") or 0),
-        "mulaid_fen": int(row.get("mulaid") or 0),
-        "cash_fen": int(row.get("cash") or 0),
+        "medfee_sumamt": int(row.get("medfee") or 0),
+        "hifp_pay": int(row.get("hifp") or 0),
+        "psn_part_amt": int(row.get("psn_part") or 0),
+        "acct_pay": int(row.get("acct") or 0),
+        "acct_mulaid_pay": int(row.get("mulaid") or 0),
+        "psn_cash_pay": int(row.get("cash") or 0),
     }
 
 

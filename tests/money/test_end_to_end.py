@@ -95,14 +95,14 @@ async def test_authorize_settle_reverse(
 
     # the binder's view (issue #3 serves it at GET /family/members/{id}/settlements)
     items, total = await settlements.list_for_member(member.id, 2026)
-    assert total == 1 and items[0]["setl_id"] == "S0001" and items[0]["mulaid_fen"] == 60_000
+    assert total == 1 and items[0]["setl_id"] == "S0001" and items[0]["acct_mulaid_pay"] == 60_000
     summary = await settlements.yearly_summary(member.id, 2026)
     assert (
         summary["count"] == 1
-        and summary["acct_pay_fen"] == 10_000
-        and summary["mulaid_fen"] == 60_000
+        and summary["acct_pay"] == 10_000
+        and summary["acct_mulaid_pay"] == 60_000
     )
-    assert summary["hifp_pay_fen"] == 10_000 and summary["balance_fen"] == 0
+    assert summary["hifp_pay"] == 10_000 and summary["balance"] == 0
 
     # reversal: every 分 back where it came from, once; correcting notices
     path = "/settlements/S0001/reversal"
