@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -167,18 +167,33 @@ def dialect_sql(dialect: str, sql: str) -> str:
 async def credit(
     person_id: int, amount_fen: int, *, kind: str = "import", note: str | None = None
 ) -> int:
-    """Credit (or, negative, debit) a person's own account; creates the account. New balance.
+    """Credit (or, negative, debit) a person's own account; creates the account. New balance."""
+    return await _post_own(person_id, lambda balance: amount_fen, kind, note)
 
-    Used by the registry import and the demo; never lets the balance go negative.
+
+async def set_balance(
+    person_id: int, target_fen: int, *, kind: str = "import", note: str | None = None
+) -> int:
+    """Bring a person's own balance to ``target_fen`` with one entry of the difference.
+
+    The registry import (CLI / demo): importing the same file twice changes nothing, and
+    the account is locked, so a settlement running meanwhile is never overwritten.
     """
+    return await _post_own(person_id, lambda balance: target_fen - balance, kind, note)
+
+
+async def _post_own(
+    person_id: int, amount: Callable[[int], int], kind: str, note: str | None
+) -> int:
     async with in_transaction():
         account, _ = await Account.get_or_create(person_id=person_id)
         balances = await lock_accounts([account.id])
+        bucket = bucket_key(account.id, None)
         after = await apply_postings(
-            [Posting(account.id, amount_fen, kind, note=note)],
-            {bucket_key(account.id, None): balances[account.id]},
+            [Posting(account.id, amount(balances[account.id]), kind, note=note)],
+            {bucket: balances[account.id]},
         )
-    return after[bucket_key(account.id, None)]
+    return after[bucket]
 
 
 async def balance_of(person_id: int) -> int | None:
@@ -240,6 +255,7 @@ __all__ = [
     "lock_accounts",
     "lock_quotas",
     "person_account_ids",
+    "set_balance",
     "verify_account",
     "yearly_totals",
 ]

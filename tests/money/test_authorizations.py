@@ -216,3 +216,39 @@ async def test_revoke_and_the_unbind_lock(client: TestClient, app: web.Applicati
     assert listed["items"] == []
     # and can authorize again afterwards
     assert (await authorize(client, yichang, member2)).status == 201
+
+
+async def test_region_rules_follow_the_date(client: TestClient, app: web.Application) -> None:
+    """Before 2024-11 only the same 统筹区; before 2026-01-09 no cross-province (policy.toml)."""
+    from server import keys
+    from server.domain import mutual_aid
+    from server.domain.errors import DomainError
+
+    me = await add_person(app, "张伟", birth=date(1990, 3, 7), balance_fen=1_000)
+    tokens = await verified_user(client, "alice", me)
+    notice = mutual_aid.current_notice()
+
+    async def attempt(member: Any, today: date) -> str:
+        try:
+            await mutual_aid.authorize(
+                user_id=tokens["user"]["id"],
+                name=member.name,
+                id_type="resident_id",
+                id_number=member.id_number,
+                relationship="parent",
+                notice_version=notice.version,
+                notice_sha256=notice.sha256,
+                quota_fen=None,
+                pii=app[keys.pii_key],
+                policy=app[keys.policy_key],
+                today=today,
+            )
+        except DomainError as err:
+            return err.code
+        return "ok"
+
+    other_city = await add_person(app, "王母", region=YICHANG)
+    assert await attempt(other_city, date(2024, 6, 1)) == "OUTSIDE_POOLING_AREA"
+    other_province = await add_person(app, "陈母", region=CHENGDU)
+    assert await attempt(other_province, date(2025, 6, 1)) == "CROSS_PROVINCE_NOT_ALLOWED"
+    assert await attempt(other_city, date(2025, 6, 1)) == "ok"
