@@ -44,15 +44,23 @@ async def test_zhejiang_excludes_inpatient_mutual_aid(
     assert await _balance(son) == 40_000
 
 
-async def test_cross_province_pays_from_the_quota_only(
-    client: TestClient, app: web.Application, institution: dict[str, str]
-) -> None:
+async def _cross_province(
+    client: TestClient, app: web.Application, balance: int, quota: int
+) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
+    """A daughter in Chengdu authorizes her mother in Hubei with a 共济额度."""
     daughter = await add_person(
-        app, "陈静", region=CHENGDU, birth=date(1960, 2, 14), balance_fen=100_000
+        app, "陈静", region=CHENGDU, birth=date(1960, 2, 14), balance_fen=balance
     )
     tokens = await verified_user(client, "chen", daughter)
     mother = await add_person(app, "陈母", region=YICHANG, birth=date(1935, 1, 1))
-    auth = await (await authorize(client, tokens, mother, quota_fen=5_000)).json()
+    auth = await (await authorize(client, tokens, mother, quota_fen=quota)).json()
+    return daughter, tokens, mother, auth
+
+
+async def test_cross_province_pays_from_the_quota_only(
+    client: TestClient, app: web.Application, institution: dict[str, str]
+) -> None:
+    daughter, tokens, mother, auth = await _cross_province(client, app, 100_000, 5_000)
     who = {"code": institution["code"], "secret": institution["secret"]}
     out = await (
         await post_signed(
@@ -78,12 +86,7 @@ async def test_cross_province_pays_from_the_quota_only(
 async def test_reversal_after_the_quota_ended_returns_to_the_balance(
     client: TestClient, app: web.Application, institution: dict[str, str]
 ) -> None:
-    daughter = await add_person(
-        app, "陈静", region=CHENGDU, birth=date(1960, 2, 14), balance_fen=10_000
-    )
-    tokens = await verified_user(client, "chen", daughter)
-    mother = await add_person(app, "陈母", region=YICHANG, birth=date(1935, 1, 1))
-    auth = await (await authorize(client, tokens, mother, quota_fen=4_000)).json()
+    daughter, tokens, mother, auth = await _cross_province(client, app, 10_000, 4_000)
     who = {"code": institution["code"], "secret": institution["secret"]}
     await post_signed(
         client, "/settlements", settlement_body("S1", "30.00", psn_no=mother.psn_no), **who
