@@ -13,7 +13,9 @@ Rules (SPEC.md 家庭共济, all from the dated per-region policy through the on
 * revocable, except within ``unbind_lock_months`` of the start (Wuhan: 3).
 
 Concurrency: the authorizer's user row and the member's registry row are locked in this
-order, so two requests can never together pass a limit one of them alone would hit.
+order, so two requests can never together pass a limit one of them alone would hit. The
+locks are FOR NO KEY UPDATE: a settlement inserting rows that reference the member (a
+foreign-key KEY SHARE lock) never waits for them.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ async def authorize(
         doc, parse_error = None, err
 
     async with in_transaction():
-        user = await User.filter(id=user_id).select_for_update().first()
+        user = await User.filter(id=user_id).select_for_update(no_key=True).first()
         if user is None:
             raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
         me = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None  # type: ignore[attr-defined]
@@ -129,7 +131,7 @@ async def authorize(
         if doc is not None:
             member = (
                 await InsuredPerson.filter(id_hash=id_hash(pii, doc.id_type, doc.id_number))
-                .select_for_update()
+                .select_for_update(no_key=True)
                 .first()
             )
         match: Literal["match", "mismatch", "not_found"] = "not_found"
