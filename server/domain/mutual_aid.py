@@ -24,7 +24,7 @@ import functools
 import hashlib
 import tomllib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -191,21 +191,23 @@ async def authorize(
         )
         if decision.quota_required:
             assert quota_fen is not None
-            await _move_quota(auth, me.id, quota_fen, "quota_hold")
+            await _move_quota(auth, me.id, "quota_hold", lambda _: quota_fen)
             auth.quota_remaining_fen = quota_fen
     return present(auth, member=member, pii=pii, policy=policy, region=me.region_code)
 
 
 async def _move_quota(
-    auth: Authorization, authorizer_person_id: int, amount_fen: int, kind: str
+    auth: Authorization, authorizer_person_id: int, kind: str, amount: Callable[[int], int]
 ) -> None:
-    """Move ``amount_fen`` from the authorizer's balance into the quota (negative: back)."""
+    """Move ``amount(locked remaining quota)`` from the authorizer's balance into the quota
+    (negative: back). The amount is decided on the locked rows, never on a stale read."""
     accounts = await ledger.person_account_ids([authorizer_person_id])
     account_id = accounts.get(authorizer_person_id)
     if account_id is None:
         raise ledger.insufficient()
     balances = await ledger.lock_accounts([account_id])  # accounts before quotas, always
     quotas = await ledger.lock_quotas([auth.id])
+    amount_fen = amount(quotas[auth.id][1])
     note = f"共济额度 {auth.id}"
     await ledger.apply_postings(
         [
@@ -242,7 +244,8 @@ async def revoke(
         if decision.blocker is not None:
             raise refusal(decision.blocker)
         if auth.quota_fen is not None:
-            await _move_quota(auth, person.id, -(auth.quota_remaining_fen or 0), "quota_release")
+            # all that is left, as locked (settlements may have spent some meanwhile)
+            await _move_quota(auth, person.id, "quota_release", lambda left: -left)
         updated = await Authorization.filter(id=auth.id, state="active").update(
             state="revoked", revoked_at=datetime.now(timezone.utc)
         )

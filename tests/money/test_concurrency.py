@@ -100,3 +100,39 @@ async def test_parallel_authorizations_respect_the_family_size(
     responses = await asyncio.gather(*(authorize(client, tokens, kid, "child") for kid in kids))
     assert sorted(r.status for r in responses) == [201] * 6 + [409] * 4
     assert await Authorization.filter(state="active").count() == 6
+
+
+async def test_parallel_quota_settlements_and_a_revocation(
+    client: TestClient, app: web.Application, institution: dict[str, str]
+) -> None:
+    """Cross-province quota: settlements racing a revocation never lose or invent a 分."""
+    from server.domain.models import Authorization
+    from tests.factories import bearer
+
+    daughter = await add_person(
+        app, "陈静", region="510100", birth=date(1960, 2, 14), balance_fen=100_000
+    )
+    tokens = await verified_user(client, "chen", daughter)
+    mother = await add_person(app, "陈母", region="420500", birth=date(1935, 1, 1))
+    resp = await authorize(client, tokens, mother, quota_fen=20_000)
+    auth = await resp.json()
+    who = {"code": institution["code"], "secret": institution["secret"]}
+
+    async def settle(i: int) -> int:
+        body = settlement_body(f"Q{i}", "9.99", psn_no=mother.psn_no)
+        return (await post_signed(client, "/settlements", body, **who)).status
+
+    async def revoke() -> int:
+        await asyncio.sleep(0.01)
+        path = f"/api/v1/mutual-aid/authorizations/{auth['id']}"
+        return (await client.delete(path, headers=bearer(tokens))).status
+
+    statuses = await asyncio.gather(*(settle(i) for i in range(30)), revoke())
+    assert statuses == [201] * 30 + [204]
+    account = await Account.get(person_id=daughter.id)
+    paid = sum(
+        await Settlement.all().values_list("acct_mulaid_pay_fen", flat=True)  # type: ignore[arg-type]
+    )
+    assert account.balance_fen + paid == 100_000  # every 分 either spent or returned
+    assert (await Authorization.get(id=auth["id"])).quota_remaining_fen == 0
+    assert await ledger.verify_account(account.id)
