@@ -227,7 +227,9 @@ async def revoke(
     """End an authorization (authorizer only); unused 共济额度 returns to their balance.
 
     Refused with UNBIND_LOCKED within the region's ``unbind_lock_months`` of its start
-    (the lock in force on the start date — Wuhan guide).
+    (the lock in force on the start date — Wuhan guide). Settlements that start after the
+    revocation commits no longer use it; one already in flight may still complete with
+    the authorizer's balance (a quota, though, is re-read under its lock and is exact).
     """
     today = today or ledger.cn_today()
     auth_uuid = _parse_uuid(authorization_id)
