@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
+    from server.domain.policy import PolicyEngine
     from server.gateways.face import FaceGateway
     from server.gateways.wechat import WeChatGateway
     from server.metrics import Metrics
@@ -29,11 +30,15 @@ auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
 push_worker_key = web.AppKey("push_worker", "Worker")  # the delivery loop (embedded / worker process)
+policy_key = web.AppKey("policy", "PolicyEngine")  # config/policy.toml, loaded once
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
+# institution webhook: rows (short TTL) and decrypted secrets by (code, secret_enc), per process
+institution_directory_key = web.AppKey("institution_directory", object)
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
+institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
     "Any",
@@ -41,10 +46,13 @@ __all__ = [
     "face_key",
     "fake_wechat_key",
     "http_key",
+    "institution_key",
+    "institution_directory_key",
     "metrics_key",
     "orm_key",
     "pii_key",
     "push_worker_key",
+    "policy_key",
     "redis_key",
     "request_id_key",
     "user_id_key",

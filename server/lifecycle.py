@@ -96,8 +96,12 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Domain services that need the resources above."""
     from server.domain.auth import AuthService
+    from server.domain.policy import DEFAULT_POLICY_PATH, PolicyEngine
 
     settings = app[keys.settings_key]
+    # the one policy engine (config/policy.toml, or [policy] file): 共济 and binding rules
+    policy_file = settings.section("policy").get("file") or DEFAULT_POLICY_PATH
+    app[keys.policy_key] = PolicyEngine.from_file(policy_file)
     app[keys.auth_key] = AuthService(
         jwt_settings=settings.jwt,
         redis=app[keys.redis_key],
