@@ -57,6 +57,8 @@ class Worker:
                 metrics=app[keys.metrics_key],
                 worker_id=worker_id or new_worker_id(),
                 concurrency=concurrency,
+                # only with the in-process fake WeChat and demo data (never in production)
+                demo_followers=settings.server.demo_data and keys.fake_wechat_key in app,
             )
         )
 

@@ -436,6 +436,13 @@ class CircuitBreaker:
             self._on_trip(duration)
 
 
+def _demo_follower(unionid: str | None) -> str | None:
+    """The fake WeChat's convention: unionid union-<user> follows as oa-<user>."""
+    if unionid and unionid.startswith("union-"):
+        return "oa-" + unionid.removeprefix("union-")
+    return None
+
+
 # ---- the dispatcher -------------------------------------------------------------------------
 
 
@@ -510,8 +517,13 @@ class Dispatcher:
         worker_id: str,
         concurrency: int = 32,
         rng: random.Random | None = None,
+        demo_followers: bool = False,
     ) -> None:
         self.config = config
+        # Demo only (the in-process fake WeChat, API.md "Demo mode"): official-account
+        # openid oa-<user> is the follower of unionid union-<user> even before the bot
+        # has seen a subscribe event, so the demo's notices arrive as template messages.
+        self.demo_followers = demo_followers
         self.redis = redis
         self.gateway = gateway
         self.worker_id = worker_id[:64]
@@ -715,6 +727,8 @@ class Dispatcher:
                 done.append(self._end(n, "failed", REASON_NO_TEMPLATE))
                 continue
             oa_openid = followers.get(user["unionid"]) if user["unionid"] else None
+            if oa_openid is None and self.demo_followers:
+                oa_openid = _demo_follower(user["unionid"])
             try:
                 if oa_openid and templates.oa_template:
                     data = render_data(templates.oa_data, n.data or {}, med_types=med_types)

@@ -446,3 +446,37 @@ async def test_refresher_that_died_holding_the_lock_only_delays(
     n = await Notice.get(id=notice.id)
     assert n.state == "sent" and n.attempts >= 2  # the first attempt gave up waiting
     assert wechat_state.tokens_issued == 1
+
+
+async def test_demo_mode_delivers_to_the_fake_followers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """`make run`: in-process fake WeChat + demo data: oa-<user> follows without a bot event."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from server import keys
+    from server.app import create_app
+    from tests.conftest import _reset_backends
+
+    demo = {
+        "server.run_worker": True,
+        "server.demo_data": True,
+        "wechat.api_base": "",
+        "push.idle_poll_seconds": 0.02,
+    }
+    settings = make_settings(**demo)
+    app = create_app(settings)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        await _reset_backends(app)
+        notice = await make_notice(await make_user("tina"))  # no follower row, no grant
+        for _ in range(250):
+            if (await Notice.get(id=notice.id)).state != "pending":
+                break
+            await asyncio.sleep(0.02)
+        assert (await Notice.get(id=notice.id)).state == "sent"
+        fake: FakeWeChatState = app[keys.fake_wechat_key]  # type: ignore[assignment]
+        assert [m["openid"] for m in fake.sent_messages()] == ["oa-tina"]
+    finally:
+        await client.close()
