@@ -151,12 +151,19 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
     from server.metrics import Metrics
     from server.ops import healthz, metrics, readyz
 
-    if not settings.database_url.startswith("sqlite"):
-        # The server (or `python -m server migrate`) owns the schema: several workers
-        # starting together must not race to migrate it.
-        settings = dataclasses.replace(
-            settings, database=dataclasses.replace(settings.database, schema="none")
+    if settings.database_url.startswith("sqlite") or not settings.redis.url:
+        # SQLite cannot lock rows across processes and the in-process Redis is not shared:
+        # a second process would double-send. The embedded server runs its own worker.
+        log.error(
+            "python -m server worker needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL); "
+            "with the embedded defaults the server delivers notices itself (RUN_WORKER=true)"
         )
+        return 2
+    # The server (or `python -m server migrate`) owns the schema: several workers starting
+    # together must not race to migrate it.
+    settings = dataclasses.replace(
+        settings, database=dataclasses.replace(settings.database, schema="none")
+    )
     config = PushConfig.from_settings(settings)
     app = web.Application()
     app[keys.settings_key] = settings

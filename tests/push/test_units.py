@@ -147,3 +147,23 @@ def test_bad_push_settings_are_refused(key: str, value: object) -> None:
     settings = Settings.load("test.toml", env={}, overrides={key: value})
     with pytest.raises(ValueError):
         PushConfig.from_settings(settings)
+
+
+def test_standalone_worker_refuses_the_embedded_backends(tmp_path: object) -> None:
+    """SQLite + the in-process Redis cannot be shared by a second process: exit 2, clearly."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATABASE_URL": "", "REDIS_URL": "", "DATA_DIR": str(tmp_path)}
+    env.pop("CONFIG_FILE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "worker"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert b"needs PostgreSQL" in proc.stderr
