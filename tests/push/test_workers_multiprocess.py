@@ -76,6 +76,20 @@ async def wait_started(tmp_path: Path, *names: str, timeout: float = 60.0) -> No
     raise AssertionError("workers did not start")
 
 
+async def scrape_metrics(tmp_path: Path, name: str) -> str:
+    """GET the worker's /metrics (its URL is the line it prints on start)."""
+    import re
+
+    import aiohttp
+
+    log = (tmp_path / f"{name}.log").read_text()
+    url = re.search(r"metrics on (http://\S+/metrics)", log)
+    assert url, log
+    async with aiohttp.ClientSession() as session, session.get(url.group(1)) as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
 async def wait_until_drained(*procs: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     for _ in range(int(timeout / 0.1)):  # bounded
         if not await Notice.filter(state="pending").exists():
@@ -111,6 +125,7 @@ async def test_two_workers_deliver_1000_once_each(
         await wait_started(tmp_path, "worker0", "worker1")
         await Notice.all().update(next_attempt_at=None)
         await wait_until_drained(*procs)
+        metrics = await scrape_metrics(tmp_path, "worker0")
         stopped_cleanly = True
     finally:
         stop(*procs)
@@ -122,6 +137,9 @@ async def test_two_workers_deliver_1000_once_each(
     workers = await Notice.all().distinct().values_list("leased_by", flat=True)
     assert len(set(workers)) == 2, "both workers took a share"
     assert state.tokens_issued == 1  # one shared token for both processes
+    # each worker serves its own /metrics (README "Push delivery")
+    assert 'push_sends_total{channel="template",errcode="0",result="ok"}' in metrics
+    assert "push_queue_depth" in metrics and "push_send_latency_seconds_bucket" in metrics
 
 
 async def test_sigkilled_worker_leaves_its_batch_to_another(
