@@ -389,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-url", default="")
     args = p.parse_args(argv)
     if args.command == "serve-fake":
-        asyncio.run(_serve_fake(args.port))
+        from server.__main__ import run as run_on_uvloop  # the loop the server itself uses
+
+        run_on_uvloop(lambda: _serve_fake(args.port))
         return 0
     result = run(
         notices=args.notices,
