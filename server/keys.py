@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from bot.service import BotService
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
     from server.gateways.face import FaceGateway
@@ -28,6 +29,7 @@ auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
+bot_key = web.AppKey("bot", "BotService")  # the official-account bot (on the /wechat sub-app)
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
@@ -36,6 +38,7 @@ user_id_key = web.RequestKey("user_id", int)
 __all__ = [
     "Any",
     "auth_key",
+    "bot_key",
     "face_key",
     "fake_wechat_key",
     "http_key",

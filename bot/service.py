@@ -1,0 +1,254 @@
+"""The bot's use case: answer each WeChat push once, in time, to the right person.
+
+Order of work for one push (``BotService.answer``):
+
+1. one Redis round trip: claim the message (``SET NX`` on its dedupe key), count it for
+   the follower's rate limit, and open the customer-service window;
+2. a retry of a claimed message waits (≤ ``retry_wait_seconds``) for the first answer
+   and returns the same reply — WeChat retries after 5 s, 3 times, and the retries may
+   reach another process;
+3. the router computes the reply within ``reply_budget_seconds``; past it we answer
+   "success" and the reply goes out later as a customer-service message;
+4. the rendered reply is stored under the dedupe key for later retries.
+
+The reply path never calls WeChat: learning a follower's unionid and customer-service
+sends run as background tasks on the app's shared ClientSession.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from wechatpy import create_reply
+from wechatpy.messages import BaseMessage
+
+from bot.customer_service import CustomerService
+from bot.dialogue import Dialogue
+from bot.nlu import KnowledgeBase
+from bot.router import Router
+from bot.webhook import Codec
+from server.domain.pii import PiiCipher
+from server.gateways.wechat import WeChatGateway
+from server.settings import Settings
+
+__all__ = ["BotConfig", "BotService", "dedupe_key"]
+
+log = logging.getLogger(__name__)
+
+# Stored under the dedupe key: P = being answered, R<xml> = this reply, E = no reply.
+_PENDING, _REPLY, _EMPTY = b"P", b"R", b"E"
+# Events a follower makes (they open the customer-service window and count for the
+# rate limit); the rest (unsubscribe, VIEW, TEMPLATESENDJOBFINISH) come from WeChat.
+_USER_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click"})
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """The ``[bot]`` settings table (config/default.toml)."""
+
+    timestamp_window_seconds: int = 300
+    reply_budget_seconds: float = 4.0
+    dedupe_ttl_seconds: int = 60
+    retry_wait_seconds: float = 4.0
+    dialogue_ttl_seconds: int = 600
+    rate_limit_per_minute: int = 20
+    diagnosis_days: int = 30
+    max_body_bytes: int = 65_536
+    miniprogram_appid: str = ""
+    miniprogram_path: str = "pages/index/index"
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> BotConfig:
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = set(section) - set(known)
+        if unknown:
+            raise ValueError(f"unknown setting bot.{sorted(unknown)[0]}")
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            default = getattr(cls, name)
+            values[name] = type(default)(value)
+        return cls(**values)
+
+
+def dedupe_key(message: BaseMessage) -> str:
+    """Messages by FromUserName + MsgId (bare MsgIds have collided under load); events by
+    FromUserName + CreateTime + Event + EventKey (SPEC.md "The bot")."""
+    if message.type == "event":
+        raw = getattr(message, "_data", {})
+        return (
+            f"bot:seen:e:{message.source}:{message.time}:"
+            f"{raw.get('Event', '')}:{raw.get('EventKey', '')}"
+        )
+    return f"bot:seen:m:{message.source}:{message.id}"
+
+
+class BotService:
+    """Everything the webhook needs; built once per app (see ``bot.create_subapp``)."""
+
+    def __init__(
+        self,
+        *,
+        config: BotConfig,
+        codec: Codec,
+        kb: KnowledgeBase,
+        router: Router,
+        redis: Any,
+        pii: PiiCipher,
+        wechat: WeChatGateway | None = None,
+    ) -> None:
+        self.config = config
+        self.codec = codec
+        self.kb = kb
+        self.router = router
+        self.redis = redis
+        self.pii = pii
+        self.wechat = wechat
+        self.dialogue = Dialogue(redis, kb, ttl_seconds=config.dialogue_ttl_seconds)
+        self.customer_service = (
+            CustomerService(redis, wechat, self.access_token) if wechat is not None else None
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._token: tuple[str, float] | None = None
+        self._token_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        kb: KnowledgeBase,
+        router: Router,
+        redis: Any,
+        pii: PiiCipher,
+        wechat: WeChatGateway | None,
+    ) -> BotService:
+        config = BotConfig.from_section(settings.section("bot"))
+        codec = Codec(
+            token=settings.wechat.oa_token,
+            appid=settings.wechat.oa_appid,
+            encoding_aes_key=settings.wechat.oa_encoding_aes_key,
+            previous_encoding_aes_key=settings.wechat.oa_previous_encoding_aes_key,
+            window_seconds=config.timestamp_window_seconds,
+        )
+        return cls(
+            config=config, codec=codec, kb=kb, router=router, redis=redis, pii=pii, wechat=wechat
+        )
+
+    # ---- the reply path --------------------------------------------------------------
+
+    async def answer(self, message: BaseMessage) -> str | None:
+        """The passive reply XML for a push (None: answer "success", no message)."""
+        key = dedupe_key(message)
+        openid = message.source
+        user_made = message.type != "event" or str(getattr(message, "event", "")) in _USER_EVENTS
+        ttl = self.config.dedupe_ttl_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, _PENDING, nx=True, ex=ttl)
+        if user_made:
+            rl_key = f"bot:rl:{openid}"
+            pipe.set(rl_key, 0, nx=True, ex=60)
+            pipe.incr(rl_key)
+            if self.customer_service is not None:
+                CustomerService.open_window(pipe, openid)
+        results = await pipe.execute()
+        if not results[0]:
+            return await self._first_answer(key)
+
+        if user_made and results[2] > self.config.rate_limit_per_minute:
+            # Flooding: one warning, then silence until the minute is over.
+            text: str | None = (
+                "您发送消息太频繁了,请稍等一分钟再试。"
+                if results[2] == self.config.rate_limit_per_minute + 1
+                else None
+            )
+        else:
+            text = await self._within_budget(message)
+        reply = create_reply(text, message, render=True) if text else ""
+        await self.redis.set(key, _REPLY + reply.encode() if reply else _EMPTY, ex=ttl)
+        return reply or None
+
+    async def _within_budget(self, message: BaseMessage) -> str | None:
+        task = asyncio.ensure_future(self.get_reply(message))
+        done, _ = await asyncio.wait({task}, timeout=self.config.reply_budget_seconds)
+        if done:
+            return task.result()
+        # Too slow for a passive reply: say nothing now, send it when it is ready.
+        log.warning("bot reply over budget: finishing through customer service")
+        openid = message.source
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._late_reply(t, openid))
+        return None
+
+    def _late_reply(self, task: asyncio.Task[str | None], openid: str) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return
+        text = task.result()
+        if text and self.customer_service is not None:
+            self.spawn(self.customer_service.send(openid, text))
+
+    async def get_reply(self, message: BaseMessage) -> str | None:
+        """The router's answer; an error in a handler becomes an apology, never a crash."""
+        try:
+            return await self.router.get_reply(message, self)
+        except Exception:  # noqa: BLE001 — the follower must get an answer whatever broke
+            log.exception("bot handler failed for a %s message", message.type)
+            return "抱歉,系统开小差了,请稍后再试。"
+
+    async def _first_answer(self, key: str) -> str | None:
+        """A retry: the reply of the first delivery (waiting while it is being computed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.retry_wait_seconds
+        delay = 0.02
+        while True:
+            raw = await self.redis.get(key)
+            if raw is None or raw[:1] == _EMPTY:
+                return None
+            if raw[:1] == _REPLY:
+                return bytes(raw[1:]).decode()
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    # ---- background work (never on the reply path) -----------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; kept referenced, errors logged, cancelled on stop."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bot background task failed", exc_info=task.exception())
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for background tasks (tests, and shutdown before cancelling)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def close(self) -> None:
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def access_token(self, *, force_refresh: bool = False) -> str:
+        """The official account's access token (stable_token, cached until 5 min before expiry)."""
+        if self.wechat is None:
+            raise RuntimeError("no WeChat gateway configured")
+        async with self._token_lock:
+            now = time.monotonic()
+            if not force_refresh and self._token is not None and self._token[1] > now:
+                return self._token[0]
+            token = await self.wechat.stable_token("oa", force_refresh=force_refresh)
+            self._token = (token.token, now + max(token.expires_in - 300, 60))
+            return token.token
