@@ -16,7 +16,7 @@ from wechatpy.messages import BaseMessage
 
 from bot import diagnosis, followers
 from bot.menu import KB_PREFIX
-from bot.router import Router
+from bot.router import Router, is_event
 
 if TYPE_CHECKING:
     from bot.service import BotService
@@ -174,7 +174,8 @@ async def on_template_finished(message: BaseMessage, bot: BotService) -> None:
 
 
 async def on_other(message: BaseMessage, bot: BotService) -> str | None:
-    if message.type == "event":
+    """Images, voice, locations: ask for text. Events we do not know: nothing."""
+    if is_event(message):
         return None
     return topics_text(bot, "目前我只能看懂文字消息,请把问题用文字发给我,或回复数字:")
 

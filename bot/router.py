@@ -23,11 +23,16 @@ from typing import Any, TypeVar
 
 from wechatpy.messages import BaseMessage
 
-__all__ = ["Handler", "Router"]
+__all__ = ["Handler", "Router", "is_event"]
 
 # A handler gets the parsed message and the bot context; answers text or None.
 Handler = Callable[[BaseMessage, Any], Awaitable[str | None]]
 H = TypeVar("H", bound=Handler)
+
+
+def is_event(message: BaseMessage) -> bool:
+    """True for an event push, including event types wechatpy does not know."""
+    return str(getattr(message, "_data", {}).get("MsgType", message.type)).lower() == "event"
 
 
 class Router:
@@ -84,7 +89,7 @@ class Router:
 
     def resolve(self, message: BaseMessage) -> Handler | None:
         """The handler for a message, or None."""
-        if message.type == "event":
+        if is_event(message):
             event = str(getattr(message, "event", "")).lower()
             if event == "click":
                 key = str(getattr(message, "key", "") or "")

@@ -30,7 +30,7 @@ from wechatpy.messages import BaseMessage
 from bot.customer_service import CustomerService
 from bot.dialogue import Dialogue
 from bot.nlu import KnowledgeBase
-from bot.router import Router
+from bot.router import Router, is_event
 from bot.webhook import Codec
 from server.domain.pii import PiiCipher
 from server.gateways.wechat import WeChatGateway
@@ -77,12 +77,13 @@ class BotConfig:
 
 def dedupe_key(message: BaseMessage) -> str:
     """Messages by FromUserName + MsgId (bare MsgIds have collided under load); events by
-    FromUserName + CreateTime + Event + EventKey (SPEC.md "The bot")."""
-    if message.type == "event":
-        raw = getattr(message, "_data", {})
+    FromUserName + CreateTime + Event + EventKey (SPEC.md "The bot"), plus the MsgID an
+    event carries (TEMPLATESENDJOBFINISH): two receipts in one second are two events."""
+    raw = getattr(message, "_data", {})
+    if is_event(message):
         return (
             f"bot:seen:e:{message.source}:{message.time}:"
-            f"{raw.get('Event', '')}:{raw.get('EventKey', '')}"
+            f"{raw.get('Event', '')}:{raw.get('EventKey', '')}:{raw.get('MsgID', '')}"
         )
     return f"bot:seen:m:{message.source}:{message.id}"
 
@@ -145,7 +146,7 @@ class BotService:
         """The passive reply XML for a push (None: answer "success", no message)."""
         key = dedupe_key(message)
         openid = message.source
-        user_made = message.type != "event" or str(getattr(message, "event", "")) in _USER_EVENTS
+        user_made = not is_event(message) or str(getattr(message, "event", "")) in _USER_EVENTS
         ttl = self.config.dedupe_ttl_seconds
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(key, _PENDING, nx=True, ex=ttl)
