@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from server.gateways.wechat import WeChatGateway
+from server.settings import Settings
 
-__all__ = ["build_menu", "click_keys", "publish_menu", "KB_PREFIX"]
+__all__ = ["build_menu", "click_keys", "publish_menu", "publish_from_settings", "KB_PREFIX"]
 
 KB_PREFIX = "KB:"
 
@@ -63,3 +64,41 @@ def click_keys(menu: dict[str, Any]) -> Iterator[str]:
 async def publish_menu(gateway: WeChatGateway, access_token: str, menu: dict[str, Any]) -> None:
     """Replace the official account's menu (WeChatError on refusal)."""
     await gateway.create_menu(access_token, menu)
+
+
+async def publish_from_settings(settings: Settings) -> dict[str, Any]:
+    """The CLI's work: build the menu from ``[bot]`` settings and publish it with the
+    official account's stable token (the in-process fake WeChat when api_base is empty)."""
+    import aiohttp
+
+    from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
+
+    section = settings.section("bot")
+    menu = build_menu(
+        miniprogram_appid=str(section.get("miniprogram_appid") or settings.wechat.mp_appid),
+        miniprogram_path=str(section.get("miniprogram_path") or "pages/index/index"),
+    )
+    runner = None
+    api_base = settings.wechat.api_base
+    if not api_base:
+        state = FakeWeChatState(
+            oa_appid=settings.wechat.oa_appid, oa_secret=settings.wechat.oa_secret
+        )
+        runner, api_base, _ = await start_fake_wechat(state=state)
+    try:
+        async with aiohttp.ClientSession() as session:
+            gateway = WeChatGateway(
+                session,
+                api_base=api_base,
+                mp_appid=settings.wechat.mp_appid,
+                mp_secret=settings.wechat.mp_secret,
+                oa_appid=settings.wechat.oa_appid,
+                oa_secret=settings.wechat.oa_secret,
+                timeout=settings.wechat.timeout_seconds,
+            )
+            token = await gateway.stable_token("oa")
+            await publish_menu(gateway, token.token, menu)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    return menu

@@ -7,6 +7,7 @@
     python -m server registry import FILE.csv
     python -m server institution add CODE NAME REGION_CODE
     python -m server worker               # notice delivery worker (see README)
+    python -m server menu publish         # publish the official account's custom menu
 """
 
 from __future__ import annotations
@@ -135,6 +136,19 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return int(run(lambda: worker_main(settings, concurrency=args.concurrency)) or 0)
 
 
+def cmd_menu(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.menu import publish_from_settings
+    from server.gateways.wechat import WeChatError
+
+    try:
+        menu = run(lambda: publish_from_settings(settings))
+    except WeChatError as exc:
+        print(f"menu not published: {exc.message_zh} (errcode {exc.errcode})", file=sys.stderr)
+        return 1
+    print(f"menu published: {', '.join(b['name'] for b in menu['button'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m server", description="亲情医保 backend")
     p.add_argument("--host", help="listen address (default: HOST or config)")
@@ -157,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("code")
     add.add_argument("name")
     add.add_argument("region_code")
+    menu = sub.add_parser("menu", help="official-account custom menu")
+    menu_sub = menu.add_subparsers(dest="action", required=True)
+    menu_sub.add_parser("publish", help="publish the menu through the WeChat gateway")
     return p
 
 
@@ -167,6 +184,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "makemigrations": cmd_makemigrations,
     "registry": cmd_registry,
     "institution": cmd_institution,
+    "menu": cmd_menu,
 }
 
 
