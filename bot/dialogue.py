@@ -17,9 +17,16 @@ from typing import Any
 
 from bot.nlu import KnowledgeBase
 
-__all__ = ["Dialogue", "Question", "TREE", "EXIT_WORDS"]
+__all__ = ["Dialogue", "Question", "TREE", "EXIT_WORDS", "NOT_READ", "NotRead"]
 
 EXIT_WORDS = frozenset({"退出", "取消", "结束", "不用了", "算了", "0", "q", "quit", "exit"})
+
+
+class NotRead:
+    """The dialogue state was not read ahead (``step`` reads it itself)."""
+
+
+NOT_READ = NotRead()
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,11 @@ class Dialogue:
 
     async def active(self, openid: str) -> str | None:
         """The current question id, or None when there is no dialogue."""
-        raw = await self._redis.get(self.key(openid))
+        return self.decode(await self._redis.get(self.key(openid)))
+
+    @staticmethod
+    def decode(raw: bytes | str | None) -> str | None:
+        """The question id from a raw Redis value (read ahead in a pipeline)."""
         if raw is None:
             return None
         return raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -122,10 +133,13 @@ class Dialogue:
     async def end(self, openid: str) -> None:
         await self._redis.delete(self.key(openid))
 
-    async def step(self, openid: str, text: str, *, node_id: str | None = None) -> str | None:
+    async def step(
+        self, openid: str, text: str, *, node_id: str | None | NotRead = NOT_READ
+    ) -> str | None:
         """Answer a message inside the dialogue; None when it is not one of ours
-        (no dialogue, or a new question: the dialogue is left and the caller answers it)."""
-        if node_id is None:
+        (no dialogue, or a new question: the dialogue is left and the caller answers it).
+        ``node_id``: the state when the caller read it ahead (None: no dialogue)."""
+        if isinstance(node_id, NotRead):
             node_id = await self.active(openid)
         if node_id is None or node_id not in TREE:
             return None

@@ -19,7 +19,7 @@ from bot.menu import KB_PREFIX
 from bot.router import Router, is_event
 
 if TYPE_CHECKING:
-    from bot.service import BotService
+    from bot.service import BotService, Turn
 
 __all__ = ["build_router", "topics_text", "fallback_text"]
 
@@ -80,9 +80,10 @@ async def troubleshoot(bot: BotService, openid: str) -> str:
     return await bot.dialogue.start(openid, intro=_TROUBLESHOOT_INTRO)
 
 
-async def on_text(message: BaseMessage, bot: BotService) -> str | None:
+async def on_text(message: BaseMessage, turn: Turn) -> str | None:
     """A question. In order: an open troubleshooting dialogue, "菜单", a topic number,
     then intent matching; a binding failure without a known reason starts the dialogue."""
+    bot = turn.bot
     openid = message.source
     text = unicodedata.normalize("NFKC", str(getattr(message, "content", "") or ""))
     warning = ""
@@ -90,7 +91,7 @@ async def on_text(message: BaseMessage, bot: BotService) -> str | None:
         text = _ID_NUMBER_RE.sub("身份证号", text)
         warning = _PRIVACY + "\n"
 
-    in_dialogue = await bot.dialogue.step(openid, text)
+    in_dialogue = await bot.dialogue.step(openid, text, node_id=turn.dialogue_node)
     if in_dialogue is not None:
         return warning + in_dialogue
     word = text.strip().lower()
@@ -104,7 +105,7 @@ async def on_text(message: BaseMessage, bot: BotService) -> str | None:
             return warning + await answer_intent(bot, openid, topics[n - 1].id)
         return warning + fallback_text(bot)
 
-    match = bot.kb.match(text)
+    match = bot.match(text)
     if match is None:
         return warning + fallback_text(bot)
     return warning + await answer_intent(bot, openid, match.intent.id)
@@ -116,9 +117,10 @@ async def answer_intent(bot: BotService, openid: str, intent_id: str) -> str:
     return bot.kb.render(bot.kb.get(intent_id))
 
 
-async def on_subscribe(message: BaseMessage, bot: BotService) -> str:
+async def on_subscribe(message: BaseMessage, turn: Turn) -> str:
     """Welcome + topics; remember the follower and learn their unionid in the background
     (user/info is an outbound call: never on the reply path)."""
+    bot = turn.bot
     openid = message.source
 
     async def remember_and_learn() -> None:
@@ -138,22 +140,24 @@ async def on_subscribe(message: BaseMessage, bot: BotService) -> str:
     )
 
 
-async def on_unsubscribe(message: BaseMessage, bot: BotService) -> None:
+async def on_unsubscribe(message: BaseMessage, turn: Turn) -> None:
     """No reply is possible; forget the dialogue, mark the follower (push stops)."""
+    bot = turn.bot
     await bot.dialogue.end(message.source)
     await followers.remember(oa_openid=message.source, unionid=None, subscribed=False)
     return None
 
 
-async def on_click_troubleshoot(message: BaseMessage, bot: BotService) -> str:
-    return await troubleshoot(bot, message.source)
+async def on_click_troubleshoot(message: BaseMessage, turn: Turn) -> str:
+    return await troubleshoot(turn.bot, message.source)
 
 
-async def on_click_topics(message: BaseMessage, bot: BotService) -> str:
-    return topics_text(bot)
+async def on_click_topics(message: BaseMessage, turn: Turn) -> str:
+    return topics_text(turn.bot)
 
 
-async def on_click_intent(message: BaseMessage, bot: BotService) -> str:
+async def on_click_intent(message: BaseMessage, turn: Turn) -> str:
+    bot = turn.bot
     intent_id = str(getattr(message, "key", ""))[len(KB_PREFIX):]
     try:
         return await answer_intent(bot, message.source, intent_id)
@@ -161,11 +165,11 @@ async def on_click_intent(message: BaseMessage, bot: BotService) -> str:
         return topics_text(bot)
 
 
-async def on_view(message: BaseMessage, bot: BotService) -> None:
+async def on_view(message: BaseMessage, turn: Turn) -> None:
     return None  # WeChat opens the page; nothing to say
 
 
-async def on_template_finished(message: BaseMessage, bot: BotService) -> None:
+async def on_template_finished(message: BaseMessage, turn: Turn) -> None:
     """Delivery receipt of a template message: mark the notice delivered / failed."""
     await followers.template_finished(
         msgid=int(getattr(message, "id", 0) or 0), status=str(getattr(message, "status", ""))
@@ -173,8 +177,9 @@ async def on_template_finished(message: BaseMessage, bot: BotService) -> None:
     return None
 
 
-async def on_other(message: BaseMessage, bot: BotService) -> str | None:
+async def on_other(message: BaseMessage, turn: Turn) -> str | None:
     """Images, voice, locations: ask for text. Events we do not know: nothing."""
+    bot = turn.bot
     if is_event(message):
         return None
     return topics_text(bot, "目前我只能看懂文字消息,请把问题用文字发给我,或回复数字:")

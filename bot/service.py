@@ -18,6 +18,7 @@ sends run as background tasks on the app's shared ClientSession.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Coroutine, Mapping
@@ -28,7 +29,7 @@ from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
 from bot.customer_service import CustomerService
-from bot.dialogue import Dialogue
+from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
 from bot.webhook import Codec
@@ -36,7 +37,7 @@ from server.domain.pii import PiiCipher
 from server.gateways.wechat import WeChatGateway
 from server.settings import Settings
 
-__all__ = ["BotConfig", "BotService", "dedupe_key"]
+__all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ class BotConfig:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Turn:
+    """What a handler gets besides the message: the bot, and state read ahead for it."""
+
+    bot: BotService
+    dialogue_node: str | None | NotRead = NOT_READ
+
+
 def dedupe_key(message: BaseMessage) -> str:
     """Messages by FromUserName + MsgId (bare MsgIds have collided under load); events by
     FromUserName + CreateTime + Event + EventKey (SPEC.md "The bot"), plus the MsgID an
@@ -109,6 +118,9 @@ class BotService:
         self.redis = redis
         self.pii = pii
         self.wechat = wechat
+        # Followers ask the same questions over and over ("你好", "怎么解绑"): matching is
+        # pure, so its result is cached per exact text.
+        self.match = functools.lru_cache(maxsize=4096)(kb.match)
         self.dialogue = Dialogue(redis, kb, ttl_seconds=config.dialogue_ttl_seconds)
         self.customer_service = (
             CustomerService(redis, wechat, self.access_token) if wechat is not None else None
@@ -156,9 +168,13 @@ class BotService:
             pipe.incr(rl_key)
             if self.customer_service is not None:
                 CustomerService.open_window(pipe, openid)
+        is_text = message.type == "text"
+        if is_text:  # read ahead: an open troubleshooting dialogue
+            pipe.get(Dialogue.key(openid))
         results = await pipe.execute()
         if not results[0]:
             return await self._first_answer(key)
+        turn = Turn(self, Dialogue.decode(results[-1]) if is_text else NOT_READ)
 
         if user_made and results[2] > self.config.rate_limit_per_minute:
             # Flooding: one warning, then silence until the minute is over.
@@ -168,13 +184,13 @@ class BotService:
                 else None
             )
         else:
-            text = await self._within_budget(message)
+            text = await self._within_budget(message, turn)
         reply = create_reply(text, message, render=True) if text else ""
         await self.redis.set(key, _REPLY + reply.encode() if reply else _EMPTY, ex=ttl)
         return reply or None
 
-    async def _within_budget(self, message: BaseMessage) -> str | None:
-        task = asyncio.ensure_future(self.get_reply(message))
+    async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
+        task = asyncio.ensure_future(self.get_reply(message, turn))
         done, _ = await asyncio.wait({task}, timeout=self.config.reply_budget_seconds)
         if done:
             return task.result()
@@ -193,10 +209,10 @@ class BotService:
         if text and self.customer_service is not None:
             self.spawn(self.customer_service.send(openid, text))
 
-    async def get_reply(self, message: BaseMessage) -> str | None:
+    async def get_reply(self, message: BaseMessage, turn: Turn | None = None) -> str | None:
         """The router's answer; an error in a handler becomes an apology, never a crash."""
         try:
-            return await self.router.get_reply(message, self)
+            return await self.router.get_reply(message, turn or Turn(self))
         except Exception:  # noqa: BLE001 — the follower must get an answer whatever broke
             log.exception("bot handler failed for a %s message", message.type)
             return "抱歉,系统开小差了,请稍后再试。"
