@@ -28,6 +28,7 @@ from typing import Any
 from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
+from bot.batching import RedisBatcher
 from bot.customer_service import CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
@@ -125,6 +126,7 @@ class BotService:
         self.customer_service = (
             CustomerService(redis, wechat, self.access_token) if wechat is not None else None
         )
+        self.batch = RedisBatcher(redis)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._token: tuple[str, float] | None = None
         self._token_lock = asyncio.Lock()
@@ -160,18 +162,26 @@ class BotService:
         openid = message.source
         user_made = not is_event(message) or str(getattr(message, "event", "")) in _USER_EVENTS
         ttl = self.config.dedupe_ttl_seconds
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, _PENDING, nx=True, ex=ttl)
-        if user_made:
-            rl_key = f"bot:rl:{openid}"
-            pipe.set(rl_key, 0, nx=True, ex=60)
-            pipe.incr(rl_key)
-            if self.customer_service is not None:
-                CustomerService.open_window(pipe, openid)
         is_text = message.type == "text"
-        if is_text:  # read ahead: an open troubleshooting dialogue
-            pipe.get(Dialogue.key(openid))
-        results = await pipe.execute()
+        open_window = user_made and self.customer_service is not None
+
+        def claim(pipe: Any) -> int:
+            pipe.set(key, _PENDING, nx=True, ex=ttl)
+            queued = 1
+            if user_made:
+                rl_key = f"bot:rl:{openid}"
+                pipe.set(rl_key, 0, nx=True, ex=60)
+                pipe.incr(rl_key)
+                queued += 2
+            if open_window:
+                CustomerService.open_window(pipe, openid)
+                queued += 1
+            if is_text:  # read ahead: an open troubleshooting dialogue
+                pipe.get(Dialogue.key(openid))
+                queued += 1
+            return queued
+
+        results = await self.batch.run(claim)
         if not results[0]:
             return await self._first_answer(key)
         turn = Turn(self, Dialogue.decode(results[-1]) if is_text else NOT_READ)
@@ -186,7 +196,13 @@ class BotService:
         else:
             text = await self._within_budget(message, turn)
         reply = create_reply(text, message, render=True) if text else ""
-        await self.redis.set(key, _REPLY + reply.encode() if reply else _EMPTY, ex=ttl)
+        stored = _REPLY + reply.encode() if reply else _EMPTY
+
+        def store(pipe: Any) -> int:
+            pipe.set(key, stored, ex=ttl)
+            return 1
+
+        await self.batch.run(store)
         return reply or None
 
     async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
@@ -257,6 +273,7 @@ class BotService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.batch.close()
 
     async def access_token(self, *, force_refresh: bool = False) -> str:
         """The official account's access token (stable_token, cached until 5 min before expiry)."""

@@ -148,3 +148,43 @@ async def test_retried_event_is_handled_once(wx: Wx, bot, wechat_state) -> None:
     assert first is not None and second is not None
     assert first.content == second.content and "欢迎" in first.content
     assert wechat_state.calls["/cgi-bin/user/info"] == 1
+
+
+def test_fast_parser_matches_wechatpy() -> None:
+    from wechatpy import parse_message
+
+    from bot.webhook import parse_xml
+
+    pushes = [
+        text_xml("你好 <b>&amp; ]]> 绑定", openid="oa-a", msg_id=5),
+        event_xml("subscribe", openid="oa-a", key="qrscene_123"),
+        event_xml("subscribe", openid="oa-a"),
+        event_xml("unsubscribe", openid="oa-a"),
+        event_xml("CLICK", openid="oa-a", key="KB:x"),
+        event_xml("VIEW", openid="oa-a", key="https://example.com/?a=1&b=2"),
+        event_xml("TEMPLATESENDJOBFINISH", openid="oa-a", extra={"MsgID": "12", "Status": "success"}),
+        event_xml("a_future_event", openid="oa-a"),
+    ]
+    for xml in pushes:
+        ours, theirs = parse_xml(xml), parse_message(xml)
+        assert type(ours) is type(theirs) and ours._data == theirs._data, xml
+
+
+async def test_xml_bombs_and_entities_are_refused(client: TestClient, sim: WeChatSimulator) -> None:
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefg", "bcdefgh"))
+        + "]><xml><ToUserName>gh</ToUserName><FromUserName>oa-x</FromUserName>"
+        "<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>&h;</Content><MsgId>1</MsgId></xml>"
+    )
+    external = (
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        "<xml><ToUserName>gh</ToUserName><FromUserName>oa-x</FromUserName><CreateTime>1</CreateTime>"
+        "<MsgType>text</MsgType><Content>&e;</Content><MsgId>2</MsgId></xml>"
+    )
+    for body in (bomb, external):
+        push = sim.push(body)
+        resp = await client.post(PATH, params=push.query, data=push.body)
+        text = await resp.text()
+        assert resp.status == 400 and text == "", text[:100]
+        assert "root:" not in text
