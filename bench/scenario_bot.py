@@ -166,6 +166,7 @@ def stack(workdir: Path) -> Iterator[dict[str, str]]:
         port = free_port()
         p = procs.start("bare", [sys.executable, __file__, "bare", "--port", str(port)])
         urls["bare"] = f"http://{LOOPBACK}:{port}"
+        urls["bare_pid"] = str(p.pid)
         wait_http(urls["bare"] + "/", p)
 
         port = free_port()
@@ -184,6 +185,7 @@ def stack(workdir: Path) -> Iterator[dict[str, str]]:
         port = free_port()
         p = procs.start("server", [sys.executable, "-m", "server", "--port", str(port)], env=env)
         urls["server"] = f"http://{LOOPBACK}:{port}"
+        urls["server_pid"] = str(p.pid)
         wait_http(urls["server"] + "/healthz", p)
         yield urls
     finally:
@@ -209,9 +211,18 @@ end
 """
 
 
-def wrk(url: str, lua: str, *, duration: float, connections: int, workdir: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to compare costs per request on
+    a machine whose other load makes raw throughput noisy."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, lua: str, *, duration: float, connections: int, workdir: Path,
+        pid: int | None = None) -> dict[str, float]:
     if not url.startswith(f"http://{LOOPBACK}:"):
         raise ValueError("loopback only")
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     script = workdir / f"load-{time.monotonic_ns()}.lua"
     script.write_text(lua + _DONE)
     out = subprocess.run(
@@ -222,8 +233,11 @@ def wrk(url: str, lua: str, *, duration: float, connections: int, workdir: Path)
         if line.startswith("BENCH_JSON "):
             d = json.loads(line[len("BENCH_JSON "):])
             secs = d["duration_us"] / 1e6
-            return {"rps": d["requests"] / secs, "p50_ms": d["p50_us"] / 1000,
-                    "p99_ms": d["p99_us"] / 1000, "requests": d["requests"], "errors": d["errors"]}
+            result = {"rps": d["requests"] / secs, "p50_ms": d["p50_us"] / 1000,
+                      "p99_ms": d["p99_us"] / 1000, "requests": d["requests"], "errors": d["errors"]}
+            if pid and d["requests"]:
+                result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / d["requests"] * 1e6
+            return result
     raise RuntimeError(f"wrk printed no result: {out[-1000:]}")
 
 
@@ -248,28 +262,32 @@ def run(duration: float, connections: int, moderate: int) -> dict[str, Any]:
         with stack(workdir) as urls:
             # Enough unique messages for warmup + run at well above the expected rate.
             count = int((duration + 1) * 12_000)
-            files = {mode: write_pushes(workdir / f"{mode}.tsv", mode, count) for mode in ("plain", "safe")}
+            files = {mode: write_pushes(workdir / f"{mode}.tsv", mode, count) for mode in os.environ.get("BENCH_MODES", "plain,safe").split(",")}
             for mode, f in files.items():
                 check_replies(urls["server"], f, mode)
             bare_lua = ""
+            bare_pid, server_pid = int(urls["bare_pid"]), int(urls["server_pid"])
             wrk(urls["bare"] + "/", bare_lua, duration=1, connections=connections, workdir=workdir)
-            bare = [wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections, workdir=workdir)]
+            bare = [wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections, workdir=workdir,
+                        pid=bare_pid)]
             for mode, f in files.items():
                 lua = wrk_lua(f)
                 # Warm up on a different slice of messages than the measured run would reach.
                 wrk(urls["server"] + PATH, lua, duration=1, connections=connections, workdir=workdir)
                 regenerated = write_pushes(workdir / f"{mode}-run.tsv", mode, count)
                 results[mode] = wrk(urls["server"] + PATH, wrk_lua(regenerated), duration=duration,
-                                    connections=connections, workdir=workdir)
+                                    connections=connections, workdir=workdir, pid=server_pid)
                 bare.append(wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections,
-                                workdir=workdir))
+                                workdir=workdir, pid=bare_pid))
             # For reference: the same server's /healthz (middlewares, no bot) in this run.
             results["healthz"] = wrk(urls["server"] + "/healthz", "", duration=duration,
-                                     connections=connections, workdir=workdir)
+                                     connections=connections, workdir=workdir, pid=server_pid)
             bare_rps = sorted(b["rps"] for b in bare)[len(bare) // 2]
-            results["bare"] = {"rps": bare_rps}
-            for mode in ("plain", "safe"):
+            bare_cpu = sorted(b["cpu_us"] for b in bare)[len(bare) // 2]
+            results["bare"] = {"rps": bare_rps, "cpu_us": bare_cpu}
+            for mode in files:
                 results[mode]["ratio"] = results[mode]["rps"] / bare_rps
+                results[mode]["cpu_ratio"] = bare_cpu / results[mode]["cpu_us"]
 
             # p99 at a moderate load: WeChat normal vs stalling 6 s (a subscribe every 20
             # pushes makes the bot look the follower up in the background).
@@ -281,18 +299,26 @@ def run(duration: float, connections: int, moderate: int) -> dict[str, Any]:
                                      connections=moderate, workdir=workdir)
             fake_config(urls["wechat"], stall_seconds=0)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True) if not os.environ.get("BENCH_KEEP") else print("kept", workdir)
     return results
 
 
 def report(results: dict[str, Any]) -> str:
     bare = results["bare"]["rps"]
-    lines = [f"bare aiohttp: {bare:,.0f} req/s; the server's /healthz: "
-             f"{results['healthz']['rps']:,.0f} req/s = {results['healthz']['rps'] / bare:.1%} of bare"]
+    bare_cpu = results["bare"]["cpu_us"]
+    hz = results["healthz"]
+    lines = [
+        f"bare aiohttp: {bare:,.0f} req/s, {bare_cpu:.0f} µs CPU/request",
+        f"the server's /healthz: {hz['rps']:,.0f} req/s = {hz['rps'] / bare:.1%} of bare, "
+        f"{hz['cpu_us']:.0f} µs CPU/request = {bare_cpu / hz['cpu_us']:.1%} of bare by CPU",
+    ]
     for mode, target in (("plain", 0.15), ("safe", 0.12)):
+        if mode not in results:
+            continue
         r = results[mode]
         lines.append(
-            f"bot {mode:5}: {r['rps']:,.0f} msgs/s = {r['ratio']:.1%} of bare (target ≥ {target:.0%}), "
+            f"bot {mode:5}: {r['rps']:,.0f} msgs/s = {r['ratio']:.1%} of bare (target ≥ {target:.0%}); "
+            f"{r['cpu_us']:.0f} µs CPU/msg = {r['cpu_ratio']:.1%} of bare by CPU; "
             f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}"
         )
     for label in ("moderate", "moderate_stall6s"):

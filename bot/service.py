@@ -2,8 +2,9 @@
 
 Order of work for one push (``BotService.answer``):
 
-1. one Redis round trip: claim the message (``SET NX`` on its dedupe key), count it for
-   the follower's rate limit, and open the customer-service window;
+1. one Redis command (a Lua script, batched with concurrent requests' commands): claim
+   the message (``SET NX`` on its dedupe key), count it for the follower's rate limit,
+   open the customer-service window, and read the follower's dialogue state;
 2. a retry of a claimed message waits (≤ ``retry_wait_seconds``) for the first answer
    and returns the same reply — WeChat retries after 5 s, 3 times, and the retries may
    reach another process;
@@ -29,7 +30,7 @@ from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
 from bot.batching import RedisBatcher
-from bot.customer_service import CustomerService
+from bot.customer_service import WINDOW_SECONDS, CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
@@ -47,6 +48,30 @@ _PENDING, _REPLY, _EMPTY = b"P", b"R", b"E"
 # Events a follower makes (they open the customer-service window and count for the
 # rate limit); the rest (unsubscribe, VIEW, TEMPLATESENDJOBFINISH) come from WeChat.
 _USER_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click"})
+
+# Step 1 in one command (fewer round trips and far less client work than five):
+# KEYS dedupe, rate-limit counter, customer-service window, dialogue state;
+# ARGV dedupe TTL, user-made (0/1), open the window (0/1), is text (0/1), window seconds.
+# Returns {claimed 0/1, messages this minute, dialogue question id or ""}; a retry
+# (not claimed) counts for nothing.
+_CLAIM = """
+if not redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then
+  return {0, 0, ''}
+end
+local count = 0
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[2], 0, 'NX', 'EX', 60)
+  count = redis.call('INCR', KEYS[2])
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[3], 0, 'EX', ARGV[5])
+end
+local node = ''
+if ARGV[4] == '1' then
+  node = redis.call('GET', KEYS[4]) or ''
+end
+return {1, count, node}
+"""
 
 
 @dataclass(frozen=True)
@@ -164,33 +189,23 @@ class BotService:
         ttl = self.config.dedupe_ttl_seconds
         is_text = message.type == "text"
         open_window = user_made and self.customer_service is not None
+        claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
+        claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
 
         def claim(pipe: Any) -> int:
-            pipe.set(key, _PENDING, nx=True, ex=ttl)
-            queued = 1
-            if user_made:
-                rl_key = f"bot:rl:{openid}"
-                pipe.set(rl_key, 0, nx=True, ex=60)
-                pipe.incr(rl_key)
-                queued += 2
-            if open_window:
-                CustomerService.open_window(pipe, openid)
-                queued += 1
-            if is_text:  # read ahead: an open troubleshooting dialogue
-                pipe.get(Dialogue.key(openid))
-                queued += 1
-            return queued
+            pipe.eval(_CLAIM, len(claim_keys), *claim_keys, *claim_args)
+            return 1
 
-        results = await self.batch.run(claim)
-        if not results[0]:
+        claimed, count, node = (await self.batch.run(claim))[0]
+        if not claimed:
             return await self._first_answer(key)
-        turn = Turn(self, Dialogue.decode(results[-1]) if is_text else NOT_READ)
+        turn = Turn(self, Dialogue.decode(node or None) if is_text else NOT_READ)
 
-        if user_made and results[2] > self.config.rate_limit_per_minute:
+        if user_made and count > self.config.rate_limit_per_minute:
             # Flooding: one warning, then silence until the minute is over.
             text: str | None = (
                 "您发送消息太频繁了,请稍等一分钟再试。"
-                if results[2] == self.config.rate_limit_per_minute + 1
+                if count == self.config.rate_limit_per_minute + 1
                 else None
             )
         else:
