@@ -82,14 +82,14 @@ def write_pushes(path: Path, mode: str, count: int, *, subscribe_every: int = 0)
     return path
 
 
-def wrk_lua(pushes: Path) -> str:
+def wrk_lua(pushes: Path, path: str = PATH) -> str:
     """wrk script: pre-format every request in init(), then cycle through them."""
     return f"""
 local reqs = {{}}
 init = function(args)
   for line in io.lines({json.dumps(str(pushes))}) do
     local tab = line:find("\\t", 1, true)
-    reqs[#reqs + 1] = wrk.format("POST", "{PATH}?" .. line:sub(1, tab - 1),
+    reqs[#reqs + 1] = wrk.format("POST", "{path}?" .. line:sub(1, tab - 1),
       {{["Content-Type"] = "text/xml"}}, line:sub(tab + 1))
   end
 end
@@ -279,6 +279,9 @@ def run(duration: float, connections: int, moderate: int) -> dict[str, Any]:
                                     connections=connections, workdir=workdir, pid=server_pid)
                 bare.append(wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections,
                                 workdir=workdir, pid=bare_pid))
+                results[f"wechatpy_{mode}"] = wrk(urls["bare"] + "/wechat", wrk_lua(regenerated, "/wechat"),
+                                                  duration=duration, connections=connections,
+                                                  workdir=workdir, pid=bare_pid)
             # For reference: the same server's /healthz (middlewares, no bot) in this run.
             results["healthz"] = wrk(urls["server"] + "/healthz", "", duration=duration,
                                      connections=connections, workdir=workdir, pid=server_pid)
@@ -286,8 +289,9 @@ def run(duration: float, connections: int, moderate: int) -> dict[str, Any]:
             bare_cpu = sorted(b["cpu_us"] for b in bare)[len(bare) // 2]
             results["bare"] = {"rps": bare_rps, "cpu_us": bare_cpu}
             for mode in files:
-                results[mode]["ratio"] = results[mode]["rps"] / bare_rps
-                results[mode]["cpu_ratio"] = bare_cpu / results[mode]["cpu_us"]
+                for name in (mode, f"wechatpy_{mode}"):
+                    results[name]["ratio"] = results[name]["rps"] / bare_rps
+                    results[name]["cpu_ratio"] = bare_cpu / results[name]["cpu_us"]
 
             # p99 at a moderate load: WeChat normal vs stalling 6 s (a subscribe every 20
             # pushes makes the bot look the follower up in the background).
@@ -315,12 +319,14 @@ def report(results: dict[str, Any]) -> str:
     for mode, target in (("plain", 0.15), ("safe", 0.12)):
         if mode not in results:
             continue
-        r = results[mode]
-        lines.append(
-            f"bot {mode:5}: {r['rps']:,.0f} msgs/s = {r['ratio']:.1%} of bare (target ≥ {target:.0%}); "
-            f"{r['cpu_us']:.0f} µs CPU/msg = {r['cpu_ratio']:.1%} of bare by CPU; "
-            f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}"
-        )
+        for name, label in ((f"wechatpy_{mode}", f"bare wechatpy {mode}"), (mode, f"bot {mode}")):
+            r = results[name]
+            goal = f" (target ≥ {target:.0%})" if name == mode else ""
+            lines.append(
+                f"{label:19}: {r['rps']:,.0f} msgs/s = {r['ratio']:.1%} of bare{goal}; "
+                f"{r['cpu_us']:.0f} µs CPU/msg = {r['cpu_ratio']:.1%} of bare by CPU; "
+                f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, errors {r['errors']}"
+            )
     for label in ("moderate", "moderate_stall6s"):
         r = results[label]
         lines.append(
@@ -334,15 +340,35 @@ def report(results: dict[str, Any]) -> str:
 
 
 def serve_bare(port: int) -> None:
+    """The baselines: a small JSON answer, and a bare wechatpy parse-and-reply handler."""
     from aiohttp import web
+    from wechatpy import create_reply, parse_message
+    from wechatpy.crypto import WeChatCrypto
+    from wechatpy.utils import check_signature
+
+    from server.__main__ import new_loop
+
+    settings = Settings.load(env={})
+    token = settings.wechat.oa_token
+    crypto = WeChatCrypto(token, settings.wechat.oa_encoding_aes_key, settings.wechat.oa_appid)
 
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "id": 1, "realname_verified": False})
 
-    from server.__main__ import new_loop
+    async def wechatpy_echo(request: web.Request) -> web.Response:
+        q = request.query
+        check_signature(token, q["signature"], q["timestamp"], q["nonce"])
+        body = await request.text()
+        if q.get("encrypt_type") == "aes":
+            body = crypto.decrypt_message(body, q["msg_signature"], q["timestamp"], q["nonce"])
+        reply = create_reply("收到:" + parse_message(body).content, parse_message(body), render=True)
+        if q.get("encrypt_type") == "aes":
+            reply = crypto.encrypt_message(reply, q["nonce"], q["timestamp"])
+        return web.Response(text=reply, content_type="application/xml")
 
     app = web.Application()
     app.router.add_get("/", hello)
+    app.router.add_post("/wechat", wechatpy_echo)
     web.run_app(app, host=LOOPBACK, port=port, print=None, loop=new_loop(), access_log=None)
 
 

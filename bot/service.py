@@ -10,7 +10,8 @@ Order of work for one push (``BotService.answer``):
    reach another process;
 3. the router computes the reply within ``reply_budget_seconds``; past it we answer
    "success" and the reply goes out later as a customer-service message;
-4. the rendered reply is stored under the dedupe key for later retries.
+4. the rendered reply is stored under the dedupe key for later retries (queued, not
+   awaited: it leaves with the next batch, before any later command).
 
 The reply path never calls WeChat: learning a follower's unionid and customer-service
 sends run as background tasks on the app's shared ClientSession.
@@ -108,6 +109,11 @@ class Turn:
 
     bot: BotService
     dialogue_node: str | None | NotRead = NOT_READ
+
+
+def _log_store_failure(future: asyncio.Future[list[Any]]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("storing a bot reply for retries failed: %r", future.exception())
 
 
 def dedupe_key(message: BaseMessage) -> str:
@@ -217,7 +223,9 @@ class BotService:
             pipe.set(key, stored, ex=ttl)
             return 1
 
-        await self.batch.run(store)
+        # Not awaited: the reply goes out now; the store follows in the next batch, ahead
+        # of any retry's read (batches leave in order).
+        self.batch.submit(store).add_done_callback(_log_store_failure)
         return reply or None
 
     async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
@@ -253,8 +261,12 @@ class BotService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_wait_seconds
         delay = 0.02
+        def read(pipe: Any) -> int:
+            pipe.get(key)
+            return 1
+
         while True:
-            raw = await self.redis.get(key)
+            raw = (await self.batch.run(read))[0]
             if raw is None or raw[:1] == _EMPTY:
                 return None
             if raw[:1] == _REPLY:
