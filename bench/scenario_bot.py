@@ -62,16 +62,21 @@ def simulator(settings: Settings | None = None) -> WeChatSimulator:
     )
 
 
-def write_pushes(path: Path, mode: str, count: int, *, subscribe_every: int = 0) -> Path:
+def write_pushes(path: Path, mode: str, count: int, *, subscribe_every: int = 0,
+                 warm: bool = False) -> Path:
     """``count`` signed pushes, one per line: ``query<TAB>body``; unique MsgIds, followers
-    ``oa-bench<i>``; every ``subscribe_every``-th one a subscribe event (stall case)."""
+    ``oa-bench<i>``; every ``subscribe_every``-th one a subscribe event (stall case).
+    ``warm``: first a binding-failure question from every follower (the bot learns each
+    follower's unionid once, in the background) — the steady state is measured after."""
     sim = simulator()
     qs = questions()
+    if warm:
+        qs = ["我给我妈绑定亲情账户一直失败怎么办"] * FOLLOWERS + qs
     rng = random.Random(7)
     run = rng.randrange(10**6) + int(time.time()) % 10**6 * 10**6
     with open(path, "w", encoding="utf-8") as out:
         for i in range(count):
-            openid = f"oa-bench{rng.randrange(FOLLOWERS)}"
+            openid = f"oa-bench{i}" if warm and i < FOLLOWERS else f"oa-bench{rng.randrange(FOLLOWERS)}"
             if subscribe_every and i % subscribe_every == 0:
                 xml = event_xml("subscribe", openid=f"oa-new{run}x{i}", create_time=int(time.time()))
             else:
@@ -270,6 +275,9 @@ def run(duration: float, connections: int, moderate: int) -> dict[str, Any]:
             wrk(urls["bare"] + "/", bare_lua, duration=1, connections=connections, workdir=workdir)
             bare = [wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections, workdir=workdir,
                         pid=bare_pid)]
+            warm = write_pushes(workdir / "warm.tsv", "plain", FOLLOWERS + 2000, warm=True)
+            wrk(urls["server"] + PATH, wrk_lua(warm), duration=2, connections=connections, workdir=workdir)
+            time.sleep(2)  # background look-ups of the followers finish
             for mode, f in files.items():
                 lua = wrk_lua(f)
                 # Warm up on a different slice of messages than the measured run would reach.
