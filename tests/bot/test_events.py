@@ -55,7 +55,7 @@ async def test_unsubscribe_marks_the_follower_and_ends_the_dialogue(
     await OfficialFollower.create(oa_openid="oa-judy", unionid="union-judy", subscribed=True)
     await wx.say("绑定失败怎么办", "oa-judy")
     assert await bot.dialogue.active("oa-judy") == "start"
-    assert await wx.reply(event_xml("unsubscribe", openid="oa-judy")) is None
+    assert await wx.reply(event_xml("unsubscribe", openid="oa-judy"), "safe") is None
     follower = await OfficialFollower.get(oa_openid="oa-judy")
     assert not follower.subscribed and follower.unionid == "union-judy"
     assert await bot.dialogue.active("oa-judy") is None
@@ -64,7 +64,7 @@ async def test_unsubscribe_marks_the_follower_and_ends_the_dialogue(
 async def test_menu_clicks(wx: Wx) -> None:
     topics = await wx.reply(event_xml("CLICK", openid="oa-ken", key="TOPICS"))
     assert topics is not None and "2. 怎么绑定亲情账户" in topics.content
-    how = await wx.reply(event_xml("CLICK", openid="oa-ken", key="KB:how_to_bind"))
+    how = await wx.reply(event_xml("CLICK", openid="oa-ken", key="KB:how_to_bind"), "safe")
     assert how is not None and "小程序" in how.content
     trouble = await wx.reply(event_xml("CLICK", openid="oa-ken", key="TROUBLESHOOT"))
     assert trouble is not None and "1. 信息不一致" in trouble.content
