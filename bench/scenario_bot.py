@@ -58,7 +58,9 @@ def questions() -> list[str]:
 def simulator(settings: Settings | None = None) -> WeChatSimulator:
     s = settings or Settings.load(env={})
     return WeChatSimulator(
-        token=s.wechat.oa_token, appid=s.wechat.oa_appid, encoding_aes_key=s.wechat.oa_encoding_aes_key
+        token=s.wechat.oa_token,
+        appid=s.wechat.oa_appid,
+        encoding_aes_key=s.wechat.oa_encoding_aes_key,
     )
 
 
@@ -76,9 +78,10 @@ def write_pushes(path: Path, mode: str, count: int, *, subscribe_every: int = 0,
     run = rng.randrange(10**6) + int(time.time()) % 10**6 * 10**6
     with open(path, "w", encoding="utf-8") as out:
         for i in range(count):
-            openid = f"oa-bench{i}" if warm and i < FOLLOWERS else f"oa-bench{rng.randrange(FOLLOWERS)}"
+            follower = i if warm and i < FOLLOWERS else rng.randrange(FOLLOWERS)
+            openid = f"oa-bench{follower}"
             if subscribe_every and i % subscribe_every == 0:
-                xml = event_xml("subscribe", openid=f"oa-new{run}x{i}", create_time=int(time.time()))
+                xml = event_xml("subscribe", openid=f"oa-new{run}x{i}")
             else:
                 xml = text_xml(qs[i % len(qs)], openid=openid, msg_id=run * 10**7 + i)
             push = sim.push(xml, mode)  # type: ignore[arg-type]
@@ -141,7 +144,9 @@ class Procs:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -175,7 +180,8 @@ def stack(workdir: Path) -> Iterator[dict[str, str]]:
         wait_http(urls["bare"] + "/", p)
 
         port = free_port()
-        p = procs.start("fake-wechat", [sys.executable, __file__, "fake-wechat", "--port", str(port)])
+        argv = [sys.executable, __file__, "fake-wechat", "--port", str(port)]
+        p = procs.start("fake-wechat", argv)
         urls["wechat"] = f"http://{LOOPBACK}:{port}"
         wait_http(urls["wechat"] + "/_fake/stats", p)
 
@@ -198,7 +204,8 @@ def stack(workdir: Path) -> Iterator[dict[str, str]]:
 
 
 def fake_config(base: str, **knobs: Any) -> None:
-    req = urllib.request.Request(base + "/_fake/config", data=json.dumps(knobs).encode(), method="POST")
+    body = json.dumps(knobs).encode()
+    req = urllib.request.Request(base + "/_fake/config", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=5):
         pass
 
@@ -209,7 +216,8 @@ def fake_config(base: str, **knobs: Any) -> None:
 _DONE = r"""
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d}\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     e.connect + e.read + e.write + e.status + e.timeout))
 end
@@ -231,15 +239,21 @@ def wrk(url: str, lua: str, *, duration: float, connections: int, workdir: Path,
     script = workdir / f"load-{time.monotonic_ns()}.lua"
     script.write_text(lua + _DONE)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
+         "-s", str(script), url],
         capture_output=True, text=True, timeout=duration + 60,
     ).stdout
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
             d = json.loads(line[len("BENCH_JSON "):])
             secs = d["duration_us"] / 1e6
-            result = {"rps": d["requests"] / secs, "p50_ms": d["p50_us"] / 1000,
-                      "p99_ms": d["p99_us"] / 1000, "requests": d["requests"], "errors": d["errors"]}
+            result = {
+                "rps": d["requests"] / secs,
+                "p50_ms": d["p50_us"] / 1000,
+                "p99_ms": d["p99_us"] / 1000,
+                "requests": d["requests"],
+                "errors": d["errors"],
+            }
             if pid and d["requests"]:
                 result["cpu_us"] = (cpu_seconds(pid) - cpu_before) / d["requests"] * 1e6
             return result
@@ -258,60 +272,67 @@ def check_replies(server: str, pushes: Path, mode: str) -> None:
         raise RuntimeError(f"{mode} push not answered: {resp.status} {text[:200]}")
 
 
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def run(duration: float, connections: int, moderate: int) -> dict[str, Any]:
+    """Bare baseline around each bot run; then the moderate-load p99, WeChat normal and
+    stalling 6 s. ``BENCH_MODES`` (default ``plain,safe``), ``BENCH_KEEP=1`` keeps logs."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     workdir = Path(tempfile.mkdtemp(prefix="qq-bench-bot-"))
+    modes = os.environ.get("BENCH_MODES", "plain,safe").split(",")
     results: dict[str, Any] = {}
     try:
         with stack(workdir) as urls:
-            # Enough unique messages for warmup + run at well above the expected rate.
-            count = int((duration + 1) * 12_000)
-            files = {mode: write_pushes(workdir / f"{mode}.tsv", mode, count) for mode in os.environ.get("BENCH_MODES", "plain,safe").split(",")}
-            for mode, f in files.items():
-                check_replies(urls["server"], f, mode)
-            bare_lua = ""
             bare_pid, server_pid = int(urls["bare_pid"]), int(urls["server_pid"])
-            wrk(urls["bare"] + "/", bare_lua, duration=1, connections=connections, workdir=workdir)
-            bare = [wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections, workdir=workdir,
-                        pid=bare_pid)]
+
+            def load(url: str, lua: str, *, seconds: float = duration, pid: int | None = None,
+                     conns: int = connections) -> dict[str, float]:
+                return wrk(url, lua, duration=seconds, connections=conns, workdir=workdir, pid=pid)
+
+            # Enough unique messages for the run at well above the expected rate.
+            count = int((duration + 1) * 12_000)
+            bot_url, bare_url = urls["server"] + PATH, urls["bare"] + "/"
+            load(bare_url, "", seconds=1)
+            bare = [load(bare_url, "", pid=bare_pid)]
             warm = write_pushes(workdir / "warm.tsv", "plain", FOLLOWERS + 2000, warm=True)
-            wrk(urls["server"] + PATH, wrk_lua(warm), duration=2, connections=connections, workdir=workdir)
-            time.sleep(2)  # background look-ups of the followers finish
-            for mode, f in files.items():
-                lua = wrk_lua(f)
-                # Warm up on a different slice of messages than the measured run would reach.
-                wrk(urls["server"] + PATH, lua, duration=1, connections=connections, workdir=workdir)
-                regenerated = write_pushes(workdir / f"{mode}-run.tsv", mode, count)
-                results[mode] = wrk(urls["server"] + PATH, wrk_lua(regenerated), duration=duration,
-                                    connections=connections, workdir=workdir, pid=server_pid)
-                bare.append(wrk(urls["bare"] + "/", bare_lua, duration=duration, connections=connections,
-                                workdir=workdir, pid=bare_pid))
-                results[f"wechatpy_{mode}"] = wrk(urls["bare"] + "/wechat", wrk_lua(regenerated, "/wechat"),
-                                                  duration=duration, connections=connections,
-                                                  workdir=workdir, pid=bare_pid)
+            load(bot_url, wrk_lua(warm), seconds=2)
+            time.sleep(2)  # the background look-ups of the followers finish
+            for mode in modes:
+                warmup = write_pushes(workdir / f"{mode}-warm.tsv", mode, count // 4)
+                check_replies(urls["server"], warmup, mode)
+                load(bot_url, wrk_lua(warmup), seconds=1)
+                pushes = write_pushes(workdir / f"{mode}.tsv", mode, count)
+                results[mode] = load(bot_url, wrk_lua(pushes), pid=server_pid)
+                bare.append(load(bare_url, "", pid=bare_pid))
+                results[f"wechatpy_{mode}"] = load(
+                    urls["bare"] + "/wechat", wrk_lua(pushes, "/wechat"), pid=bare_pid
+                )
             # For reference: the same server's /healthz (middlewares, no bot) in this run.
-            results["healthz"] = wrk(urls["server"] + "/healthz", "", duration=duration,
-                                     connections=connections, workdir=workdir, pid=server_pid)
-            bare_rps = sorted(b["rps"] for b in bare)[len(bare) // 2]
-            bare_cpu = sorted(b["cpu_us"] for b in bare)[len(bare) // 2]
+            results["healthz"] = load(urls["server"] + "/healthz", "", pid=server_pid)
+            bare_rps = _median([b["rps"] for b in bare])
+            bare_cpu = _median([b["cpu_us"] for b in bare])
             results["bare"] = {"rps": bare_rps, "cpu_us": bare_cpu}
-            for mode in files:
+            for mode in modes:
                 for name in (mode, f"wechatpy_{mode}"):
                     results[name]["ratio"] = results[name]["rps"] / bare_rps
                     results[name]["cpu_ratio"] = bare_cpu / results[name]["cpu_us"]
 
             # p99 at a moderate load: WeChat normal vs stalling 6 s (a subscribe every 20
-            # pushes makes the bot look the follower up in the background).
+            # pushes makes the bot look the new follower up in the background).
             for label, stall in (("moderate", 0), ("moderate_stall6s", 6)):
                 fake_config(urls["wechat"], stall_seconds=stall)
-                f = write_pushes(workdir / f"{label}.tsv", "plain", int((duration + 1) * 6000),
-                                 subscribe_every=20)
-                results[label] = wrk(urls["server"] + PATH, wrk_lua(f), duration=duration,
-                                     connections=moderate, workdir=workdir)
+                pushes = write_pushes(workdir / f"{label}.tsv", "plain", int((duration + 1) * 6000),
+                                      subscribe_every=20)
+                results[label] = load(bot_url, wrk_lua(pushes), conns=moderate)
             fake_config(urls["wechat"], stall_seconds=0)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True) if not os.environ.get("BENCH_KEEP") else print("kept", workdir)
+        if os.environ.get("BENCH_KEEP"):
+            print("kept", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return results
 
 
@@ -338,7 +359,8 @@ def report(results: dict[str, Any]) -> str:
     for label in ("moderate", "moderate_stall6s"):
         r = results[label]
         lines.append(
-            f"{label:17}: {r['rps']:,.0f} msgs/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+            f"{label:17}: {r['rps']:,.0f} msgs/s, p50 {r['p50_ms']:.2f} ms, "
+            f"p99 {r['p99_ms']:.2f} ms "
             f"(target ≤ 50 ms), errors {r['errors']}"
         )
     return "\n".join(lines)
@@ -447,8 +469,8 @@ else:
         return prepare
 
     SCENARIOS = [
-        Scenario("bot_plain", "POST /wechat/official, text, plain mode", "sqlite", _bot_load("plain")),
-        Scenario("bot_safe", "POST /wechat/official, text, safe mode (AES)", "sqlite", _bot_load("safe")),
+        Scenario("bot_plain", "POST /wechat/official, text, plain", "sqlite", _bot_load("plain")),
+        Scenario("bot_safe", "POST /wechat/official, text, AES", "sqlite", _bot_load("safe")),
     ]
 
 

@@ -58,7 +58,8 @@ class CustomerService:
         key = self.key(openid)
         taken = int(await self._redis.eval(_TAKE, 1, key, QUOTA))
         if taken < 0:
-            log.info("customer-service message not sent: %s", "no window" if taken == -1 else "quota used")
+            why = "no window" if taken == -1 else "quota used"
+            log.info("customer-service message not sent: %s", why)
             return False
         for attempt in range(2):
             try:

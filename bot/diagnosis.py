@@ -49,7 +49,9 @@ async def find_attempt(
     *, unionid: str, pii: PiiCipher, days: int = 30, now: datetime | None = None
 ) -> Attempt | None:
     """The latest failed or pending-review application of the user with this unionid."""
-    user_ids = await User.filter(unionid=unionid).order_by("-id").limit(1).values_list("id", flat=True)
+    user_ids = (
+        await User.filter(unionid=unionid).order_by("-id").limit(1).values_list("id", flat=True)
+    )
     if not user_ids:
         return None
     since = (now or datetime.now(timezone.utc)) - timedelta(days=days)

@@ -87,15 +87,7 @@ async def publish_from_settings(settings: Settings) -> dict[str, Any]:
         runner, api_base, _ = await start_fake_wechat(state=state)
     try:
         async with aiohttp.ClientSession() as session:
-            gateway = WeChatGateway(
-                session,
-                api_base=api_base,
-                mp_appid=settings.wechat.mp_appid,
-                mp_secret=settings.wechat.mp_secret,
-                oa_appid=settings.wechat.oa_appid,
-                oa_secret=settings.wechat.oa_secret,
-                timeout=settings.wechat.timeout_seconds,
-            )
+            gateway = WeChatGateway.from_settings(session, settings.wechat, api_base=api_base)
             token = await gateway.stable_token("oa")
             await publish_menu(gateway, token.token, menu)
     finally:

@@ -113,7 +113,10 @@ class WeChatSimulator:
         query["encrypt_type"] = "aes"
         query["msg_signature"] = signature(self.token, ts, nonce, encrypt)
         if mode == "safe":
-            body = f"<xml><ToUserName>{_cdata('gh_demo')}</ToUserName><Encrypt>{_cdata(encrypt)}</Encrypt></xml>"
+            body = (
+                f"<xml><ToUserName>{_cdata('gh_demo')}</ToUserName>"
+                f"<Encrypt>{_cdata(encrypt)}</Encrypt></xml>"
+            )
         else:  # compat: the plain fields and the ciphertext side by side
             body = xml.replace("</xml>", f"<Encrypt>{_cdata(encrypt)}</Encrypt></xml>")
         return Push(query, body.encode(), nonce, ts)

@@ -31,7 +31,9 @@ async def _failed_application(
 ) -> BindingApplication:
     """A binder (mini-program user, unionid ``union-<user>``) and an application of theirs."""
     pii = app[keys.pii_key]
-    binder, _ = await User.get_or_create(openid=f"demo-{user}", defaults={"unionid": f"union-{user}"})
+    binder, _ = await User.get_or_create(
+        openid=f"demo-{user}", defaults={"unionid": f"union-{user}"}
+    )
     submitted = submitted or datetime(2026, 11, 20, 2, 30, tzinfo=timezone.utc)
     row = await BindingApplication.create(
         binder=binder,

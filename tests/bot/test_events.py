@@ -18,7 +18,8 @@ async def test_subscribe_welcomes_and_learns_the_unionid(
 ) -> None:
     for mode in ("plain", "safe"):
         openid = f"oa-grace{mode}"
-        reply = await wx.reply(event_xml("subscribe", openid=openid), mode)  # type: ignore[arg-type]
+        subscribe = event_xml("subscribe", openid=openid)
+        reply = await wx.reply(subscribe, mode)  # type: ignore[arg-type]
         assert reply is not None and "欢迎关注" in reply.content
         assert "1. 绑定失败的常见原因" in reply.content
         await bot.drain()

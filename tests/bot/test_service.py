@@ -116,6 +116,12 @@ async def test_over_budget_answers_success_then_sends_a_customer_service_message
     assert calls == ["慢问题"]
 
 
+async def _follower_wrote(redis: Any, openid: str) -> None:
+    pipe = redis.pipeline()
+    CustomerService.open_window(pipe, openid)
+    await pipe.execute()
+
+
 async def test_customer_service_respects_the_quota_and_wechat_refusals(
     bot: BotService, app: Application, wechat_state: FakeWeChatState
 ) -> None:
@@ -124,26 +130,20 @@ async def test_customer_service_respects_the_quota_and_wechat_refusals(
     assert cs is not None
     # No interaction yet: no window, nothing sent.
     assert not await cs.send("oa-zoe", "x")
-    pipe = redis.pipeline()
-    CustomerService.open_window(pipe, "oa-zoe")
-    await pipe.execute()
+    await _follower_wrote(redis, "oa-zoe")
     results = [await cs.send("oa-zoe", f"m{i}") for i in range(QUOTA + 2)]
     assert results == [True] * QUOTA + [False, False]
     assert len(wechat_state.sent_messages(kind="custom", openid="oa-zoe")) == QUOTA
 
     # 45015: the window closed on WeChat's side — stop trying until the follower writes.
-    pipe = redis.pipeline()
-    CustomerService.open_window(pipe, "oa-zoe")
-    await pipe.execute()
+    await _follower_wrote(redis, "oa-zoe")
     wechat_state.inject("/cgi-bin/message/custom/send", 45015)
     assert not await cs.send("oa-zoe", "late")
     assert not await cs.send("oa-zoe", "later")
     assert await redis.get(CustomerService.key("oa-zoe")) is None
 
     # 45047: WeChat counted the quota as used up.
-    pipe = redis.pipeline()
-    CustomerService.open_window(pipe, "oa-zoe")
-    await pipe.execute()
+    await _follower_wrote(redis, "oa-zoe")
     wechat_state.inject("/cgi-bin/message/custom/send", 45047)
     assert not await cs.send("oa-zoe", "one")
     assert not await cs.send("oa-zoe", "two")
@@ -151,9 +151,7 @@ async def test_customer_service_respects_the_quota_and_wechat_refusals(
     assert "two" not in sent and "later" not in sent
 
     # A transient error does not use up a unit.
-    pipe = redis.pipeline()
-    CustomerService.open_window(pipe, "oa-zoe")
-    await pipe.execute()
+    await _follower_wrote(redis, "oa-zoe")
     wechat_state.inject("/cgi-bin/message/custom/send", -1)
     assert not await cs.send("oa-zoe", "busy")
     assert int(await redis.get(CustomerService.key("oa-zoe"))) == 0

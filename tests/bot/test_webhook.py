@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.service import BotService
 from bot.simulator import WeChatSimulator, event_xml, text_xml
 from server.app import create_app
+from server.gateways.fake_wechat import FakeWeChatState
 from server.settings import Settings
 from tests.bot.conftest import PATH, Wx
 
@@ -140,7 +142,9 @@ async def test_same_msgid_from_two_followers_is_two_messages(wx: Wx) -> None:
     assert (a.target, b.target) == ("oa-dave", "oa-erin")
 
 
-async def test_retried_event_is_handled_once(wx: Wx, bot, wechat_state) -> None:  # type: ignore[no-untyped-def]
+async def test_retried_event_is_handled_once(
+    wx: Wx, bot: BotService, wechat_state: FakeWeChatState
+) -> None:
     event = event_xml("subscribe", openid="oa-frank", create_time=1_700_000_123, key="")
     first = await wx.reply(event)
     second = await wx.reply(event)
@@ -162,7 +166,7 @@ def test_fast_parser_matches_wechatpy() -> None:
         event_xml("unsubscribe", openid="oa-a"),
         event_xml("CLICK", openid="oa-a", key="KB:x"),
         event_xml("VIEW", openid="oa-a", key="https://example.com/?a=1&b=2"),
-        event_xml("TEMPLATESENDJOBFINISH", openid="oa-a", extra={"MsgID": "12", "Status": "success"}),
+        event_xml("TEMPLATESENDJOBFINISH", openid="oa-a", extra={"MsgID": "1", "Status": "ok"}),
         event_xml("a_future_event", openid="oa-a"),
     ]
     for xml in pushes:
@@ -175,12 +179,14 @@ async def test_xml_bombs_and_entities_are_refused(client: TestClient, sim: WeCha
         '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
         + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefg", "bcdefgh"))
         + "]><xml><ToUserName>gh</ToUserName><FromUserName>oa-x</FromUserName>"
-        "<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>&h;</Content><MsgId>1</MsgId></xml>"
+        "<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>&h;</Content>"
+        "<MsgId>1</MsgId></xml>"
     )
     external = (
         '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
-        "<xml><ToUserName>gh</ToUserName><FromUserName>oa-x</FromUserName><CreateTime>1</CreateTime>"
-        "<MsgType>text</MsgType><Content>&e;</Content><MsgId>2</MsgId></xml>"
+        "<xml><ToUserName>gh</ToUserName><FromUserName>oa-x</FromUserName>"
+        "<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>&e;</Content>"
+        "<MsgId>2</MsgId></xml>"
     )
     for body in (bomb, external):
         push = sim.push(body)
