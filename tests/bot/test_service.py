@@ -92,10 +92,14 @@ def _slow_router(delay: float, calls: list[str]) -> Router:
 
 
 async def test_a_retry_during_a_slow_answer_gets_the_same_answer(bot: BotService) -> None:
+    """Three deliveries of one message reach three workers (separate BotServices, as in
+    separate processes, sharing only Redis): computed once, the same reply thrice."""
     calls: list[str] = []
-    slow = _with_router(bot, _slow_router(0.3, calls))
+    workers = [_with_router(bot, _slow_router(0.3, calls)) for _ in range(3)]
     xml = text_xml("慢问题", openid="oa-xena", msg_id=31337)
-    replies = await asyncio.gather(*(slow.answer(parse_message(xml)) for _ in range(3)))
+    replies = await asyncio.gather(*(w.answer(parse_message(xml)) for w in workers))
+    for worker in workers:
+        await worker.close()
     assert calls == ["慢问题"]
     assert replies[0] is not None and "答:慢问题" in replies[0]
     assert len(set(replies)) == 1
