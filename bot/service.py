@@ -27,6 +27,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from redis.exceptions import RedisError
 from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
@@ -49,6 +50,7 @@ _PENDING, _REPLY, _EMPTY = b"P", b"R", b"E"
 # Events a follower makes (they open the customer-service window and count for the
 # rate limit); the rest (unsubscribe, VIEW, TEMPLATESENDJOBFINISH) come from WeChat.
 _USER_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click"})
+_REDIS_DOWN = "系统繁忙,请稍后再试。"
 
 # Step 1 in one command (fewer round trips and far less client work than five):
 # KEYS dedupe, rate-limit counter, customer-service window, dialogue state;
@@ -202,7 +204,13 @@ class BotService:
             pipe.eval(_CLAIM, len(claim_keys), *claim_keys, *claim_args)
             return 1
 
-        claimed, count, node = (await self.batch.run(claim))[0]
+        try:
+            claimed, count, node = (await self.batch.run(claim))[0]
+        except (RedisError, OSError) as exc:
+            # Without Redis we cannot tell a retry from a first delivery: say so briefly
+            # rather than risk answering twice or failing with a 500 WeChat retries.
+            log.error("bot cannot reach Redis: %r", exc)
+            return create_reply(_REDIS_DOWN, message, render=True)
         if not claimed:
             return await self._first_answer(key)
         turn = Turn(self, Dialogue.decode(node or None) if is_text else NOT_READ)

@@ -220,7 +220,7 @@ async def official_post(request: web.Request) -> web.Response:
     bot = request.config_dict[keys.bot_key]
     if request.content_length is not None and request.content_length > bot.config.max_body_bytes:
         return _no_reply(413)
-    body = await request.content.read(bot.config.max_body_bytes + 1)
+    body = await request.read()  # chunked bodies are capped by client_max_size
     if len(body) > bot.config.max_body_bytes:
         return _no_reply(413)
     try:

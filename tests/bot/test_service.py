@@ -170,3 +170,20 @@ async def test_a_handler_error_is_an_apology_not_a_crash(bot: BotService) -> Non
 
     reply = await _with_router(bot, router).answer(parse_message(text_xml("?", openid="oa-a")))
     assert reply is not None and "稍后再试" in reply
+
+
+async def test_redis_down_gets_a_short_apology_not_a_500(bot: BotService) -> None:
+    from redis.asyncio import Redis
+
+    router = build_router()
+    down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens
+    worker = BotService(
+        config=bot.config, codec=bot.codec, kb=bot.kb, router=router,
+        redis=down, pii=bot.pii, wechat=bot.wechat,
+    )
+    try:
+        reply = await worker.answer(parse_message(text_xml("怎么解绑", openid="oa-b")))
+    finally:
+        await worker.close()
+        await down.aclose()
+    assert reply is not None and "系统繁忙" in reply
