@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the whole service: resources, middlewares, and the sub-apps of each client."""
-    from bot import create_subapp as create_bot
+    from bot import bot_ctx, create_subapp as create_bot
     from miniapp_api import create_subapp as create_miniapp
     from institution_api import create_subapp as create_institution
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.http_ctx,
             lifecycle.gateways_ctx,
             lifecycle.services_ctx,
+            bot_ctx,
         ]
     )
     if settings.server.demo_data:

@@ -10,6 +10,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from bot.service import BotService
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
     from server.domain.policy import PolicyEngine
@@ -34,6 +35,7 @@ policy_key = web.AppKey("policy", "PolicyEngine")  # config/policy.toml, loaded 
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
 # institution webhook: rows (short TTL) and decrypted secrets by (code, secret_enc), per process
 institution_directory_key = web.AppKey("institution_directory", object)
+bot_key = web.AppKey("bot", "BotService")  # the official-account bot (on the /wechat sub-app)
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
@@ -43,6 +45,7 @@ institution_key = web.RequestKey("institution", object)  # the signed caller's I
 __all__ = [
     "Any",
     "auth_key",
+    "bot_key",
     "face_key",
     "fake_wechat_key",
     "http_key",

@@ -76,14 +76,8 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.fake_wechat_key] = state
         log.info("WECHAT_API_BASE unset: fake WeChat API serving at %s", api_base)
     session = app[keys.http_key]
-    app[keys.wechat_key] = WeChatGateway(
-        session,
-        api_base=api_base,
-        mp_appid=settings.wechat.mp_appid,
-        mp_secret=settings.wechat.mp_secret,
-        oa_appid=settings.wechat.oa_appid,
-        oa_secret=settings.wechat.oa_secret,
-        timeout=settings.wechat.timeout_seconds,
+    app[keys.wechat_key] = WeChatGateway.from_settings(
+        session, settings.wechat, api_base=api_base
     )
     app[keys.face_key] = (
         HttpFaceGateway(session, settings.face.api_base) if settings.face.api_base else FakeFaceGateway()
