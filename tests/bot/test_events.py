@@ -102,7 +102,8 @@ async def test_template_send_job_finish_marks_the_notice(wx: Wx) -> None:
             assert await wx.reply(push, mode) is None  # type: ignore[arg-type]
     assert (await Notice.get(id=delivered.id)).state == "delivered"
     blocked = await Notice.get(id=blocked.id)
-    assert blocked.state == "undeliverable" and blocked.reason
+    # the push contract (issue #5): a user block is a failed delivery, reason 用户拒收
+    assert blocked.state == "failed" and blocked.reason == "用户拒收"
     assert (await Notice.get(id=broken.id)).state == "failed"
 
 
