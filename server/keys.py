@@ -32,6 +32,7 @@ services_key = web.AppKey("services", dict)  # feature services registered by na
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
+reviewer_key = web.RequestKey("reviewer", str)
 
 __all__ = [
     "Any",
@@ -44,6 +45,7 @@ __all__ = [
     "pii_key",
     "redis_key",
     "request_id_key",
+    "reviewer_key",
     "user_id_key",
     "services_key",
     "settings_key",
