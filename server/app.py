@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.http_ctx,
             lifecycle.gateways_ctx,
             lifecycle.services_ctx,
+            lifecycle.family_ctx,
         ]
     )
     if settings.server.demo_data:

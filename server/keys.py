@@ -12,7 +12,12 @@ if TYPE_CHECKING:
 
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
+    from server.domain.binding import BindingService
+    from server.domain.documents import DocumentBook
+    from server.domain.policy import PolicyEngine
     from server.gateways.face import FaceGateway
+    from server.gateways.registry import RegistryGateway
+    from server.gateways.storage import LocalStorage
     from server.gateways.wechat import WeChatGateway
     from server.metrics import Metrics
     from server.settings import Settings
@@ -28,6 +33,12 @@ auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
+# 亲情账户 (issue #3)
+policy_key = web.AppKey("policy", "PolicyEngine")
+registry_key = web.AppKey("registry", "RegistryGateway")
+storage_key = web.AppKey("storage", "LocalStorage")
+documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
+binding_key = web.AppKey("binding", "BindingService")
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
@@ -36,6 +47,11 @@ user_id_key = web.RequestKey("user_id", int)
 __all__ = [
     "Any",
     "auth_key",
+    "binding_key",
+    "documents_key",
+    "policy_key",
+    "registry_key",
+    "storage_key",
     "face_key",
     "fake_wechat_key",
     "http_key",

@@ -105,3 +105,39 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         pii=app[keys.pii_key],
     )
     yield
+
+
+async def family_ctx(app: web.Application) -> AsyncIterator[None]:
+    """亲情账户: policy engine, registry gateway, material storage, 个人承诺书, the service."""
+    from server.domain.binding import BindingService, Limits
+    from server.domain.policy import PolicyEngine, load_default
+    from server.gateways.registry import LocalRegistryGateway
+
+    settings = app[keys.settings_key]
+    policy_file = settings.section("policy").get("file")
+    app[keys.policy_key] = PolicyEngine.from_file(policy_file) if policy_file else load_default()
+    app[keys.registry_key] = LocalRegistryGateway(app[keys.pii_key])
+    family = settings.section("family")
+    storage = documents = None
+    try:
+        from server.domain.documents import DocumentBook
+        from server.gateways.storage import LocalStorage
+
+        upload_dir = family.get("upload_dir") or str(settings.data_path / "uploads")
+        storage = LocalStorage(upload_dir)
+        documents = DocumentBook.load("commitment")
+        app[keys.storage_key] = storage
+        app[keys.documents_key] = documents
+    except ImportError:  # storage branch not merged yet
+        log.warning("material storage / legal texts unavailable")
+    app[keys.binding_key] = BindingService(
+        policy=app[keys.policy_key],
+        registry=app[keys.registry_key],
+        face=app[keys.face_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        storage=storage,
+        documents=documents,
+        limits=Limits.from_section(family),
+    )
+    yield

@@ -1,0 +1,936 @@
+"""亲情账户 use cases: applications as a state machine, materials, the 个人承诺书, submit
+with atomic limits, members, unbind, the dynamic 医保码 and the member's spending.
+
+States of an application (SPEC.md 亲情账户 binding, issue #3)::
+
+    draft ─upload─▶ materials ─sign─▶ commitment_signed ─submit─▶ submitted
+      │  └──────────────sign──────────────▲                       │
+      └──────────────────submit (any of the three)───────────────▶│
+    submitted ─▶ active | pending_review | failed
+    pending_review ─reviewer─▶ active | failed (MATERIALS_REJECTED)
+    active ─unbind─▶ unbound
+
+Every change of state is an ``ApplicationEvent`` (from, to, actor, code, time); an
+illegal one is a 409 ``APPLICATION_STATE_CONFLICT`` and changes nothing. A failed
+application keeps its failure code and message for the bot.
+
+Every rule is the policy engine's (``PolicyEngine.check_binding``): the precheck, the
+submit and the bot ask the same question. This module only gathers the facts — and on
+submit gathers them under row locks so the limits hold under concurrent submits from
+several processes (PostgreSQL): the member's registry row first, then the binder's user
+row, always in that order (no lock cycle), then it counts and decides.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from server.domain import reasons, vouchers
+from server.domain.errors import DomainError
+from server.domain.identity import IdDocument, parse_id
+from server.domain.models import (
+    Application,
+    ApplicationEvent,
+    Binding,
+    CommitmentSignature,
+    InsuredPerson,
+    Material,
+    User,
+)
+from server.domain.pii import PiiCipher, mask_id, mask_name
+from server.domain.policy import (
+    MATERIAL_KINDS,
+    MATERIAL_LABELS,
+    NATIONAL,
+    RELATIONSHIP_LABELS,
+    BindingContext,
+    BindingDecision,
+    PolicyEngine,
+    requirement_label,
+)
+from server.domain.registry import id_hash, name_hash
+from server.gateways.face import FaceGateway
+from server.gateways.registry import Match, RegistryGateway, RegistryRecord, match
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from server.domain.documents import DocumentBook, LegalText
+    from server.gateways.storage import LocalStorage, StoredObject
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DEFAULT_REASON = "为了方便家人代办医保业务"  # SPEC.md application reason, "医保亲情账号申请原因怎么填写"
+
+# Application states and the only moves between them.
+EDITABLE: frozenset[str] = frozenset({"draft", "materials", "commitment_signed"})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "draft": frozenset({"materials", "commitment_signed", "submitted"}),
+    "materials": frozenset({"commitment_signed", "submitted"}),
+    "commitment_signed": frozenset({"submitted"}),
+    "submitted": frozenset({"active", "pending_review", "failed"}),
+    "pending_review": frozenset({"active", "failed"}),
+    "active": frozenset({"unbound"}),
+    "failed": frozenset(),
+    "unbound": frozenset(),
+}
+STATES: tuple[str, ...] = tuple(TRANSITIONS)
+
+MATERIAL_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/pdf"})
+SIGNATURE_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png"})
+MAX_SIGNATURE_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-user abuse limits (count per window, seconds); from ``[family]`` in config."""
+
+    applications: tuple[int, int] = (30, 3600)
+    submits: tuple[int, int] = (60, 3600)
+    vouchers: tuple[int, int] = (30, 60)
+    max_material_bytes: int = 8_388_608
+
+    @classmethod
+    def from_section(cls, section: Any) -> Limits:
+        d = cls()
+
+        def pair(name: str, default: tuple[int, int]) -> tuple[int, int]:
+            return (
+                int(section.get(f"{name}_per_window", default[0])),
+                int(section.get(f"{name}_window_seconds", default[1])),
+            )
+
+        return cls(
+            applications=pair("applications", d.applications),
+            submits=pair("submits", d.submits),
+            vouchers=pair("vouchers", d.vouchers),
+            max_material_bytes=int(section.get("max_material_bytes", d.max_material_bytes)),
+        )
+
+
+async def rate_hit(redis: Redis, key: str, *, limit: int, per_seconds: int) -> None:
+    """Fixed-window counter: the ``limit``+1-th hit in a window is 429 with Retry-After.
+
+    Local helper until ``server.ratelimit.hit`` (push branch) lands; same signature.
+    """
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.ttl(key)
+    count, ttl = await pipe.execute()
+    if ttl is None or int(ttl) < 0:
+        await redis.expire(key, per_seconds)
+        ttl = per_seconds
+    if int(count) > limit:
+        raise DomainError(
+            "RATE_LIMITED",
+            "操作过于频繁,请稍后再试",
+            429,
+            headers={"Retry-After": str(max(int(ttl), 1))},
+        )
+
+
+def iso(dt: datetime | None) -> str | None:
+    """API.md times: ISO 8601 with the +08:00 offset."""
+    return None if dt is None else dt.astimezone(SHANGHAI).isoformat(timespec="seconds")
+
+
+def month_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The natural month (Asia/Shanghai calendar) containing ``now``, as UTC instants."""
+    local = now.astimezone(SHANGHAI)
+    start = datetime(local.year, local.month, 1, tzinfo=SHANGHAI)
+    end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=SHANGHAI)
+    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+
+
+def _not_found(what: str = "申请") -> DomainError:
+    return DomainError("NOT_FOUND", f"{what}不存在", 404)
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        raise _not_found(what) from None
+
+
+def _state_conflict(app: Application, action: str) -> DomainError:
+    return DomainError(
+        "APPLICATION_STATE_CONFLICT",
+        f"申请当前状态为「{STATE_LABELS.get(app.state, app.state)}」,不能{action}。",
+        409,
+        detail={"state": app.state},
+    )
+
+
+STATE_LABELS: dict[str, str] = {
+    "draft": "草稿",
+    "materials": "已上传材料",
+    "commitment_signed": "已签署承诺书",
+    "submitted": "已提交",
+    "active": "已绑定",
+    "pending_review": "审核中",
+    "failed": "绑定失败",
+    "unbound": "已解绑",
+}
+
+
+async def transition(
+    app: Application, to: str, *, actor: str, code: str | None = None, note: str | None = None
+) -> None:
+    """Move ``app`` to ``to`` and record the event; 409 if the state machine forbids it.
+
+    The caller saves ``app`` (in the same transaction).
+    """
+    if to not in TRANSITIONS[app.state]:
+        raise _state_conflict(app, f"变为「{STATE_LABELS.get(to, to)}」")
+    await ApplicationEvent.create(
+        application_id=app.id, from_state=app.state, to_state=to, actor=actor, code=code, note=note
+    )
+    app.state = to
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the policy needs about one attempt, gathered from the database."""
+
+    context: BindingContext
+    record: RegistryRecord | None
+    match: Match
+
+
+class BindingService:
+    """The 亲情账户 use cases; one per app (services_ctx), resources injected."""
+
+    def __init__(
+        self,
+        *,
+        policy: PolicyEngine,
+        registry: RegistryGateway,
+        face: FaceGateway,
+        pii: PiiCipher,
+        redis: Redis,
+        storage: LocalStorage | None,
+        documents: DocumentBook | None,
+        limits: Limits | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.registry = registry
+        self.face = face
+        self.pii = pii
+        self.redis = redis
+        self.storage = storage
+        self.documents = documents
+        self.limits = limits or Limits()
+        # Tests move the clock (a new month, a new commitment version); production: now.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+
+    # -- helpers -------------------------------------------------------------------
+
+    def today(self, now: datetime | None = None) -> date:
+        return (now or self.clock()).astimezone(SHANGHAI).date()
+
+    async def _limit(self, user_id: int, what: Literal["applications", "submits", "vouchers"]) -> None:
+        limit, window = getattr(self.limits, what)
+        await rate_hit(self.redis, f"rl:family:{what}:{user_id}", limit=limit, per_seconds=window)
+
+    async def _owned(self, user_id: int, application_id: str) -> Application:
+        """The user's own application; someone else's is indistinguishable from none (404)."""
+        app = await Application.get_or_none(id=_uuid(application_id, "申请"), binder_id=user_id)
+        if app is None:
+            raise _not_found()
+        return app
+
+    async def _owned_binding(self, user_id: int, binding_id: str, *, active: bool = True) -> Binding:
+        q = Binding.filter(id=_uuid(binding_id, "家庭成员"), binder_id=user_id)
+        if active:
+            q = q.filter(state="active")
+        binding = await q.select_related("member").first()
+        if binding is None:
+            raise _not_found("家庭成员")
+        return binding
+
+    def _commitment(self, now: datetime) -> LegalText:
+        if self.documents is None:
+            raise DomainError("SERVICE_UNAVAILABLE", "承诺书暂不可用", 503)
+        return self.documents.current(now)
+
+    def _commitment_version(self, version: str) -> LegalText | None:
+        if self.documents is None:
+            return None
+        try:
+            return self.documents.get(version)
+        except (KeyError, LookupError):
+            return None
+
+    @staticmethod
+    def _region(binder: User, record: RegistryRecord | None) -> str:
+        """The policy region: the binder's insurance region, else the member's, else national."""
+        person = binder.person if binder.person_id else None  # fetched by the caller
+        if person is not None:
+            return person.region_code  # type: ignore[no-any-return]
+        return record.region_code if record is not None else NATIONAL
+
+    async def _counts(
+        self, *, binder_id: int, member_id: int | None, now: datetime, exclude: uuid.UUID | None
+    ) -> tuple[int, frozenset[str], frozenset[str], bool]:
+        """(binder's active-or-pending members, member's binders this month, now, already bound).
+
+        Effective bindings in the natural month (Asia/Shanghai): bound before the month
+        ends and not unbound before it began (SPEC.md binders per member). A
+        ``pending_review`` application holds a slot too: it becomes effective on approval.
+        """
+        active = await Binding.filter(binder_id=binder_id, state="active").count()
+        pending_q = Application.filter(binder_id=binder_id, state="pending_review")
+        if exclude is not None:
+            pending_q = pending_q.exclude(id=exclude)
+        pending = await pending_q.count()
+        if member_id is None:
+            return active + pending, frozenset(), frozenset(), False
+        start, end = month_bounds(now)
+        rows = await (
+            Binding.filter(member_id=member_id, bound_at__lt=end)
+            .filter(Q(unbound_at__isnull=True) | Q(unbound_at__gte=start))
+            .values_list("binder_id", "state")
+        )
+        held = Application.filter(member_id=member_id, state="pending_review")
+        if exclude is not None:
+            held = held.exclude(id=exclude)
+        pending_binders = {str(b) for b in await held.values_list("binder_id", flat=True)}
+        month = frozenset({str(b) for b, _ in rows} | pending_binders)
+        current = frozenset({str(b) for b, s in rows if s == "active"} | pending_binders)
+        already = str(binder_id) in current
+        return active + pending, month, current, already
+
+    async def _facts(
+        self,
+        binder: User,
+        *,
+        doc: IdDocument | None,
+        name: str,
+        relationship: str,
+        now: datetime,
+        stage: Literal["precheck", "submit"] = "precheck",
+        exclude: uuid.UUID | None = None,
+        materials: frozenset[str] = frozenset(),
+        commitment: Literal["missing", "current", "outdated"] = "missing",
+        face_passed: bool | None = None,
+        found: tuple[Match, RegistryRecord | None] | None = None,
+    ) -> _Facts:
+        if found is None:
+            found = ("not_found", None)
+            if doc is not None:
+                found = await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
+        result, record = found
+        member_id = record.person_id if record is not None and result == "match" else None
+        count, month, current, already = await self._counts(
+            binder_id=binder.id, member_id=member_id, now=now, exclude=exclude
+        )
+        ctx = BindingContext(
+            today=self.today(now),
+            binder_id=str(binder.id),
+            binder_verified=binder.realname_verified,
+            binder_region=self._region(binder, record),
+            member_doc=doc,
+            relationship=relationship,
+            registry_match=result,
+            member_voucher_activated=bool(record and record.voucher_activated),
+            member_status=record.status if record is not None else "active",
+            binder_active_or_pending_count=count,
+            member_binders_this_month=month,
+            already_bound=already,
+            materials=materials,
+            commitment=commitment,
+            stage=stage,
+            member_face_passed=face_passed,
+            member_binders_now=current,
+        )
+        return _Facts(ctx, record, result)
+
+    def _decorate(self, decision: BindingDecision) -> dict[str, Any]:
+        return {
+            "ok": decision.ok,
+            "blocking": [{"code": b.code, "message": b.message, "fix": b.fix} for b in decision.blocking],
+            "required_materials": [
+                {"kinds": r.split("|"), "label": requirement_label(r)} for r in decision.required_materials
+            ],
+            "face_check_required": decision.face_check_required,
+            "review_required": decision.review_required,
+        }
+
+    def _self_check(self, binder: User, doc: IdDocument) -> None:
+        """A user cannot bind themselves (SPEC.md: a binder helps *other* family members)."""
+        if binder.id_hash and binder.id_hash == id_hash(self.pii, doc.id_type, doc.id_number):
+            raise DomainError(
+                "SELF_NOT_ALLOWED",
+                "不能把自己添加为家庭成员。",
+                422,
+                fields={"id_number": "SELF_NOT_ALLOWED"},
+                detail={"fix": "您本人就医时直接使用本人的医保电子凭证;请填写要添加的家人的信息。"},
+            )
+
+    async def _binder(self, user_id: int, *, lock: bool = False) -> User:
+        q = User.filter(id=user_id)
+        if lock:
+            q = q.select_for_update()
+        user = await q.first()
+        if user is None:
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        if user.person_id:
+            await user.fetch_related("person")
+        return user
+
+    # -- precheck ------------------------------------------------------------------
+
+    async def precheck(
+        self, user_id: int, *, name: str, id_type: str, id_number: str, relationship: str
+    ) -> dict[str, Any]:
+        """Would this binding work? The policy's answer at the precheck stage; nothing stored."""
+        now = self.clock()
+        binder = await self._binder(user_id)
+        try:
+            doc: IdDocument | None = parse_id(id_type, id_number, today=self.today(now))
+        except DomainError as err:
+            if err.code != "INVALID_ID_NUMBER":
+                raise
+            doc = None
+        if doc is not None:
+            self._self_check(binder, doc)
+        facts = await self._facts(binder, doc=doc, name=name, relationship=relationship, now=now)
+        return self._decorate(self.policy.check_binding(facts.context))
+
+    # -- applications --------------------------------------------------------------
+
+    async def create_application(
+        self,
+        user_id: int,
+        *,
+        name: str,
+        id_type: str,
+        id_number: str,
+        relationship: str,
+        phone: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """A new draft. Only the document's format is refused here (422); every other rule
+        is the submit's, so that a failure is recorded where the bot can find it."""
+        await self._limit(user_id, "applications")
+        binder = await self._binder(user_id)
+        doc = parse_id(id_type, id_number, today=self.today())
+        self._self_check(binder, doc)
+        async with in_transaction():
+            app = await Application.create(
+                binder_id=user_id,
+                member_name_enc=self.pii.encrypt(name, purpose="name"),
+                member_name_hash=name_hash(self.pii, name),
+                id_type=doc.id_type,
+                id_number_enc=self.pii.encrypt(doc.id_number, purpose="id_number"),
+                id_hash=id_hash(self.pii, doc.id_type, doc.id_number),
+                relationship=relationship,
+                phone_enc=self.pii.encrypt(phone, purpose="phone") if phone else None,
+                reason=reason or DEFAULT_REASON,
+                state="draft",
+            )
+            await ApplicationEvent.create(
+                application_id=app.id, from_state=None, to_state="draft", actor=f"user:{user_id}"
+            )
+        return await self.application_view(app)
+
+    async def get_application(self, user_id: int, application_id: str) -> dict[str, Any]:
+        return await self.application_view(await self._owned(user_id, application_id))
+
+    async def list_applications(self, user_id: int) -> list[dict[str, Any]]:
+        apps = await Application.filter(binder_id=user_id).order_by("-created_at").limit(50)
+        return [await self.application_view(a, brief=True) for a in apps]
+
+    async def application_view(self, app: Application, *, brief: bool = False) -> dict[str, Any]:
+        """API output: masked member, failure with its fix, materials, the signature."""
+        out: dict[str, Any] = {
+            "id": str(app.id),
+            "state": app.state,
+            "relationship": app.relationship,
+            "relationship_label": RELATIONSHIP_LABELS.get(app.relationship, app.relationship),
+            "member": {
+                "name": mask_name(self.pii.decrypt(app.member_name_enc, purpose="name")),
+                "id_type": app.id_type,
+                "id_number": mask_id(self.pii.decrypt(app.id_number_enc, purpose="id_number")),
+            },
+            "reason": app.reason,
+            "created_at": iso(app.created_at),
+            "submitted_at": iso(app.submitted_at),
+            "decided_at": iso(app.decided_at),
+        }
+        if app.failure_code:
+            try:
+                fix = reasons.reason(app.failure_code).fix
+            except KeyError:
+                fix = ""
+            out["failure"] = {"code": app.failure_code, "message": app.failure_message, "fix": fix}
+        if brief:
+            return out
+        materials = await Material.filter(application_id=app.id).order_by("created_at")
+        out["materials"] = [self.material_view(m) for m in materials]
+        sig = await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
+        out["commitment"] = None if sig is None else self.signature_view(sig)
+        if app.state == "active":
+            binding = await Binding.filter(application_id=app.id).first()
+            out["binding_id"] = str(binding.id) if binding else None
+        return out
+
+    # -- materials -----------------------------------------------------------------
+
+    @staticmethod
+    def material_view(m: Material) -> dict[str, Any]:
+        return {
+            "id": str(m.id),
+            "kind": m.kind,
+            "label": MATERIAL_LABELS.get(m.kind, m.kind),
+            "content_type": m.content_type,
+            "size": m.size,
+            "sha256": m.sha256,
+            "created_at": iso(m.created_at),
+        }
+
+    def _storage(self) -> LocalStorage:
+        if self.storage is None:
+            raise DomainError("SERVICE_UNAVAILABLE", "材料存储暂不可用", 503)
+        return self.storage
+
+    async def store_upload(self, user_id: int, application_id: str, source: Any) -> StoredObject:
+        """Stream one uploaded file to storage once the application is known to be the
+        user's and still editable (sniffed type, size cap: 415 / 413, nothing kept)."""
+        app = await self._owned(user_id, application_id)
+        if app.state not in EDITABLE:
+            raise _state_conflict(app, "上传材料")
+        return await self._storage().save_stream(
+            source, max_bytes=self.limits.max_material_bytes, allowed_types=MATERIAL_TYPES
+        )
+
+    async def discard_upload(self, stored: StoredObject) -> None:
+        await self._storage().delete(stored.key)
+
+    async def attach_material(
+        self, user_id: int, application_id: str, *, kind: str | None, stored: StoredObject
+    ) -> dict[str, Any]:
+        """Record a stored upload as a material of the application (the file is removed
+        again when the kind is unknown or the application moved on meanwhile)."""
+        try:
+            if kind not in MATERIAL_KINDS:
+                raise DomainError(
+                    "VALIDATION_FAILED",
+                    "材料类型无效",
+                    422,
+                    fields={"kind": "REQUIRED" if not kind else "INVALID_CHOICE"},
+                )
+            async with in_transaction():
+                app = await self._owned(user_id, application_id)
+                if app.state not in EDITABLE:
+                    raise _state_conflict(app, "上传材料")
+                material = await Material.create(
+                    application_id=app.id,
+                    kind=kind,
+                    content_type=stored.content_type,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    storage_key=stored.key,
+                )
+                if app.state == "draft":
+                    await transition(app, "materials", actor=f"user:{user_id}")
+                    await app.save(update_fields=["state", "updated_at"])
+        except BaseException:
+            await self._storage().delete(stored.key)
+            raise
+        return self.material_view(material)
+
+    async def read_material(
+        self, user_id: int, application_id: str, material_id: str
+    ) -> tuple[bytes, str]:
+        """The owner's material, metadata (EXIF…) stripped by the storage."""
+        app = await self._owned(user_id, application_id)
+        material = await Material.get_or_none(id=_uuid(material_id, "材料"), application_id=app.id)
+        if material is None:
+            raise _not_found("材料")
+        return await self._storage().read_clean(material.storage_key)
+
+    # -- the 个人承诺书 ------------------------------------------------------------------
+
+    def current_commitment(self) -> dict[str, Any]:
+        text = self._commitment(self.clock())
+        return {
+            "version": text.version,
+            "title": text.title,
+            "text": text.text,
+            "sha256": text.sha256,
+            "published_at": iso(text.published_at) if isinstance(text.published_at, datetime) else str(text.published_at),
+        }
+
+    @staticmethod
+    def signature_view(sig: CommitmentSignature) -> dict[str, Any]:
+        return {
+            "version": sig.version,
+            "sha256": sig.text_sha256,
+            "signed_at": iso(sig.signed_at),
+            "signature_image": sig.signature_image_key is not None,
+        }
+
+    async def sign_commitment(
+        self,
+        user_id: int,
+        application_id: str,
+        *,
+        version: str,
+        sha256: str,
+        signature_image: str | None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> dict[str, Any]:
+        """Sign the current 个人承诺书 for this application (SPEC.md commitment).
+
+        The client echoes the version and SHA-256 of the text it showed; signing anything
+        but the current text is refused (an older version: ``COMMITMENT_OUTDATED``). The
+        record — version, text hash, time, user, IP, user agent, optional signature image —
+        is never changed afterwards; signing again adds a new record.
+        """
+        now = self.clock()
+        current = self._commitment(now)
+        if version != current.version or sha256.lower() != current.sha256:
+            old = self._commitment_version(version)
+            if old is not None and old.sha256 == sha256.lower():
+                raise reasons.error("COMMITMENT_OUTDATED")
+            raise DomainError(
+                "COMMITMENT_MISMATCH",
+                "签署的承诺书版本或内容与服务器上的不一致,请重新打开承诺书阅读后签署。",
+                422,
+                fields={"sha256": "COMMITMENT_MISMATCH"},
+            )
+        app = await self._owned(user_id, application_id)
+        if app.state not in EDITABLE:
+            raise _state_conflict(app, "签署承诺书")
+        image_key: str | None = None
+        if signature_image:
+            image_key = await self._store_signature(signature_image)
+        try:
+            async with in_transaction():
+                app = await self._owned(user_id, application_id)
+                if app.state not in EDITABLE:
+                    raise _state_conflict(app, "签署承诺书")
+                sig = await CommitmentSignature.create(
+                    application_id=app.id,
+                    user_id=user_id,
+                    version=current.version,
+                    text_sha256=current.sha256,
+                    ip=(ip or "")[:64] or None,
+                    user_agent=(user_agent or "")[:512] or None,
+                    signature_image_key=image_key,
+                )
+                if app.state != "commitment_signed":
+                    await transition(app, "commitment_signed", actor=f"user:{user_id}")
+                    await app.save(update_fields=["state", "updated_at"])
+        except BaseException:
+            if image_key is not None:
+                await self._storage().delete(image_key)
+            raise
+        return self.signature_view(sig)
+
+    async def _store_signature(self, data: str) -> str:
+        payload = data.split(",", 1)[1] if data.startswith("data:") else data
+        try:
+            raw = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise DomainError(
+                "VALIDATION_FAILED", "签名图片应为 base64 编码的 PNG 或 JPEG", 422,
+                fields={"signature_image": "INVALID_FORMAT"},
+            ) from None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield raw
+
+        stored = await self._storage().save_stream(
+            chunks(), max_bytes=MAX_SIGNATURE_BYTES, allowed_types=SIGNATURE_TYPES
+        )
+        return stored.key
+
+    async def _commitment_status(
+        self, app: Application, now: datetime
+    ) -> Literal["missing", "current", "outdated"]:
+        sig = await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
+        if sig is None:
+            return "missing"
+        current = self._commitment(now)
+        ok = sig.version == current.version and sig.text_sha256 == current.sha256
+        return "current" if ok else "outdated"
+
+    # -- submit --------------------------------------------------------------------
+
+    async def submit(self, user_id: int, application_id: str, *, member_face_token: str | None) -> dict[str, Any]:
+        """Submit: the policy decides with every fact, the limits counted under locks.
+
+        ``active`` at once when nothing blocks; ``pending_review`` where the policy wants
+        a person to look; otherwise ``failed`` with the first blocking reason kept on the
+        application, and a 409 carrying that code (SPEC.md failure reasons).
+        The member's face check (a network call) runs before the transaction; a face
+        service that is down is 503 ``SYSTEM_BUSY`` and changes nothing.
+        """
+        await self._limit(user_id, "submits")
+        app = await self._owned(user_id, application_id)
+        if app.state not in EDITABLE:
+            raise _state_conflict(app, "提交")
+        actor = f"user:{user_id}"
+        now = self.clock()
+        name = self.pii.decrypt(app.member_name_enc, purpose="name")
+        try:
+            doc: IdDocument | None = parse_id(
+                app.id_type, self.pii.decrypt(app.id_number_enc, purpose="id_number"), today=self.today(now)
+            )
+        except DomainError:
+            doc = None
+        found: tuple[Match, RegistryRecord | None] = ("not_found", None)
+        if doc is not None:
+            found = await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
+
+        # Does the policy want the member's face? Ask it once without the locked counts.
+        binder = await self._binder(user_id)
+        preview = await self._facts(
+            binder, doc=doc, name=name, relationship=app.relationship, now=now, found=found, exclude=app.id
+        )
+        face_passed: bool | None = None
+        if self.policy.check_binding(preview.context).face_check_required and doc is not None:
+            face_passed = False
+            if member_face_token:
+                try:
+                    face_passed = await self.face.verify(member_face_token, id_number=doc.id_number, name=name)
+                except DomainError as err:
+                    await ApplicationEvent.create(
+                        application_id=app.id, from_state=app.state, to_state=app.state,
+                        actor="system", code=err.code, note="face gateway unavailable",
+                    )
+                    raise
+        result, record = found
+        member_id = record.person_id if record is not None and result == "match" else None
+
+        failure: DomainError | None = None
+        async with in_transaction():
+            # Lock order: member, then binder (see module docstring). The binder lock also
+            # serializes two submits of the same application.
+            if member_id is not None:
+                await InsuredPerson.filter(id=member_id).select_for_update().first()
+            binder = await self._binder(user_id, lock=True)
+            app = await self._owned(user_id, application_id)
+            if app.state not in EDITABLE:
+                raise _state_conflict(app, "提交")
+            kinds = frozenset(await Material.filter(application_id=app.id).values_list("kind", flat=True))
+            facts = await self._facts(
+                binder,
+                doc=doc,
+                name=name,
+                relationship=app.relationship,
+                now=now,
+                stage="submit",
+                exclude=app.id,
+                materials=kinds,  # type: ignore[arg-type]
+                commitment=await self._commitment_status(app, now),
+                face_passed=face_passed,
+                found=found,
+            )
+            decision = self.policy.check_binding(facts.context)
+            await transition(app, "submitted", actor=actor)
+            app.submitted_at = now
+            app.member_id = member_id
+            blocker = decision.failure
+            if blocker is not None:
+                await transition(app, "failed", actor="system", code=blocker.code, note=blocker.message)
+                app.failure_code, app.failure_message = blocker.code, blocker.message
+                app.decided_at = now
+                failure = reasons.error(blocker.code)
+                failure.message, failure.status = blocker.message, 409
+                failure.detail = {"fix": blocker.fix, "application_id": str(app.id), "state": "failed"}
+            elif decision.review_required:
+                await transition(app, "pending_review", actor="system", note="policy: review required")
+            else:
+                await transition(app, "active", actor="system")
+                app.decided_at = now
+                assert member_id is not None
+                await Binding.create(
+                    binder_id=user_id,
+                    member_id=member_id,
+                    application_id=app.id,
+                    relationship=app.relationship,
+                    state="active",
+                    bound_at=now,
+                )
+            await app.save()
+        if failure is not None:
+            raise failure
+        return await self.application_view(app)
+
+    async def decide_review(
+        self, application_id: str, *, reviewer: str, approve: bool, detail: str = ""
+    ) -> dict[str, Any]:
+        """A reviewer's decision on a ``pending_review`` application (the console calls this).
+
+        Approve: the binding becomes effective (its slots were held while pending).
+        Reject: ``failed`` with ``MATERIALS_REJECTED`` (SPEC.md: 材料不清晰或不符).
+        """
+        now = self.clock()
+        async with in_transaction():
+            app = await Application.filter(id=_uuid(application_id, "申请")).select_for_update().first()
+            if app is None:
+                raise _not_found()
+            if app.state != "pending_review":
+                raise _state_conflict(app, "审核")
+            actor = f"reviewer:{reviewer}"
+            app.decided_at = now
+            if approve:
+                await transition(app, "active", actor=actor)
+                await Binding.create(
+                    binder_id=app.binder_id, member_id=app.member_id, application_id=app.id,
+                    relationship=app.relationship, state="active", bound_at=now,
+                )
+            else:
+                r = reasons.reason("MATERIALS_REJECTED", detail=detail)
+                await transition(app, "failed", actor=actor, code=r.code, note=detail or None)
+                app.failure_code, app.failure_message = r.code, r.message
+            await app.save()
+        return await self.application_view(app)
+
+    # -- after binding -------------------------------------------------------------
+
+    def member_view(self, binding: Binding) -> dict[str, Any]:
+        person: InsuredPerson = binding.member
+        return {
+            "id": str(binding.id),
+            "state": binding.state,
+            "relationship": binding.relationship,
+            "relationship_label": RELATIONSHIP_LABELS.get(binding.relationship, binding.relationship),
+            "member": {
+                "name": mask_name(self.pii.decrypt(person.name_enc, purpose="name")),
+                "id_number": mask_id(self.pii.decrypt(person.id_number_enc, purpose="id_number")),
+            },
+            "insurance": {
+                "insurance_type": person.insurance_type,
+                "region_code": person.region_code,
+                "status": person.status,
+                "voucher_activated": person.voucher_activated,
+            },
+            "bound_at": iso(binding.bound_at),
+        }
+
+    async def list_members(self, user_id: int) -> list[dict[str, Any]]:
+        """The binder's effective bindings (masked)."""
+        rows = await Binding.filter(binder_id=user_id, state="active").select_related("member").order_by("bound_at")
+        return [self.member_view(b) for b in rows]
+
+    async def unbind(self, user_id: int, binding_id: str) -> None:
+        """The binder ends a binding. The member's monthly slot stays taken until next
+        month unless the policy says otherwise (SPEC.md binders per member)."""
+        now = self.clock()
+        async with in_transaction():
+            bid = _uuid(binding_id, "家庭成员")
+            binding = await Binding.filter(id=bid, binder_id=user_id).select_for_update().first()
+            if binding is None:
+                raise _not_found("家庭成员")
+            if binding.state != "active":
+                raise DomainError("BINDING_NOT_ACTIVE", "该家庭成员已解除绑定", 409)
+            binding.state, binding.unbound_at, binding.unbound_by = "unbound", now, f"user:{user_id}"
+            await binding.save(update_fields=["state", "unbound_at", "unbound_by"])
+            if binding.application_id is not None:
+                app = await Application.get(id=binding.application_id)
+                await transition(app, "unbound", actor=f"user:{user_id}")
+                await app.save(update_fields=["state", "updated_at"])
+
+    async def voucher(self, user_id: int, binding_id: str) -> dict[str, Any]:
+        """The member's dynamic 医保码: single use, 60 s; it always pays as the member."""
+        await self._limit(user_id, "vouchers")
+        binding = await self._owned_binding(user_id, binding_id)
+        token, expires = await vouchers.issue(
+            self.redis, member_id=binding.member_id, shown_by_user_id=user_id, binding_id=str(binding.id)
+        )
+        return {"qr_token": token, "expires_at": iso(expires), "ttl_seconds": vouchers.TTL_SECONDS}
+
+    async def settlements(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
+        """The member's settlement records of one year (SPEC.md after binding)."""
+        binding = await self._owned_binding(user_id, binding_id)
+        items, total = await spending_list(binding.member_id, year or self.today().year)
+        return {"items": items, "total": total}
+
+    async def summary(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
+        """Balance, yearly totals and insurance status of the member."""
+        binding = await self._owned_binding(user_id, binding_id)
+        view = self.member_view(binding)
+        out = await spending_summary(binding.member_id, year or self.today().year)
+        return {**out, "member": view["member"], "insurance": view["insurance"]}
+
+
+# -- the member's spending ---------------------------------------------------------------
+# The settlements feature (money branch) owns the figures; until its
+# ``server.domain.settlements`` lands, these read the Settlement table directly.
+
+
+def _year_bounds(year: int) -> tuple[datetime, datetime]:
+    start = datetime(year, 1, 1, tzinfo=SHANGHAI)
+    return start.astimezone(timezone.utc), datetime(year + 1, 1, 1, tzinfo=SHANGHAI).astimezone(timezone.utc)
+
+
+async def spending_list(member_id: int, year: int) -> tuple[list[dict[str, Any]], int]:
+    try:
+        from server.domain import settlements as money  # type: ignore[attr-defined]
+
+        return await money.list_for_member(member_id, year)  # type: ignore[no-any-return]
+    except ImportError:
+        pass
+    from server.domain.models import Settlement
+
+    start, end = _year_bounds(year)
+    rows = await Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end).order_by(
+        "-setl_time"
+    )
+    items = [
+        {
+            "setl_id": s.setl_id,
+            "med_type": s.med_type,
+            "setl_time": iso(s.setl_time),
+            "medfee_sumamt": s.medfee_sumamt_fen,
+            "hifp_pay": s.hifp_pay_fen,
+            "acct_pay": s.acct_pay_fen,
+            "acct_mulaid_pay": s.acct_mulaid_pay_fen,
+            "psn_cash_pay": s.psn_cash_pay_fen,
+            "state": s.state,
+        }
+        for s in rows
+    ]
+    return items, len(items)
+
+
+async def spending_summary(member_id: int, year: int) -> dict[str, Any]:
+    try:
+        from server.domain import settlements as money  # type: ignore[attr-defined]
+
+        return dict(await money.yearly_summary(member_id, year))
+    except ImportError:
+        pass
+    from server.domain.models import Account, Settlement
+
+    start, end = _year_bounds(year)
+    rows = await Settlement.filter(
+        member_id=member_id, state="settled", setl_time__gte=start, setl_time__lt=end
+    )
+    account = await Account.get_or_none(person_id=member_id)
+    return {
+        "year": year,
+        "balance": account.balance_fen if account else None,
+        "count": len(rows),
+        "medfee_sumamt": sum(s.medfee_sumamt_fen for s in rows),
+        "hifp_pay": sum(s.hifp_pay_fen for s in rows),
+        "acct_pay": sum(s.acct_pay_fen for s in rows),
+        "acct_mulaid_pay": sum(s.acct_mulaid_pay_fen for s in rows),
+        "psn_cash_pay": sum(s.psn_cash_pay_fen for s in rows),
+    }
