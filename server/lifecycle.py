@@ -7,6 +7,7 @@ order, so a failed start never leaves a half-open resource behind.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
@@ -110,26 +111,20 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     """亲情账户: policy engine, registry gateway, material storage, 个人承诺书, the service."""
     from server.domain.binding import BindingService, Limits
+    from server.domain.documents import DocumentBook
     from server.domain.policy import PolicyEngine, load_default
     from server.gateways.registry import LocalRegistryGateway
+    from server.gateways.storage import LocalStorage
 
     settings = app[keys.settings_key]
     policy_file = settings.section("policy").get("file")
     app[keys.policy_key] = PolicyEngine.from_file(policy_file) if policy_file else load_default()
     app[keys.registry_key] = LocalRegistryGateway(app[keys.pii_key])
     family = settings.section("family")
-    storage = documents = None
-    try:
-        from server.domain.documents import DocumentBook
-        from server.gateways.storage import LocalStorage
-
-        upload_dir = family.get("upload_dir") or str(settings.data_path / "uploads")
-        storage = LocalStorage(upload_dir)
-        documents = DocumentBook.load("commitment")
-        app[keys.storage_key] = storage
-        app[keys.documents_key] = documents
-    except ImportError:  # storage branch not merged yet
-        log.warning("material storage / legal texts unavailable")
+    storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
+    documents = DocumentBook.load("commitment")
+    app[keys.storage_key] = storage
+    app[keys.documents_key] = documents
     app[keys.binding_key] = BindingService(
         policy=app[keys.policy_key],
         registry=app[keys.registry_key],

@@ -264,14 +264,6 @@ class BindingService:
             raise DomainError("SERVICE_UNAVAILABLE", "承诺书暂不可用", 503)
         return self.documents.current(now)
 
-    def _commitment_version(self, version: str) -> LegalText | None:
-        if self.documents is None:
-            return None
-        try:
-            return self.documents.get(version)
-        except (KeyError, LookupError):
-            return None
-
     @staticmethod
     def _region(binder: User, record: RegistryRecord | None) -> str:
         """The policy region: the binder's insurance region, else the member's, else national."""
@@ -570,7 +562,7 @@ class BindingService:
             "title": text.title,
             "text": text.text,
             "sha256": text.sha256,
-            "published_at": iso(text.published_at) if isinstance(text.published_at, datetime) else str(text.published_at),
+            "published_at": iso(text.published_at),
         }
 
     @staticmethod
@@ -602,10 +594,10 @@ class BindingService:
         """
         now = self.clock()
         current = self._commitment(now)
-        if version != current.version or sha256.lower() != current.sha256:
-            old = self._commitment_version(version)
-            if old is not None and old.sha256 == sha256.lower():
-                raise reasons.error("COMMITMENT_OUTDATED")
+        status = self.documents.check_signed(version=version, sha256=sha256, now=now)  # type: ignore[union-attr]
+        if status == "outdated":
+            raise reasons.error("COMMITMENT_OUTDATED")
+        if status != "current":
             raise DomainError(
                 "COMMITMENT_MISMATCH",
                 "签署的承诺书版本或内容与服务器上的不一致,请重新打开承诺书阅读后签署。",
@@ -665,9 +657,9 @@ class BindingService:
         sig = await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
         if sig is None:
             return "missing"
-        current = self._commitment(now)
-        ok = sig.version == current.version and sig.text_sha256 == current.sha256
-        return "current" if ok else "outdated"
+        self._commitment(now)  # 503 when the texts are not configured
+        status = self.documents.check_signed(version=sig.version, sha256=sig.text_sha256, now=now)  # type: ignore[union-attr]
+        return "current" if status == "current" else "outdated"
 
     # -- submit --------------------------------------------------------------------
 
