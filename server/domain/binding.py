@@ -592,6 +592,7 @@ class BindingService:
         record — version, text hash, time, user, IP, user agent, optional signature image —
         is never changed afterwards; signing again adds a new record.
         """
+        app = await self._owned(user_id, application_id)  # someone else's: 404 before anything
         now = self.clock()
         current = self._commitment(now)
         status = self.documents.check_signed(version=version, sha256=sha256, now=now)  # type: ignore[union-attr]
@@ -604,7 +605,6 @@ class BindingService:
                 422,
                 fields={"sha256": "COMMITMENT_MISMATCH"},
             )
-        app = await self._owned(user_id, application_id)
         if app.state not in EDITABLE:
             raise _state_conflict(app, "签署承诺书")
         image_key: str | None = None

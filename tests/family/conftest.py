@@ -56,3 +56,23 @@ async def face_client(
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def make_client(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    """``await make_client(**{"family.x": 1})``: the service with settings overridden."""
+    clients: list[TestClient] = []
+
+    async def make(**overrides: Any) -> TestClient:
+        app = create_app(make_settings(**overrides))
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        await _reset_backends(app)
+        return client
+
+    try:
+        yield make
+    finally:
+        for c in clients:
+            await c.close()
