@@ -183,28 +183,34 @@ STATE_LABELS: dict[str, str] = {
 }
 
 
-async def transition(
+def step(
     app: Application, to: str, *, actor: str, code: str | None = None, note: str | None = None
-) -> None:
-    """Move ``app`` to ``to`` and record the event; 409 if the state machine forbids it.
-
-    The caller saves ``app`` (in the same transaction).
-    """
+) -> ApplicationEvent:
+    """Move ``app`` to ``to`` in memory and return the (unsaved) event recording it; 409 if
+    the state machine forbids the move. The caller saves both in one transaction."""
     if to not in TRANSITIONS[app.state]:
         raise _state_conflict(app, f"变为「{STATE_LABELS.get(to, to)}」")
-    await ApplicationEvent.create(
+    event = ApplicationEvent(
         application_id=app.id, from_state=app.state, to_state=to, actor=actor, code=code, note=note
     )
     app.state = to
+    return event
+
+
+async def transition(
+    app: Application, to: str, *, actor: str, code: str | None = None, note: str | None = None
+) -> None:
+    """``step`` and save the event; the caller saves ``app`` (same transaction)."""
+    await step(app, to, actor=actor, code=code, note=note).save()
 
 
 @dataclass(frozen=True)
-class _Facts:
-    """What the policy needs about one attempt, gathered from the database."""
+class _Counts:
+    """The limit facts about one attempt (see ``BindingContext``)."""
 
-    context: BindingContext
-    record: RegistryRecord | None
-    match: Match
+    binder_count: int  # the binder's active or pending members
+    month: frozenset[str]  # binders with an effective binding to the member this month
+    current: frozenset[str]  # binders holding one now
 
 
 class BindingService:
@@ -274,60 +280,53 @@ class BindingService:
 
     async def _counts(
         self, *, binder_id: int, member_id: int | None, now: datetime, exclude: uuid.UUID | None
-    ) -> tuple[int, frozenset[str], frozenset[str], bool]:
-        """(binder's active-or-pending members, member's binders this month, now, already bound).
+    ) -> _Counts:
+        """The limit facts, in two queries (they run inside the submit's transaction).
 
         Effective bindings in the natural month (Asia/Shanghai): bound before the month
         ends and not unbound before it began (SPEC.md binders per member). A
         ``pending_review`` application holds a slot too: it becomes effective on approval.
         """
-        active = await Binding.filter(binder_id=binder_id, state="active").count()
-        pending_q = Application.filter(binder_id=binder_id, state="pending_review")
+        start, end = month_bounds(now)
+        wanted = Q(binder_id=binder_id, state="active")
+        held = Q(binder_id=binder_id)
+        if member_id is not None:
+            wanted |= Q(member_id=member_id, bound_at__lt=end) & (
+                Q(unbound_at__isnull=True) | Q(unbound_at__gte=start)
+            )
+            held |= Q(member_id=member_id)
+        rows = await Binding.filter(wanted).values_list("binder_id", "member_id", "state")
+        pending_q = Application.filter(held, state="pending_review")
         if exclude is not None:
             pending_q = pending_q.exclude(id=exclude)
-        pending = await pending_q.count()
+        pending = await pending_q.values_list("binder_id", "member_id")
+        count = sum(1 for b, _, s in rows if b == binder_id and s == "active")
+        count += sum(1 for b, _ in pending if b == binder_id)
         if member_id is None:
-            return active + pending, frozenset(), frozenset(), False
-        start, end = month_bounds(now)
-        rows = await (
-            Binding.filter(member_id=member_id, bound_at__lt=end)
-            .filter(Q(unbound_at__isnull=True) | Q(unbound_at__gte=start))
-            .values_list("binder_id", "state")
-        )
-        held = Application.filter(member_id=member_id, state="pending_review")
-        if exclude is not None:
-            held = held.exclude(id=exclude)
-        pending_binders = {str(b) for b in await held.values_list("binder_id", flat=True)}
-        month = frozenset({str(b) for b, _ in rows} | pending_binders)
-        current = frozenset({str(b) for b, s in rows if s == "active"} | pending_binders)
-        already = str(binder_id) in current
-        return active + pending, month, current, already
+            return _Counts(count, frozenset(), frozenset())
+        # rows of this member all satisfy the month condition (the query's second branch)
+        held_by = {str(b) for b, m in pending if m == member_id}
+        month = frozenset({str(b) for b, m, _ in rows if m == member_id} | held_by)
+        current = frozenset({str(b) for b, m, s in rows if m == member_id and s == "active"} | held_by)
+        return _Counts(count, month, current)
 
-    async def _facts(
+    def _context(
         self,
         binder: User,
         *,
         doc: IdDocument | None,
-        name: str,
         relationship: str,
         now: datetime,
+        found: tuple[Match, RegistryRecord | None],
+        counts: _Counts | None = None,
         stage: Literal["precheck", "submit"] = "precheck",
-        exclude: uuid.UUID | None = None,
         materials: frozenset[str] = frozenset(),
         commitment: Literal["missing", "current", "outdated"] = "missing",
         face_passed: bool | None = None,
-        found: tuple[Match, RegistryRecord | None] | None = None,
-    ) -> _Facts:
-        if found is None:
-            found = ("not_found", None)
-            if doc is not None:
-                found = await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
+    ) -> BindingContext:
         result, record = found
-        member_id = record.person_id if record is not None and result == "match" else None
-        count, month, current, already = await self._counts(
-            binder_id=binder.id, member_id=member_id, now=now, exclude=exclude
-        )
-        ctx = BindingContext(
+        counts = counts or _Counts(0, frozenset(), frozenset())
+        return BindingContext(
             today=self.today(now),
             binder_id=str(binder.id),
             binder_verified=binder.realname_verified,
@@ -337,16 +336,20 @@ class BindingService:
             registry_match=result,
             member_voucher_activated=bool(record and record.voucher_activated),
             member_status=record.status if record is not None else "active",
-            binder_active_or_pending_count=count,
-            member_binders_this_month=month,
-            already_bound=already,
+            binder_active_or_pending_count=counts.binder_count,
+            member_binders_this_month=counts.month,
+            already_bound=str(binder.id) in counts.current,
             materials=materials,
             commitment=commitment,
             stage=stage,
             member_face_passed=face_passed,
-            member_binders_now=current,
+            member_binders_now=counts.current,
         )
-        return _Facts(ctx, record, result)
+
+    async def _found(self, doc: IdDocument | None, name: str) -> tuple[Match, RegistryRecord | None]:
+        if doc is None:
+            return "not_found", None
+        return await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
 
     def _decorate(self, decision: BindingDecision) -> dict[str, Any]:
         return {
@@ -370,15 +373,10 @@ class BindingService:
                 detail={"fix": "您本人就医时直接使用本人的医保电子凭证;请填写要添加的家人的信息。"},
             )
 
-    async def _binder(self, user_id: int, *, lock: bool = False) -> User:
-        q = User.filter(id=user_id)
-        if lock:
-            q = q.select_for_update()
-        user = await q.first()
+    async def _binder(self, user_id: int) -> User:
+        user = await User.filter(id=user_id).select_related("person").first()
         if user is None:
             raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
-        if user.person_id:
-            await user.fetch_related("person")
         return user
 
     # -- precheck ------------------------------------------------------------------
@@ -397,8 +395,11 @@ class BindingService:
             doc = None
         if doc is not None:
             self._self_check(binder, doc)
-        facts = await self._facts(binder, doc=doc, name=name, relationship=relationship, now=now)
-        return self._decorate(self.policy.check_binding(facts.context))
+        found = await self._found(doc, name)
+        member_id = found[1].person_id if found[1] is not None and found[0] == "match" else None
+        counts = await self._counts(binder_id=binder.id, member_id=member_id, now=now, exclude=None)
+        ctx = self._context(binder, doc=doc, relationship=relationship, now=now, found=found, counts=counts)
+        return self._decorate(self.policy.check_binding(ctx))
 
     # -- applications --------------------------------------------------------------
 
@@ -435,7 +436,7 @@ class BindingService:
             await ApplicationEvent.create(
                 application_id=app.id, from_state=None, to_state="draft", actor=f"user:{user_id}"
             )
-        return await self.application_view(app)
+        return await self.application_view(app, materials=[], signature=None)
 
     async def get_application(self, user_id: int, application_id: str) -> dict[str, Any]:
         return await self.application_view(await self._owned(user_id, application_id))
@@ -444,8 +445,19 @@ class BindingService:
         apps = await Application.filter(binder_id=user_id).order_by("-created_at").limit(50)
         return [await self.application_view(a, brief=True) for a in apps]
 
-    async def application_view(self, app: Application, *, brief: bool = False) -> dict[str, Any]:
-        """API output: masked member, failure with its fix, materials, the signature."""
+    async def application_view(
+        self,
+        app: Application,
+        *,
+        brief: bool = False,
+        materials: list[Material] | None = None,
+        signature: CommitmentSignature | None | Literal[False] = False,
+        binding: Binding | None | Literal[False] = False,
+    ) -> dict[str, Any]:
+        """API output: masked member, failure with its fix, materials, the signature.
+
+        Parts the caller already holds are passed in (``False``: not known, fetch it).
+        """
         out: dict[str, Any] = {
             "id": str(app.id),
             "state": app.state,
@@ -469,14 +481,22 @@ class BindingService:
             out["failure"] = {"code": app.failure_code, "message": app.failure_message, "fix": fix}
         if brief:
             return out
-        materials = await Material.filter(application_id=app.id).order_by("created_at")
+        if materials is None:
+            materials = await Material.filter(application_id=app.id).order_by("created_at")
         out["materials"] = [self.material_view(m) for m in materials]
-        sig = await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
-        out["commitment"] = None if sig is None else self.signature_view(sig)
+        if signature is False:
+            signature = await self._signature(app)
+        out["commitment"] = None if signature is None else self.signature_view(signature)
         if app.state == "active":
-            binding = await Binding.filter(application_id=app.id).first()
+            if binding is False:
+                binding = await Binding.filter(application_id=app.id).first()
             out["binding_id"] = str(binding.id) if binding else None
         return out
+
+    @staticmethod
+    async def _signature(app: Application) -> CommitmentSignature | None:
+        """The latest signature of the application (signing again adds one)."""
+        return await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
 
     # -- materials -----------------------------------------------------------------
 
@@ -651,15 +671,22 @@ class BindingService:
         )
         return stored.key
 
-    async def _commitment_status(
-        self, app: Application, now: datetime
+    def _commitment_status(
+        self, sig: CommitmentSignature | None, now: datetime
     ) -> Literal["missing", "current", "outdated"]:
-        sig = await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
         if sig is None:
             return "missing"
         self._commitment(now)  # 503 when the texts are not configured
         status = self.documents.check_signed(version=sig.version, sha256=sig.text_sha256, now=now)  # type: ignore[union-attr]
         return "current" if status == "current" else "outdated"
+
+    @staticmethod
+    def _row_locks() -> bool:
+        """Whether ``select_for_update`` means anything: on SQLite every transaction runs
+        alone on the one connection already (Tortoise serializes them), so skip the query."""
+        from tortoise import connections
+
+        return connections.get("default").capabilities.dialect != "sqlite"
 
     # -- submit --------------------------------------------------------------------
 
@@ -685,17 +712,13 @@ class BindingService:
             )
         except DomainError:
             doc = None
-        found: tuple[Match, RegistryRecord | None] = ("not_found", None)
-        if doc is not None:
-            found = await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
+        found = await self._found(doc, name)
 
-        # Does the policy want the member's face? Ask it once without the locked counts.
+        # Does the policy want the member's face? It does not depend on any count.
         binder = await self._binder(user_id)
-        preview = await self._facts(
-            binder, doc=doc, name=name, relationship=app.relationship, now=now, found=found, exclude=app.id
-        )
+        preview = self._context(binder, doc=doc, relationship=app.relationship, now=now, found=found)
         face_passed: bool | None = None
-        if self.policy.check_binding(preview.context).face_check_required and doc is not None:
+        if self.policy.check_binding(preview).face_check_required and doc is not None:
             face_passed = False
             if member_face_token:
                 try:
@@ -708,50 +731,48 @@ class BindingService:
                     raise
         result, record = found
         member_id = record.person_id if record is not None and result == "match" else None
+        materials = await Material.filter(application_id=app.id).order_by("created_at")
+        signature = await self._signature(app)
+        read_state = app.state
 
         failure: DomainError | None = None
+        binding: Binding | None = None
         async with in_transaction():
-            # Lock order: member, then binder (see module docstring). The binder lock also
-            # serializes two submits of the same application.
-            if member_id is not None:
-                await InsuredPerson.filter(id=member_id).select_for_update().first()
-            binder = await self._binder(user_id, lock=True)
-            app = await self._owned(user_id, application_id)
-            if app.state not in EDITABLE:
-                raise _state_conflict(app, "提交")
-            kinds = frozenset(await Material.filter(application_id=app.id).values_list("kind", flat=True))
-            facts = await self._facts(
+            if self._row_locks():
+                # Lock order: member, then binder (module docstring); no lock cycle.
+                if member_id is not None:
+                    await InsuredPerson.filter(id=member_id).select_for_update().first()
+                await User.filter(id=user_id).select_for_update().first()
+            counts = await self._counts(binder_id=user_id, member_id=member_id, now=now, exclude=app.id)
+            ctx = self._context(
                 binder,
                 doc=doc,
-                name=name,
                 relationship=app.relationship,
                 now=now,
-                stage="submit",
-                exclude=app.id,
-                materials=kinds,  # type: ignore[arg-type]
-                commitment=await self._commitment_status(app, now),
-                face_passed=face_passed,
                 found=found,
+                counts=counts,
+                stage="submit",
+                materials=frozenset(m.kind for m in materials),
+                commitment=self._commitment_status(signature, now),
+                face_passed=face_passed,
             )
-            decision = self.policy.check_binding(facts.context)
-            await transition(app, "submitted", actor=actor)
-            app.submitted_at = now
-            app.member_id = member_id
+            decision = self.policy.check_binding(ctx)
+            events = [step(app, "submitted", actor=actor)]
+            app.submitted_at, app.member_id = now, member_id
             blocker = decision.failure
             if blocker is not None:
-                await transition(app, "failed", actor="system", code=blocker.code, note=blocker.message)
-                app.failure_code, app.failure_message = blocker.code, blocker.message
-                app.decided_at = now
+                events.append(step(app, "failed", actor="system", code=blocker.code, note=blocker.message))
+                app.failure_code, app.failure_message, app.decided_at = blocker.code, blocker.message, now
                 failure = reasons.error(blocker.code)
                 failure.message, failure.status = blocker.message, 409
                 failure.detail = {"fix": blocker.fix, "application_id": str(app.id), "state": "failed"}
             elif decision.review_required:
-                await transition(app, "pending_review", actor="system", note="policy: review required")
+                events.append(step(app, "pending_review", actor="system", note="policy: review required"))
             else:
-                await transition(app, "active", actor="system")
+                events.append(step(app, "active", actor="system"))
                 app.decided_at = now
                 assert member_id is not None
-                await Binding.create(
+                binding = await Binding.create(
                     binder_id=user_id,
                     member_id=member_id,
                     application_id=app.id,
@@ -759,10 +780,23 @@ class BindingService:
                     state="active",
                     bound_at=now,
                 )
-            await app.save()
+            await ApplicationEvent.bulk_create(events)
+            # Compare-and-set on the state read before: a concurrent submit of the same
+            # application (or anything else that moved it) makes this one roll back.
+            changed = await Application.filter(id=app.id, state=read_state).update(
+                state=app.state,
+                submitted_at=now,
+                member_id=member_id,
+                failure_code=app.failure_code,
+                failure_message=app.failure_message,
+                decided_at=app.decided_at,
+                updated_at=now,
+            )
+            if changed != 1:
+                raise _state_conflict(await Application.get(id=app.id), "提交")
         if failure is not None:
             raise failure
-        return await self.application_view(app)
+        return await self.application_view(app, materials=materials, signature=signature, binding=binding)
 
     async def decide_review(
         self, application_id: str, *, reviewer: str, approve: bool, detail: str = ""
@@ -798,28 +832,53 @@ class BindingService:
 
     def member_view(self, binding: Binding) -> dict[str, Any]:
         person: InsuredPerson = binding.member
+        return self._member_row(
+            binding.id, binding.relationship, binding.state, binding.bound_at, person.name_enc,
+            person.id_number_enc, person.insurance_type, person.region_code, person.status,
+            person.voucher_activated,
+        )
+
+    def _member_row(
+        self, binding_id: Any, relationship: str, state: str, bound_at: Any, name_enc: str,
+        id_number_enc: str, insurance_type: str, region_code: str, status: str, voucher_activated: Any,
+    ) -> dict[str, Any]:
+        if isinstance(bound_at, str):  # SQLite hands back text
+            bound_at = datetime.fromisoformat(bound_at)
         return {
-            "id": str(binding.id),
-            "state": binding.state,
-            "relationship": binding.relationship,
-            "relationship_label": RELATIONSHIP_LABELS.get(binding.relationship, binding.relationship),
+            "id": str(binding_id),
+            "state": state,
+            "relationship": relationship,
+            "relationship_label": RELATIONSHIP_LABELS.get(relationship, relationship),
             "member": {
-                "name": mask_name(self.pii.decrypt(person.name_enc, purpose="name")),
-                "id_number": mask_id(self.pii.decrypt(person.id_number_enc, purpose="id_number")),
+                "name": mask_name(self.pii.decrypt(name_enc, purpose="name")),
+                "id_number": mask_id(self.pii.decrypt(id_number_enc, purpose="id_number")),
             },
             "insurance": {
-                "insurance_type": person.insurance_type,
-                "region_code": person.region_code,
-                "status": person.status,
-                "voucher_activated": person.voucher_activated,
+                "insurance_type": insurance_type,
+                "region_code": region_code,
+                "status": status,
+                "voucher_activated": bool(voucher_activated),
             },
-            "bound_at": iso(binding.bound_at),
+            "bound_at": iso(bound_at),
         }
 
+    # The hot read of the mini-program's home page: one fixed statement, no ORM query
+    # building or model instances (measured: about half of the request's time).
+    _MEMBERS_SQL = (
+        "SELECT b.id, b.relationship, b.state, b.bound_at, p.name_enc, p.id_number_enc, "
+        "p.insurance_type, p.region_code, p.status, p.voucher_activated "
+        "FROM bindings b JOIN insured_persons p ON p.id = b.member_id "
+        "WHERE b.binder_id = {0} AND b.state = 'active' ORDER BY b.bound_at"
+    )
+
     async def list_members(self, user_id: int) -> list[dict[str, Any]]:
-        """The binder's effective bindings (masked)."""
-        rows = await Binding.filter(binder_id=user_id, state="active").select_related("member").order_by("bound_at")
-        return [self.member_view(b) for b in rows]
+        """The binder's effective bindings (masked), oldest first."""
+        from tortoise import connections
+
+        conn = connections.get("default")
+        placeholder = "?" if conn.capabilities.dialect == "sqlite" else "$1"
+        _, rows = await conn.execute_query(self._MEMBERS_SQL.format(placeholder), [user_id])
+        return [self._member_row(*tuple(r)) for r in rows]
 
     async def unbind(self, user_id: int, binding_id: str) -> None:
         """The binder ends a binding. The member's monthly slot stays taken until next
