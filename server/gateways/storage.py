@@ -29,10 +29,10 @@ import re
 import secrets
 import struct
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -44,11 +44,16 @@ CHUNK_SIZE = 64 * 1024
 #: Chunks are gathered up to this size before one write in a worker thread: one thread
 #: hop per 256 KiB instead of per 64 KiB chunk.
 WRITE_BATCH = 256 * 1024
+#: At most this many JPEG markers / PNG chunks: real files have tens to a few thousand
+#: (8 KiB IDAT chunks); a crafted file of millions of tiny segments would otherwise cost
+#: seconds of CPU on every read.
+MAX_SEGMENTS = 20_000
 #: The longest magic number we look at (PNG's 8-byte signature).
 SNIFF_BYTES = 8
 
 _KEY_RE = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{32})$")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,7 @@ def strip_metadata(data: bytes, content_type: str) -> bytes:
 # DQT, DNL, DRI.
 _JPEG_KEEP = frozenset(range(0xC0, 0xD0)) | {0xDB, 0xDC, 0xDD}
 _SOS = 0xDA
+_JPEG_MARKER_RE = re.compile(rb"\xff+[\x01-\xcf\xd8-\xfe]")
 _EOI = 0xD9
 
 
@@ -171,23 +177,15 @@ def _strip_jpeg(data: bytes) -> bytes:
     seen_scan = False
     pos = 2
     n = len(data)
-    while True:
+    for _ in range(MAX_SEGMENTS):
         if seen_scan:
-            # Entropy-coded data: copy up to the next real marker. Inside it 0xFF is
-            # followed by 0x00 (stuffing), RSTn or more 0xFF fill bytes.
-            start = pos
-            while True:
-                pos = data.find(b"\xff", pos)
-                if pos < 0 or pos + 1 >= n:
-                    raise ValueError("JPEG: missing EOI")
-                nxt = data[pos + 1]
-                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-                    pos += 2
-                elif nxt == 0xFF:
-                    pos += 1
-                else:
-                    break
-            out += data[start:pos]
+            # Entropy-coded data runs up to the next real marker: inside it 0xFF is only
+            # followed by 0x00 (stuffing) or RSTn, or is a fill byte before a marker.
+            m = _JPEG_MARKER_RE.search(data, pos)
+            if m is None:
+                raise ValueError("JPEG: missing EOI")
+            out += data[pos : m.start()]
+            pos = m.start()
         elif pos >= n or data[pos] != 0xFF:
             raise ValueError(f"JPEG: expected a marker at offset {pos}")
         # Markers may be preceded by any number of 0xFF fill bytes.
@@ -224,13 +222,14 @@ def _strip_jpeg(data: bytes) -> bytes:
             out += segment
             if exif_at == 2 and len(out) == 2 + len(segment):
                 exif_at = len(out)
-        elif marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00"):
-            out += segment
-        elif marker == 0xEE and payload.startswith(b"Adobe"):
+        elif (marker, payload[:12]) == (0xE2, b"ICC_PROFILE\x00") or (
+            marker == 0xEE and payload.startswith(b"Adobe")
+        ):
             out += segment
         elif marker == 0xE1 and payload.startswith(b"Exif\x00\x00") and orientation is None:
             orientation = _exif_orientation(payload[6:])
         # everything else (APP1 EXIF/XMP, APP13 IPTC, COM, other APPn) is dropped
+    raise ValueError(f"JPEG: more than {MAX_SEGMENTS} markers")
 
 
 def _exif_orientation(tiff: bytes) -> int | None:
@@ -256,7 +255,8 @@ def _exif_orientation(tiff: bytes) -> int | None:
 def _exif_orientation_segment(orientation: int) -> bytes:
     """A minimal APP1 EXIF segment holding only the Orientation tag."""
     tiff = (
-        b"MM\x00\x2a" + struct.pack(">I", 8)  # big-endian TIFF header, IFD0 at offset 8
+        b"MM\x00\x2a"
+        + struct.pack(">I", 8)  # big-endian TIFF header, IFD0 at offset 8
         + struct.pack(">H", 1)  # one entry
         + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # SHORT, count 1, padded
         + struct.pack(">I", 0)  # no next IFD
@@ -272,22 +272,27 @@ def _strip_png(data: bytes) -> bytes:
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("PNG: missing signature")
     out = bytearray(_PNG_SIGNATURE)
+    view = memoryview(data)
     pos = len(_PNG_SIGNATURE)
     n = len(data)
-    while pos + 12 <= n:
+    for _ in range(MAX_SEGMENTS):
+        if pos + 12 > n:
+            break
         length, ctype = struct.unpack_from(">I4s", data, pos)
         end = pos + 12 + length
         if end > n:
             raise ValueError(f"PNG: chunk {ctype!r} runs past the end of the file")
         (crc,) = struct.unpack_from(">I", data, end - 4)
-        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
             raise ValueError(f"PNG: bad CRC in chunk {ctype!r}")
         if ctype not in _PNG_DROP:
             out += data[pos:end]
         pos = end
         if ctype == b"IEND":
             return bytes(out)
-    raise ValueError("PNG: missing IEND")
+    if pos + 12 > n:
+        raise ValueError("PNG: missing IEND")
+    raise ValueError(f"PNG: more than {MAX_SEGMENTS} chunks")
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,24 +345,20 @@ class LocalStorage:
         """
         name = secrets.token_hex(16)
         key = f"{name[:2]}/{name[2:4]}/{name}"
-        final = self.path_of(key)
+        temp = _TempFile(self.path_of(key))
         digest = hashlib.sha256()
         size = 0
         content_type: str | None = None
         head = bytearray()  # bytes held back until the type is known
         pending = bytearray()
-        file: IO[bytes] | None = None
-        tmp: Path | None = None
-        in_flight: asyncio.Future[None] | None = None
+        in_flight: asyncio.Future[Any] | None = None
         done = False
 
-        async def write(data: bytes) -> None:
-            nonlocal file, tmp, in_flight
-            if file is None:
-                file, tmp = await asyncio.to_thread(_open_temp, final)
-            in_flight = asyncio.ensure_future(asyncio.to_thread(file.write, data))  # type: ignore[arg-type]
-            # Shielded: if we are cancelled, the thread still finishes before cleanup.
-            await asyncio.shield(in_flight)
+        async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+            nonlocal in_flight
+            in_flight = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            # Shielded: if we are cancelled, the thread finishes before the cleanup runs.
+            return await asyncio.shield(in_flight)
 
         try:
             async for chunk in _chunks(source):
@@ -373,7 +374,7 @@ class LocalStorage:
                     chunk, head = bytes(head), bytearray()
                 pending += chunk
                 if len(pending) >= WRITE_BATCH:
-                    await write(bytes(pending))
+                    await in_thread(temp.write, bytes(pending))
                     pending.clear()
             if size == 0:
                 raise _empty()
@@ -381,20 +382,19 @@ class LocalStorage:
                 content_type = _accept(head, allowed_types)
                 pending += head
             if pending:
-                await write(bytes(pending))
-            assert file is not None and tmp is not None
-            ok = await asyncio.to_thread(_finish, file, tmp, final, content_type)
-            if not ok:
+                await in_thread(temp.write, bytes(pending))
+            if not await in_thread(temp.finish, content_type):
                 raise _corrupt()
             done = True
-            return StoredObject(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type)
+            return StoredObject(
+                key=key, size=size, sha256=digest.hexdigest(), content_type=content_type
+            )
         finally:
-            if not done and file is not None and tmp is not None:
+            if not done:
                 if in_flight is not None and not in_flight.done():
-                    f, t = file, tmp
-                    in_flight.add_done_callback(lambda _: _discard(f, t))
+                    in_flight.add_done_callback(lambda _: temp.discard())
                 else:
-                    _discard(file, tmp)
+                    temp.discard()
 
     async def read_clean(self, key: str) -> tuple[bytes, str]:
         """The object's bytes with metadata stripped (:func:`strip_metadata`) and its type.
@@ -420,31 +420,45 @@ def _accept(head: bytes | bytearray, allowed_types: frozenset[str]) -> str:
     return content_type
 
 
-def _open_temp(final: Path) -> tuple[IO[bytes], Path]:
-    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return os.fdopen(fd, "wb"), tmp
+class _TempFile:
+    """The temporary file of one upload, next to its final path (same file system).
 
+    Its methods run in a worker thread, one at a time; :meth:`discard` runs only once no
+    other method is running (save_stream waits for the one in flight).
+    """
 
-def _finish(file: IO[bytes], tmp: Path, final: Path, content_type: str) -> bool:
-    """Flush, check the structure is servable, and rename into place. False if corrupt."""
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
-    try:
-        strip_metadata(tmp.read_bytes(), content_type)
-    except ValueError:
-        return False
-    os.replace(tmp, final)
-    return True
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.path = final.with_name(f".{final.name}.tmp")
+        self.file: IO[bytes] | None = None
 
+    def write(self, data: bytes) -> None:
+        if self.file is None:
+            self.final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self.file = os.fdopen(fd, "wb")
+        self.file.write(data)
 
-def _discard(file: IO[bytes], tmp: Path) -> None:
-    try:
-        file.close()
-    finally:
-        tmp.unlink(missing_ok=True)
+    def finish(self, content_type: str) -> bool:
+        """Flush, check the structure is servable, rename into place. False if corrupt."""
+        assert self.file is not None
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        try:
+            strip_metadata(self.path.read_bytes(), content_type)
+        except ValueError:
+            return False
+        os.replace(self.path, self.final)
+        return True
+
+    def discard(self) -> None:
+        """Remove every trace: the temporary file and, when cancelled during
+        :meth:`finish` after the rename, the final file (nobody received its key)."""
+        if self.file is not None:
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+        self.final.unlink(missing_ok=True)
 
 
 def _read_clean(path: Path) -> tuple[bytes, str]:
