@@ -45,7 +45,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.domain.identity import make_resident_id  # noqa: E402
+from server.domain.identity import make_resident_id
 
 LOOPBACK = "127.0.0.1"
 MEMBERS_PER_BINDER = 5
@@ -131,7 +131,9 @@ def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             proc.wait()
 
 
-def wrk(url: str, *, duration: float, connections: int, lua: str, workdir: Path) -> dict[str, float]:
+def wrk(
+    url: str, *, duration: float, connections: int, lua: str, workdir: Path
+) -> dict[str, float]:
     script = workdir / f"wrk-{secrets.token_hex(4)}.lua"
     script.write_text(
         lua
@@ -144,20 +146,50 @@ end
 """
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "-s", str(script), url],
-        capture_output=True, text=True, timeout=duration + 60, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("BENCH_JSON "))
-    d = json.loads(line[len("BENCH_JSON "):])
+    d = json.loads(line[len("BENCH_JSON ") :])
     seconds = d["duration_us"] / 1e6
-    return {"rps": d["requests"] / seconds, "p50_ms": d["p50_us"] / 1000, "p99_ms": d["p99_us"] / 1000,
-            "requests": d["requests"], "errors": d["errors"]}
+    return {
+        "rps": d["requests"] / seconds,
+        "p50_ms": d["p50_us"] / 1000,
+        "p99_ms": d["p99_us"] / 1000,
+        "requests": d["requests"],
+        "errors": d["errors"],
+    }
+
+
+def rotating_bearer(path: str, tokens: list[str]) -> str:
+    """wrk Lua: GET ``path`` with ``Authorization: Bearer`` cycling through ``tokens``."""
+    table = ",\n".join(json.dumps("Bearer " + t) for t in tokens)
+    return (
+        f"local auths = {{\n{table}\n}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n"
+        f'  return wrk.format("GET", {json.dumps(path)}, '
+        f'{{["Authorization"] = auths[(n % #auths) + 1]}})\nend\n'
+    )
 
 
 # -- the mini-program's steps --------------------------------------------------------
 
 
-async def call(s: aiohttp.ClientSession, method: str, url: str, token: str | None = None, **kw: Any) -> Any:
+async def call(
+    s: aiohttp.ClientSession, method: str, url: str, token: str | None = None, **kw: Any
+) -> Any:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with s.request(method, url, headers=headers, **kw) as resp:
         body = await resp.json()
@@ -174,7 +206,9 @@ async def verified_binder(s: aiohttp.ClientSession, base: str, i: int, tag: str)
     return str(tokens["access_token"])
 
 
-async def flow(s: aiohttp.ClientSession, base: str, token: str, member: int, commitment: dict[str, str]) -> None:
+async def flow(
+    s: aiohttp.ClientSession, base: str, token: str, member: int, commitment: dict[str, str]
+) -> None:
     """create → material → commitment → submit, as the mini-program does."""
     name, idn = person(member, "m")
     body = {"name": name, "id_type": "resident_id", "id_number": idn, "relationship": "parent"}
@@ -200,8 +234,11 @@ async def run_flows(
         c = await call(s, "GET", f"{base}/api/v1/commitments/current", tokens[0])
         commitment = {"version": c["version"], "sha256": c["sha256"]}
         # one job list per binder, so one binder's submits do not all race each other
-        jobs = [(tokens[k], i * MEMBERS_PER_BINDER + j) for j in range(MEMBERS_PER_BINDER)
-                for k, i in enumerate(binders)]
+        jobs = [
+            (tokens[k], i * MEMBERS_PER_BINDER + j)
+            for j in range(MEMBERS_PER_BINDER)
+            for k, i in enumerate(binders)
+        ]
         latencies: list[float] = []
         started = time.perf_counter()
         deadline = None if duration is None else started + duration
@@ -230,7 +267,9 @@ async def login_tokens(base: str, binders: range, tag: str) -> list[str]:
     async with aiohttp.ClientSession() as s:
         out = []
         for i in binders:
-            t = await call(s, "POST", f"{base}/api/v1/auth/login", json={"code": f"demo-fb{i}-{tag}"})
+            t = await call(
+                s, "POST", f"{base}/api/v1/auth/login", json={"code": f"demo-fb{i}-{tag}"}
+            )
             out.append(str(t["access_token"]))
         return out
 
@@ -243,7 +282,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--flow-connections", type=int, default=16)
     p.add_argument("--binders", type=int, default=600, help="seeded binders (5 members each)")
-    p.add_argument("--list-binders", type=int, default=50, help="binders whose lists the members load reads")
+    p.add_argument(
+        "--list-binders", type=int, default=50, help="binders whose lists the members load reads"
+    )
     p.add_argument("--only", choices=("members", "flows"), default=None)
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -257,9 +298,13 @@ def main() -> None:
     backend = "pg" if args.database_url.startswith(("postgres", "asyncpg")) else "sqlite"
     print(f"\n{'scenario':<48} {'req|flows/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
     for name, r in results.items():
-        print(f"{name:<48} {r['rps']:>12.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r.get('ratio', 1):>8.1%}")
+        print(
+            f"{name:<48} {r['rps']:>12.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r.get('ratio', 1):>8.1%}"
+        )
     for name, r in results.items():
-        print(json.dumps({"name": name, "backend": backend, **{k: round(v, 4) for k, v in r.items()}}))
+        print(
+            json.dumps({"name": name, "backend": backend, **{k: round(v, 4) for k, v in r.items()}})
+        )
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
@@ -280,38 +325,77 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]
         env.pop(var, None)
     csv_path = work / "registry.csv"
     seed_csv(csv_path, args.binders)
-    subprocess.run([sys.executable, "-m", "server", "registry", "import", str(csv_path)],
-                   env=env, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "server", "registry", "import", str(csv_path)],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     port, bare_port = free_port(), free_port()
     base = f"http://{LOOPBACK}:{port}"
     results: dict[str, dict[str, float]] = {}
-    with process([sys.executable, "-m", "server", "--host", LOOPBACK, "--port", str(port)], env, work / "server.log") as srv, \
-            process([sys.executable, "-c", BARE_APP, str(bare_port)], dict(os.environ), work / "bare.log") as bare:
+    with (
+        process(
+            [sys.executable, "-m", "server", "--host", LOOPBACK, "--port", str(port)],
+            env,
+            work / "server.log",
+        ) as srv,
+        process(
+            [sys.executable, "-c", BARE_APP, str(bare_port)], dict(os.environ), work / "bare.log"
+        ) as bare,
+    ):
         wait_http(f"{base}/readyz", srv)
         wait_http(f"http://{LOOPBACK}:{bare_port}/", bare)
         tag = secrets.token_hex(3)
-        bare_r = wrk(f"http://{LOOPBACK}:{bare_port}/", duration=args.duration, connections=args.connections,
-                     lua="", workdir=work)
+        bare_r = wrk(
+            f"http://{LOOPBACK}:{bare_port}/",
+            duration=args.duration,
+            connections=args.connections,
+            lua="",
+            workdir=work,
+        )
         results["bare aiohttp JSON (baseline)"] = bare_r
         list_binders = range(args.list_binders)
         if args.only in (None, "members"):
             # not timed: each of these binders gets 5 members through the real flow
-            asyncio.run(run_flows(base, binders=list_binders, duration=None, connections=args.flow_connections,
-                                  tag=tag))
+            asyncio.run(
+                run_flows(
+                    base,
+                    binders=list_binders,
+                    duration=None,
+                    connections=args.flow_connections,
+                    tag=tag,
+                )
+            )
             tokens = asyncio.run(login_tokens(base, list_binders, tag + "l"))
-            table = ",\n".join(json.dumps("Bearer " + t) for t in tokens)
-            lua = (f"local auths = {{\n{table}\n}}\nlocal n = 0\nrequest = function()\n  n = n + 1\n"
-                   f"  return wrk.format(\"GET\", \"/api/v1/family/members\", "
-                   f"{{[\"Authorization\"] = auths[(n % #auths) + 1]}})\nend\n")
-            r = wrk(f"{base}/api/v1/family/members", duration=args.duration, connections=args.connections,
-                    lua=lua, workdir=work)
-            if r["errors"]:
-                raise RuntimeError(f"members load had {r['errors']} errors")
-            results["GET /api/v1/family/members (5 members, authenticated)"] = r
+            # GET /api/v1/me first: the same users, the floor of any authenticated read
+            for path, title in (
+                ("/api/v1/me", "GET /api/v1/me (reference, same users)"),
+                ("/api/v1/family/members", "GET /api/v1/family/members (5 members, authenticated)"),
+            ):
+                r = wrk(
+                    base + path,
+                    duration=args.duration,
+                    connections=args.connections,
+                    lua=rotating_bearer(path, tokens),
+                    workdir=work,
+                )
+                if r["errors"]:
+                    raise RuntimeError(f"{path} load had {r['errors']} errors")
+                results[title] = r
         if args.only in (None, "flows"):
             rest = range(args.list_binders, args.binders)
-            r = asyncio.run(run_flows(base, binders=rest, duration=args.duration,
-                                      connections=args.flow_connections, tag=tag))
+            r = asyncio.run(
+                run_flows(
+                    base,
+                    binders=rest,
+                    duration=args.duration,
+                    connections=args.flow_connections,
+                    tag=tag,
+                )
+            )
             results["bindings/s: create → material → commitment → submit"] = r
     for r in results.values():
         r["ratio"] = r["rps"] / bare_r["rps"]

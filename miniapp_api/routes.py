@@ -19,7 +19,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/me/realname", realname.realname, name="me_realname"),
         web.get("/commitments/current", family.commitment_current, name="commitment_current"),
         web.post("/family/precheck", family.precheck, name="family_precheck"),
-        web.post("/family/applications", family.create_application, name="family_application_create"),
+        web.post("/family/applications", family.create_application, name="family_apply"),
         web.get("/family/applications", family.list_applications, name="family_applications"),
         web.get(apps, family.get_application, name="family_application"),
         web.post(apps + "/materials", family.upload_material, name="family_material_upload"),

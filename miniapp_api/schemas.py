@@ -64,7 +64,10 @@ IdNumber = Annotated[str, Field(min_length=1, max_length=32, description="证件
 # Any short word: the policy answers RELATIONSHIP_NOT_ALLOWED for one it does not allow.
 Relationship = Annotated[
     str,
-    Field(pattern=r"^[a-z_]{1,16}$", description="被绑定人是绑定人的: spouse 配偶 / parent 父母 / child 子女"),
+    Field(
+        pattern=r"^[a-z_]{1,16}$",
+        description="被绑定人是绑定人的: spouse 配偶 / parent 父母 / child 子女",
+    ),
 ]
 
 
@@ -84,19 +87,25 @@ class PrecheckIn(In):
 
 class ApplicationIn(PrecheckIn):
     phone: str | None = Field(None, pattern=r"^1[3-9]\d{9}$", description="被绑定人手机号")
-    reason: str | None = Field(None, max_length=200, description="申请原因(默认:为了方便家人代办医保业务)")
+    reason: str | None = Field(
+        None, max_length=200, description="申请原因(默认:为了方便家人代办医保业务)"
+    )
 
 
 class CommitmentSignIn(In):
     version: str = Field(min_length=1, max_length=32)
-    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="所阅读的承诺书全文的 SHA-256")
+    sha256: str = Field(
+        pattern=r"^[0-9a-fA-F]{64}$", description="所阅读的承诺书全文的 SHA-256"
+    )
     signature_image: str | None = Field(
         None, max_length=700_000, description="手写签名图片(PNG/JPEG,base64,可选)"
     )
 
 
 class SubmitIn(In):
-    member_face_token: str | None = Field(None, max_length=256, description="被绑定人人脸核身凭证(16周岁及以上)")
+    member_face_token: str | None = Field(
+        None, max_length=256, description="被绑定人人脸核身凭证(16周岁及以上)"
+    )
 
 
 class YearQuery(In):

@@ -109,7 +109,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def family_ctx(app: web.Application) -> AsyncIterator[None]:
-    """亲情账户: policy engine, registry gateway, material storage, 个人承诺书, the service."""
+    """亲情账户: policy engine, registry gateway, material storage, 个人承诺书, service."""
     from server.domain.binding import BindingService, Limits
     from server.domain.documents import DocumentBook
     from server.domain.policy import PolicyEngine, load_default

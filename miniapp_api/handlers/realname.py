@@ -15,7 +15,14 @@ from server.openapi import endpoint
     body=RealnameIn,
     response=MeOut,
     tags=("me",),
-    errors=("INVALID_ID_NUMBER", "INFO_MISMATCH", "FACE_CHECK_FAILED", "BINDER_NOT_VERIFIED", "IDENTITY_IN_USE", "SYSTEM_BUSY"),
+    errors=(
+        "INVALID_ID_NUMBER",
+        "INFO_MISMATCH",
+        "FACE_CHECK_FAILED",
+        "BINDER_NOT_VERIFIED",
+        "IDENTITY_IN_USE",
+        "SYSTEM_BUSY",
+    ),
 )
 async def realname(request: web.Request, body: RealnameIn) -> web.Response:
     service = request.config_dict[keys.binding_key]

@@ -28,7 +28,7 @@ import binascii
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -69,7 +69,9 @@ if TYPE_CHECKING:
     from server.gateways.storage import LocalStorage, StoredObject
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-DEFAULT_REASON = "为了方便家人代办医保业务"  # SPEC.md application reason, "医保亲情账号申请原因怎么填写"
+DEFAULT_REASON = (
+    "为了方便家人代办医保业务"  # SPEC.md application reason, "医保亲情账号申请原因怎么填写"
+)
 
 # Application states and the only moves between them.
 EDITABLE: frozenset[str] = frozenset({"draft", "materials", "commitment_signed"})
@@ -148,7 +150,7 @@ def month_bounds(now: datetime) -> tuple[datetime, datetime]:
     local = now.astimezone(SHANGHAI)
     start = datetime(local.year, local.month, 1, tzinfo=SHANGHAI)
     end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=SHANGHAI)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def _not_found(what: str = "申请") -> DomainError:
@@ -238,14 +240,16 @@ class BindingService:
         self.documents = documents
         self.limits = limits or Limits()
         # Tests move the clock (a new month, a new commitment version); production: now.
-        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
 
     # -- helpers -------------------------------------------------------------------
 
     def today(self, now: datetime | None = None) -> date:
         return (now or self.clock()).astimezone(SHANGHAI).date()
 
-    async def _limit(self, user_id: int, what: Literal["applications", "submits", "vouchers"]) -> None:
+    async def _limit(
+        self, user_id: int, what: Literal["applications", "submits", "vouchers"]
+    ) -> None:
         limit, window = getattr(self.limits, what)
         await rate_hit(self.redis, f"rl:family:{what}:{user_id}", limit=limit, per_seconds=window)
 
@@ -256,7 +260,9 @@ class BindingService:
             raise _not_found()
         return app
 
-    async def _owned_binding(self, user_id: int, binding_id: str, *, active: bool = True) -> Binding:
+    async def _owned_binding(
+        self, user_id: int, binding_id: str, *, active: bool = True
+    ) -> Binding:
         q = Binding.filter(id=_uuid(binding_id, "家庭成员"), binder_id=user_id)
         if active:
             q = q.filter(state="active")
@@ -307,7 +313,9 @@ class BindingService:
         # rows of this member all satisfy the month condition (the query's second branch)
         held_by = {str(b) for b, m in pending if m == member_id}
         month = frozenset({str(b) for b, m, _ in rows if m == member_id} | held_by)
-        current = frozenset({str(b) for b, m, s in rows if m == member_id and s == "active"} | held_by)
+        current = frozenset(
+            {str(b) for b, m, s in rows if m == member_id and s == "active"} | held_by
+        )
         return _Counts(count, month, current)
 
     def _context(
@@ -346,7 +354,9 @@ class BindingService:
             member_binders_now=counts.current,
         )
 
-    async def _found(self, doc: IdDocument | None, name: str) -> tuple[Match, RegistryRecord | None]:
+    async def _found(
+        self, doc: IdDocument | None, name: str
+    ) -> tuple[Match, RegistryRecord | None]:
         if doc is None:
             return "not_found", None
         return await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
@@ -354,9 +364,12 @@ class BindingService:
     def _decorate(self, decision: BindingDecision) -> dict[str, Any]:
         return {
             "ok": decision.ok,
-            "blocking": [{"code": b.code, "message": b.message, "fix": b.fix} for b in decision.blocking],
+            "blocking": [
+                {"code": b.code, "message": b.message, "fix": b.fix} for b in decision.blocking
+            ],
             "required_materials": [
-                {"kinds": r.split("|"), "label": requirement_label(r)} for r in decision.required_materials
+                {"kinds": r.split("|"), "label": requirement_label(r)}
+                for r in decision.required_materials
             ],
             "face_check_required": decision.face_check_required,
             "review_required": decision.review_required,
@@ -398,7 +411,9 @@ class BindingService:
         found = await self._found(doc, name)
         member_id = found[1].person_id if found[1] is not None and found[0] == "match" else None
         counts = await self._counts(binder_id=binder.id, member_id=member_id, now=now, exclude=None)
-        ctx = self._context(binder, doc=doc, relationship=relationship, now=now, found=found, counts=counts)
+        ctx = self._context(
+            binder, doc=doc, relationship=relationship, now=now, found=found, counts=counts
+        )
         return self._decorate(self.policy.check_binding(ctx))
 
     # -- applications --------------------------------------------------------------
@@ -659,7 +674,9 @@ class BindingService:
             raw = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise DomainError(
-                "VALIDATION_FAILED", "签名图片应为 base64 编码的 PNG 或 JPEG", 422,
+                "VALIDATION_FAILED",
+                "签名图片应为 base64 编码的 PNG 或 JPEG",
+                422,
                 fields={"signature_image": "INVALID_FORMAT"},
             ) from None
 
@@ -690,7 +707,9 @@ class BindingService:
 
     # -- submit --------------------------------------------------------------------
 
-    async def submit(self, user_id: int, application_id: str, *, member_face_token: str | None) -> dict[str, Any]:
+    async def submit(
+        self, user_id: int, application_id: str, *, member_face_token: str | None
+    ) -> dict[str, Any]:
         """Submit: the policy decides with every fact, the limits counted under locks.
 
         ``active`` at once when nothing blocks; ``pending_review`` where the policy wants
@@ -708,7 +727,9 @@ class BindingService:
         name = self.pii.decrypt(app.member_name_enc, purpose="name")
         try:
             doc: IdDocument | None = parse_id(
-                app.id_type, self.pii.decrypt(app.id_number_enc, purpose="id_number"), today=self.today(now)
+                app.id_type,
+                self.pii.decrypt(app.id_number_enc, purpose="id_number"),
+                today=self.today(now),
             )
         except DomainError:
             doc = None
@@ -716,17 +737,25 @@ class BindingService:
 
         # Does the policy want the member's face? It does not depend on any count.
         binder = await self._binder(user_id)
-        preview = self._context(binder, doc=doc, relationship=app.relationship, now=now, found=found)
+        preview = self._context(
+            binder, doc=doc, relationship=app.relationship, now=now, found=found
+        )
         face_passed: bool | None = None
         if self.policy.check_binding(preview).face_check_required and doc is not None:
             face_passed = False
             if member_face_token:
                 try:
-                    face_passed = await self.face.verify(member_face_token, id_number=doc.id_number, name=name)
+                    face_passed = await self.face.verify(
+                        member_face_token, id_number=doc.id_number, name=name
+                    )
                 except DomainError as err:
                     await ApplicationEvent.create(
-                        application_id=app.id, from_state=app.state, to_state=app.state,
-                        actor="system", code=err.code, note="face gateway unavailable",
+                        application_id=app.id,
+                        from_state=app.state,
+                        to_state=app.state,
+                        actor="system",
+                        code=err.code,
+                        note="face gateway unavailable",
                     )
                     raise
         result, record = found
@@ -743,7 +772,9 @@ class BindingService:
                 if member_id is not None:
                     await InsuredPerson.filter(id=member_id).select_for_update().first()
                 await User.filter(id=user_id).select_for_update().first()
-            counts = await self._counts(binder_id=user_id, member_id=member_id, now=now, exclude=app.id)
+            counts = await self._counts(
+                binder_id=user_id, member_id=member_id, now=now, exclude=app.id
+            )
             ctx = self._context(
                 binder,
                 doc=doc,
@@ -761,13 +792,25 @@ class BindingService:
             app.submitted_at, app.member_id = now, member_id
             blocker = decision.failure
             if blocker is not None:
-                events.append(step(app, "failed", actor="system", code=blocker.code, note=blocker.message))
-                app.failure_code, app.failure_message, app.decided_at = blocker.code, blocker.message, now
+                events.append(
+                    step(app, "failed", actor="system", code=blocker.code, note=blocker.message)
+                )
+                app.failure_code, app.failure_message, app.decided_at = (
+                    blocker.code,
+                    blocker.message,
+                    now,
+                )
                 failure = reasons.error(blocker.code)
                 failure.message, failure.status = blocker.message, 409
-                failure.detail = {"fix": blocker.fix, "application_id": str(app.id), "state": "failed"}
+                failure.detail = {
+                    "fix": blocker.fix,
+                    "application_id": str(app.id),
+                    "state": "failed",
+                }
             elif decision.review_required:
-                events.append(step(app, "pending_review", actor="system", note="policy: review required"))
+                events.append(
+                    step(app, "pending_review", actor="system", note="policy: review required")
+                )
             else:
                 events.append(step(app, "active", actor="system"))
                 app.decided_at = now
@@ -796,7 +839,9 @@ class BindingService:
                 raise _state_conflict(await Application.get(id=app.id), "提交")
         if failure is not None:
             raise failure
-        return await self.application_view(app, materials=materials, signature=signature, binding=binding)
+        return await self.application_view(
+            app, materials=materials, signature=signature, binding=binding
+        )
 
     async def decide_review(
         self, application_id: str, *, reviewer: str, approve: bool, detail: str = ""
@@ -808,7 +853,11 @@ class BindingService:
         """
         now = self.clock()
         async with in_transaction():
-            app = await Application.filter(id=_uuid(application_id, "申请")).select_for_update().first()
+            app = (
+                await Application.filter(id=_uuid(application_id, "申请"))
+                .select_for_update()
+                .first()
+            )
             if app is None:
                 raise _not_found()
             if app.state != "pending_review":
@@ -818,8 +867,12 @@ class BindingService:
             if approve:
                 await transition(app, "active", actor=actor)
                 await Binding.create(
-                    binder_id=app.binder_id, member_id=app.member_id, application_id=app.id,
-                    relationship=app.relationship, state="active", bound_at=now,
+                    binder_id=app.binder_id,
+                    member_id=app.member_id,
+                    application_id=app.id,
+                    relationship=app.relationship,
+                    state="active",
+                    bound_at=now,
                 )
             else:
                 r = reasons.reason("MATERIALS_REJECTED", detail=detail)
@@ -833,14 +886,30 @@ class BindingService:
     def member_view(self, binding: Binding) -> dict[str, Any]:
         person: InsuredPerson = binding.member
         return self._member_row(
-            binding.id, binding.relationship, binding.state, binding.bound_at, person.name_enc,
-            person.id_number_enc, person.insurance_type, person.region_code, person.status,
+            binding.id,
+            binding.relationship,
+            binding.state,
+            binding.bound_at,
+            person.name_enc,
+            person.id_number_enc,
+            person.insurance_type,
+            person.region_code,
+            person.status,
             person.voucher_activated,
         )
 
     def _member_row(
-        self, binding_id: Any, relationship: str, state: str, bound_at: Any, name_enc: str,
-        id_number_enc: str, insurance_type: str, region_code: str, status: str, voucher_activated: Any,
+        self,
+        binding_id: Any,
+        relationship: str,
+        state: str,
+        bound_at: Any,
+        name_enc: str,
+        id_number_enc: str,
+        insurance_type: str,
+        region_code: str,
+        status: str,
+        voucher_activated: Any,
     ) -> dict[str, Any]:
         if isinstance(bound_at, str):  # SQLite hands back text
             bound_at = datetime.fromisoformat(bound_at)
@@ -891,7 +960,11 @@ class BindingService:
                 raise _not_found("家庭成员")
             if binding.state != "active":
                 raise DomainError("BINDING_NOT_ACTIVE", "该家庭成员已解除绑定", 409)
-            binding.state, binding.unbound_at, binding.unbound_by = "unbound", now, f"user:{user_id}"
+            binding.state, binding.unbound_at, binding.unbound_by = (
+                "unbound",
+                now,
+                f"user:{user_id}",
+            )
             await binding.save(update_fields=["state", "unbound_at", "unbound_by"])
             if binding.application_id is not None:
                 app = await Application.get(id=binding.application_id)
@@ -903,7 +976,10 @@ class BindingService:
         await self._limit(user_id, "vouchers")
         binding = await self._owned_binding(user_id, binding_id)
         token, expires = await vouchers.issue(
-            self.redis, member_id=binding.member_id, shown_by_user_id=user_id, binding_id=str(binding.id)
+            self.redis,
+            member_id=binding.member_id,
+            shown_by_user_id=user_id,
+            binding_id=str(binding.id),
         )
         return {"qr_token": token, "expires_at": iso(expires), "ttl_seconds": vouchers.TTL_SECONDS}
 
@@ -928,7 +1004,7 @@ class BindingService:
 
 def _year_bounds(year: int) -> tuple[datetime, datetime]:
     start = datetime(year, 1, 1, tzinfo=SHANGHAI)
-    return start.astimezone(timezone.utc), datetime(year + 1, 1, 1, tzinfo=SHANGHAI).astimezone(timezone.utc)
+    return start.astimezone(UTC), datetime(year + 1, 1, 1, tzinfo=SHANGHAI).astimezone(UTC)
 
 
 async def spending_list(member_id: int, year: int) -> tuple[list[dict[str, Any]], int]:
@@ -941,9 +1017,9 @@ async def spending_list(member_id: int, year: int) -> tuple[list[dict[str, Any]]
     from server.domain.models import Settlement
 
     start, end = _year_bounds(year)
-    rows = await Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end).order_by(
-        "-setl_time"
-    )
+    rows = await Settlement.filter(
+        member_id=member_id, setl_time__gte=start, setl_time__lt=end
+    ).order_by("-setl_time")
     items = [
         {
             "setl_id": s.setl_id,

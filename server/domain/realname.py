@@ -18,7 +18,7 @@ Then the user is linked to the registry person and their name / ID are kept encr
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -66,7 +66,11 @@ async def verify_realname(
         user = await User.filter(id=user_id).select_for_update().first()
         if user is None:
             raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
-        taken = await User.filter(person_id=record.person_id, realname_verified=True).exclude(id=user_id).exists()
+        taken = (
+            await User.filter(person_id=record.person_id, realname_verified=True)
+            .exclude(id=user_id)
+            .exists()
+        )
         if taken:
             raise DomainError(
                 "IDENTITY_IN_USE",
@@ -74,7 +78,7 @@ async def verify_realname(
                 409,
             )
         user.realname_verified = True
-        user.realname_verified_at = datetime.now(timezone.utc)
+        user.realname_verified_at = datetime.now(UTC)
         user.name_enc = pii.encrypt(name, purpose="name")
         user.id_type = doc.id_type
         user.id_number_enc = pii.encrypt(doc.id_number, purpose="id_number")

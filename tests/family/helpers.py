@@ -36,12 +36,20 @@ def png(width: int = 1, height: int = 1, text: bytes = b"") -> bytes:
     """A small valid PNG (optionally with a tEXt metadata chunk)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     raw = b"".join(b"\x00" + b"\x00\x00\x00" * width for _ in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     meta = chunk(b"tEXt", b"Comment\x00" + text) if text else b""
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + meta + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + meta
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 PDF = (
@@ -54,7 +62,9 @@ async def load_registry(app: web.Application) -> None:
     await import_csv(DEMO_REGISTRY, pii=app[keys.pii_key])
 
 
-async def verified_user(client: TestClient, user: str, person: tuple[str, str, str]) -> dict[str, str]:
+async def verified_user(
+    client: TestClient, user: str, person: tuple[str, str, str]
+) -> dict[str, str]:
     """Log in as ``user`` and pass real-name verification as ``person``; the auth headers."""
     h = bearer(await login(client, user))
     name, id_type, id_number = person
@@ -68,10 +78,20 @@ async def verified_user(client: TestClient, user: str, person: tuple[str, str, s
 
 
 async def create(
-    client: TestClient, h: dict[str, str], person: tuple[str, str, str], relationship: str, **extra: Any
+    client: TestClient,
+    h: dict[str, str],
+    person: tuple[str, str, str],
+    relationship: str,
+    **extra: Any,
 ) -> dict[str, Any]:
     name, id_type, id_number = person
-    body = {"name": name, "id_type": id_type, "id_number": id_number, "relationship": relationship, **extra}
+    body = {
+        "name": name,
+        "id_type": id_type,
+        "id_number": id_number,
+        "relationship": relationship,
+        **extra,
+    }
     resp = await client.post("/api/v1/family/applications", json=body, headers=h)
     assert resp.status == 201, await resp.text()
     return await resp.json()
@@ -89,14 +109,22 @@ async def upload(
     form = aiohttp.FormData()
     if kind is not None:
         form.add_field("kind", kind)
-    form.add_field("file", png() if data is None else data, filename=filename, content_type=content_type)
-    return await client.post(f"/api/v1/family/applications/{app_id}/materials", data=form, headers=h)
+    form.add_field(
+        "file", png() if data is None else data, filename=filename, content_type=content_type
+    )
+    return await client.post(
+        f"/api/v1/family/applications/{app_id}/materials", data=form, headers=h
+    )
 
 
-async def sign(client: TestClient, h: dict[str, str], app_id: str, **extra: Any) -> aiohttp.ClientResponse:
+async def sign(
+    client: TestClient, h: dict[str, str], app_id: str, **extra: Any
+) -> aiohttp.ClientResponse:
     current = await (await client.get("/api/v1/commitments/current", headers=h)).json()
     body = {"version": current["version"], "sha256": current["sha256"], **extra}
-    return await client.post(f"/api/v1/family/applications/{app_id}/commitment", json=body, headers=h)
+    return await client.post(
+        f"/api/v1/family/applications/{app_id}/commitment", json=body, headers=h
+    )
 
 
 async def submit(

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.factories import error_of
-from tests.family.helpers import ALICE, BOB, MOTHER, bind, create, load_registry, png, prepare, upload, verified_user
+from tests.family.helpers import (
+    ALICE,
+    BOB,
+    MOTHER,
+    bind,
+    create,
+    load_registry,
+    png,
+    prepare,
+    upload,
+    verified_user,
+)
 
 
-async def test_every_endpoint_refuses_someone_elses_things(client: TestClient, app: web.Application) -> None:
+async def test_every_endpoint_refuses_someone_elses_things(
+    client: TestClient, app: web.Application
+) -> None:
     await load_registry(app)
     alice = await verified_user(client, "alice", ALICE)
     bob = await verified_user(client, "bob", BOB)
@@ -45,13 +59,23 @@ async def test_every_endpoint_refuses_someone_elses_things(client: TestClient, a
     assert resp.status == 201
     # lists show only one's own
     assert (await (await client.get("/api/v1/family/members", headers=bob)).json())["items"] == []
-    assert (await (await client.get("/api/v1/family/applications", headers=bob)).json())["items"] == []
-    assert len((await (await client.get("/api/v1/family/applications", headers=alice)).json())["items"]) == 2
+    assert (await (await client.get("/api/v1/family/applications", headers=bob)).json())[
+        "items"
+    ] == []
+    assert (
+        len(
+            (await (await client.get("/api/v1/family/applications", headers=alice)).json())["items"]
+        )
+        == 2
+    )
     # garbage ids are simply not found
     resp = await client.get("/api/v1/family/applications/not-a-uuid", headers=alice)
     assert resp.status == 404
     # and alice still has her member: bob's DELETE changed nothing
-    assert len((await (await client.get("/api/v1/family/members", headers=alice)).json())["items"]) == 1
+    assert (
+        len((await (await client.get("/api/v1/family/members", headers=alice)).json())["items"])
+        == 1
+    )
 
 
 async def test_unbind_twice(client: TestClient, app: web.Application) -> None:
@@ -82,12 +106,22 @@ async def test_rate_limits(make_client: Callable[..., Any]) -> None:
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
 
     app_id = await prepare(client, alice, MOTHER, "parent")  # application 2
-    assert (await client.post(f"/api/v1/family/applications/{app_id}/submit", json={}, headers=alice)).status == 409
+    assert (
+        await client.post(f"/api/v1/family/applications/{app_id}/submit", json={}, headers=alice)
+    ).status == 409
     resp = await client.post(f"/api/v1/family/applications/{app_id}/submit", json={}, headers=alice)
     assert resp.status == 429  # submit 3
 
-    body = {"name": MOTHER[0], "id_type": MOTHER[1], "id_number": MOTHER[2], "relationship": "parent"}
-    statuses = [(await client.post("/api/v1/family/applications", json=body, headers=alice)).status for _ in range(3)]
+    body = {
+        "name": MOTHER[0],
+        "id_type": MOTHER[1],
+        "id_number": MOTHER[2],
+        "relationship": "parent",
+    }
+    statuses = [
+        (await client.post("/api/v1/family/applications", json=body, headers=alice)).status
+        for _ in range(3)
+    ]
     assert statuses == [201, 201, 429]
     # limits are per user: bob is not affected
     bob = await verified_user(client, "bob", BOB)

@@ -12,9 +12,9 @@ import asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from server import keys
 from server.domain.models import Application, Binding, InsuredPerson
 from server.domain.registry import id_hash
-from server import keys
 from tests.factories import error_of
 from tests.family.helpers import (
     ALICE,
@@ -33,7 +33,9 @@ from tests.family.helpers import (
 )
 
 
-async def test_three_binders_for_one_member_at_once(client: TestClient, app: web.Application) -> None:
+async def test_three_binders_for_one_member_at_once(
+    client: TestClient, app: web.Application
+) -> None:
     await load_registry(app)
     users = [
         await verified_user(client, name, person)

@@ -43,7 +43,9 @@ from tests.family.helpers import (
 SH = timezone(timedelta(hours=8))
 
 
-async def failed_with(client: TestClient, h: dict[str, str], app_id: str, resp: Any, code: str) -> dict[str, Any]:
+async def failed_with(
+    client: TestClient, h: dict[str, str], app_id: str, resp: Any, code: str
+) -> dict[str, Any]:
     """The submit answered 409 ``code`` and the application stays failed with it."""
     assert resp.status == 409, await resp.text()
     err = await error_of(resp)
@@ -92,7 +94,9 @@ async def test_member_not_insured(client: TestClient, app: web.Application) -> N
     await failed_with(client, h, app_id, await submit(client, h, app_id), "MEMBER_NOT_INSURED")
 
 
-async def test_system_busy_changes_nothing(face_client: TestClient, face_service: tuple[str, FaceState]) -> None:
+async def test_system_busy_changes_nothing(
+    face_client: TestClient, face_service: tuple[str, FaceState]
+) -> None:
     client = face_client
     _, face = face_service
     await load_registry(client.server.app)  # type: ignore[arg-type]
@@ -129,15 +133,24 @@ async def test_member_limit_reached(client: TestClient, app: web.Application) ->
     for child in (SON, DAUGHTER):
         await bind(client, h, child, "child", kinds=("birth_certificate",))
     app_id = await prepare(client, h, BABY, "child", kinds=("birth_certificate",))
-    err = await failed_with(client, h, app_id, await submit(client, h, app_id), "MEMBER_LIMIT_REACHED")
+    err = await failed_with(
+        client, h, app_id, await submit(client, h, app_id), "MEMBER_LIMIT_REACHED"
+    )
     assert "5" in err["message"]
     # the precheck says it before anything is stored
-    body = {"name": NEWBORN[0], "id_type": NEWBORN[1], "id_number": NEWBORN[2], "relationship": "child"}
+    body = {
+        "name": NEWBORN[0],
+        "id_type": NEWBORN[1],
+        "id_number": NEWBORN[2],
+        "relationship": "child",
+    }
     pre = await (await client.post("/api/v1/family/precheck", json=body, headers=h)).json()
     assert "MEMBER_LIMIT_REACHED" in [b["code"] for b in pre["blocking"]]
 
 
-async def test_monthly_binder_limit_and_unbind_keeps_the_slot(client: TestClient, app: web.Application) -> None:
+async def test_monthly_binder_limit_and_unbind_keeps_the_slot(
+    client: TestClient, app: web.Application
+) -> None:
     await load_registry(app)
     service = app[keys.binding_key]
     service.clock = lambda: datetime(2026, 11, 10, 12, tzinfo=SH)
@@ -147,17 +160,23 @@ async def test_monthly_binder_limit_and_unbind_keeps_the_slot(client: TestClient
     first = await bind(client, alice, MOTHER, "parent")
     await bind(client, bob, MOTHER, "parent")
     app_id = await prepare(client, carol, MOTHER, "parent")
-    await failed_with(client, carol, app_id, await submit(client, carol, app_id), "MONTHLY_BINDER_LIMIT")
+    await failed_with(
+        client, carol, app_id, await submit(client, carol, app_id), "MONTHLY_BINDER_LIMIT"
+    )
 
     # an unbind does not free the slot within the month (policy default)
     resp = await client.delete(f"/api/v1/family/members/{first['binding_id']}", headers=alice)
     assert resp.status == 204
     app_id = await prepare(client, carol, MOTHER, "parent")
-    await failed_with(client, carol, app_id, await submit(client, carol, app_id), "MONTHLY_BINDER_LIMIT")
+    await failed_with(
+        client, carol, app_id, await submit(client, carol, app_id), "MONTHLY_BINDER_LIMIT"
+    )
     # the last second of the month (Asia/Shanghai) still counts; the next month is free
     service.clock = lambda: datetime(2026, 11, 30, 23, 59, 59, tzinfo=SH)
     app_id = await prepare(client, carol, MOTHER, "parent")
-    await failed_with(client, carol, app_id, await submit(client, carol, app_id), "MONTHLY_BINDER_LIMIT")
+    await failed_with(
+        client, carol, app_id, await submit(client, carol, app_id), "MONTHLY_BINDER_LIMIT"
+    )
     service.clock = lambda: datetime(2026, 12, 1, 0, 0, 1, tzinfo=SH)
     await bind(client, carol, MOTHER, "parent")
 
@@ -166,11 +185,15 @@ async def test_relationship_not_allowed(client: TestClient, app: web.Application
     await load_registry(app)
     h = await verified_user(client, "alice", ALICE)
     app_id = await prepare(client, h, MOTHER, "grandparent")
-    err = await failed_with(client, h, app_id, await submit(client, h, app_id), "RELATIONSHIP_NOT_ALLOWED")
+    err = await failed_with(
+        client, h, app_id, await submit(client, h, app_id), "RELATIONSHIP_NOT_ALLOWED"
+    )
     assert "配偶、父母、子女" in err["message"]
     # a member under 16 can only be bound as a child, by a guardian
     app_id = await prepare(client, h, SON, "spouse", kinds=("birth_certificate",))
-    await failed_with(client, h, app_id, await submit(client, h, app_id), "RELATIONSHIP_NOT_ALLOWED")
+    await failed_with(
+        client, h, app_id, await submit(client, h, app_id), "RELATIONSHIP_NOT_ALLOWED"
+    )
 
 
 async def test_minor_documents_missing(client: TestClient, app: web.Application) -> None:
@@ -193,16 +216,22 @@ async def test_newborn_by_birth_certificate(client: TestClient, app: web.Applica
     assert resp.status == 200 and (await resp.json())["state"] == "active"
 
 
-async def test_materials_missing_and_face_check_failed(client: TestClient, app: web.Application) -> None:
+async def test_materials_missing_and_face_check_failed(
+    client: TestClient, app: web.Application
+) -> None:
     await load_registry(app)
     h = await verified_user(client, "alice", ALICE)
     app_id = await prepare(client, h, MOTHER, "parent", kinds=("id_card_front",))
     err = await failed_with(client, h, app_id, await submit(client, h, app_id), "MATERIALS_MISSING")
     assert "户口本" in err["message"]
     app_id = await prepare(client, h, MOTHER, "parent")
-    await failed_with(client, h, app_id, await submit(client, h, app_id, face="bad-face"), "FACE_CHECK_FAILED")
+    await failed_with(
+        client, h, app_id, await submit(client, h, app_id, face="bad-face"), "FACE_CHECK_FAILED"
+    )
     app_id = await prepare(client, h, MOTHER, "parent")
-    await failed_with(client, h, app_id, await submit(client, h, app_id, face=None), "FACE_CHECK_FAILED")
+    await failed_with(
+        client, h, app_id, await submit(client, h, app_id, face=None), "FACE_CHECK_FAILED"
+    )
 
 
 async def test_materials_rejected_by_a_reviewer(client: TestClient, app: web.Application) -> None:
@@ -241,11 +270,18 @@ async def test_already_bound(client: TestClient, app: web.Application) -> None:
 async def test_invalid_id_number(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
     h = await verified_user(client, "alice", ALICE)
-    bad = {"name": "李秀英", "id_type": "resident_id", "id_number": "420102195806122243", "relationship": "parent"}
+    bad = {
+        "name": "李秀英",
+        "id_type": "resident_id",
+        "id_number": "420102195806122243",
+        "relationship": "parent",
+    }
     resp = await client.post("/api/v1/family/applications", json=bad, headers=h)
     assert resp.status == 422
     err = await error_of(resp)
-    assert err["code"] == "INVALID_ID_NUMBER" and err["fields"] == {"id_number": "INVALID_ID_NUMBER"}
+    assert err["code"] == "INVALID_ID_NUMBER" and err["fields"] == {
+        "id_number": "INVALID_ID_NUMBER"
+    }
     assert await Application.all().count() == 0
     pre = await (await client.post("/api/v1/family/precheck", json=bad, headers=h)).json()
     assert pre["ok"] is False and pre["blocking"][0]["code"] == "INVALID_ID_NUMBER"
@@ -271,9 +307,9 @@ async def test_commitment_outdated(client: TestClient, app: web.Application) -> 
     service.clock = lambda: datetime(2025, 5, 20, 10, tzinfo=SH)  # before version 2025.1
     h = await verified_user(client, "alice", ALICE)
     app_id = await prepare(client, h, MOTHER, "parent")
-    old = (await (await client.get("/api/v1/commitments/current", headers=h)).json())
+    old = await (await client.get("/api/v1/commitments/current", headers=h)).json()
     service.clock = lambda: datetime(2025, 6, 2, 10, tzinfo=SH)  # 2025.1 is published meanwhile
-    new = (await (await client.get("/api/v1/commitments/current", headers=h)).json())
+    new = await (await client.get("/api/v1/commitments/current", headers=h)).json()
     assert old["version"] != new["version"]
     await failed_with(client, h, app_id, await submit(client, h, app_id), "COMMITMENT_OUTDATED")
     # signing the old text now is refused with the same code

@@ -30,7 +30,11 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
     )
     assert resp.status == 200, await resp.text()
     me = await resp.json()
-    assert me["realname_verified"] is True and me["name"] == "张*" and me["id_number"] == "4201**********1232"
+    assert (
+        me["realname_verified"] is True
+        and me["name"] == "张*"
+        and me["id_number"] == "4201**********1232"
+    )
     assert me["insurance"]["voucher_activated"] is True
 
     # precheck: nothing blocks, a 户口本 page and the member's face are needed
@@ -47,7 +51,11 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
     application = await resp.json()
     app_id = application["id"]
     assert application["state"] == "draft"
-    assert application["member"] == {"name": "李*英", "id_type": "resident_id", "id_number": "4201**********2242"}
+    assert application["member"] == {
+        "name": "李*英",
+        "id_type": "resident_id",
+        "id_number": "4201**********2242",
+    }
     assert application["reason"] == "为了方便家人代办医保业务"
 
     # material
@@ -55,10 +63,16 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
     resp = await upload(client, h, app_id, "household_register", image)
     assert resp.status == 201, await resp.text()
     material = await resp.json()
-    assert material["sha256"] == hashlib.sha256(image).hexdigest() and material["size"] == len(image)
-    got = await client.get(f"/api/v1/family/applications/{app_id}/materials/{material['id']}", headers=h)
+    assert material["sha256"] == hashlib.sha256(image).hexdigest() and material["size"] == len(
+        image
+    )
+    got = await client.get(
+        f"/api/v1/family/applications/{app_id}/materials/{material['id']}", headers=h
+    )
     assert got.status == 200 and got.content_type == "image/png"
-    state = (await (await client.get(f"/api/v1/family/applications/{app_id}", headers=h)).json())["state"]
+    state = (await (await client.get(f"/api/v1/family/applications/{app_id}", headers=h)).json())[
+        "state"
+    ]
     assert state == "materials"
 
     # 个人承诺书
@@ -76,11 +90,15 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
 
     # submit
     resp = await client.post(
-        f"/api/v1/family/applications/{app_id}/submit", json={"member_face_token": "ok-mum"}, headers=h
+        f"/api/v1/family/applications/{app_id}/submit",
+        json={"member_face_token": "ok-mum"},
+        headers=h,
     )
     assert resp.status == 200, await resp.text()
     done = await resp.json()
-    assert done["state"] == "active" and done["binding_id"] and done["submitted_at"].endswith("+08:00")
+    assert (
+        done["state"] == "active" and done["binding_id"] and done["submitted_at"].endswith("+08:00")
+    )
     assert [m["kind"] for m in done["materials"]] == ["household_register"]
     assert done["commitment"]["version"] == current["version"]
 
@@ -100,7 +118,9 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
     claim = await vouchers.consume(app[keys.redis_key], voucher["qr_token"])
     assert claim.binding_id == binding_id and claim.shown_by_user_id == 1
     person = await InsuredPerson.get(id=claim.member_id)
-    assert app[keys.pii_key].decrypt(person.name_enc, purpose="name") == "李秀英"  # pays as the member
+    assert (
+        app[keys.pii_key].decrypt(person.name_enc, purpose="name") == "李秀英"
+    )  # pays as the member
     assert (await error_of_consume(app, voucher["qr_token"])) == "VOUCHER_INVALID"
 
     # spending (empty until settlements exist) and summary

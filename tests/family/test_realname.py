@@ -10,7 +10,9 @@ from tests.factories import bearer, error_of, login
 from tests.family.helpers import ALICE, GRANDMA, MOTHER, load_registry, verified_user
 
 
-async def realname(client: TestClient, h: dict[str, str], name: str, id_type: str, id_number: str, face: str = "ok"):  # type: ignore[no-untyped-def]
+async def realname(
+    client: TestClient, h: dict[str, str], name: str, id_type: str, id_number: str, face: str = "ok"
+):  # type: ignore[no-untyped-def]
     return await client.post(
         "/api/v1/me/realname",
         json={"name": name, "id_type": id_type, "id_number": id_number, "face_token": face},
@@ -28,7 +30,11 @@ async def test_realname_refusals(client: TestClient, app: web.Application) -> No
     assert resp.status == 422 and (await error_of(resp))["code"] == "INVALID_ID_NUMBER"
     resp = await realname(client, h, name, id_type, id_number, face="no")
     err = await error_of(resp)
-    assert resp.status == 422 and err["code"] == "FACE_CHECK_FAILED" and err["fields"] == {"face_token": "FACE_CHECK_FAILED"}
+    assert (
+        resp.status == 422
+        and err["code"] == "FACE_CHECK_FAILED"
+        and err["fields"] == {"face_token": "FACE_CHECK_FAILED"}
+    )
     resp = await realname(client, h, *GRANDMA)  # her own voucher is not activated
     assert resp.status == 403 and (await error_of(resp))["code"] == "BINDER_NOT_VERIFIED"
     resp = await realname(client, h, name, "selfie", id_number)
@@ -54,5 +60,10 @@ async def test_a_binder_cannot_bind_themselves(client: TestClient, app: web.Appl
     for path in ("/api/v1/family/applications", "/api/v1/family/precheck"):
         resp = await client.post(path, json=body, headers=h)
         assert resp.status == 422 and (await error_of(resp))["code"] == "SELF_NOT_ALLOWED"
-    body = {"name": MOTHER[0], "id_type": MOTHER[1], "id_number": MOTHER[2], "relationship": "parent"}
+    body = {
+        "name": MOTHER[0],
+        "id_type": MOTHER[1],
+        "id_number": MOTHER[2],
+        "relationship": "parent",
+    }
     assert (await client.post("/api/v1/family/applications", json=body, headers=h)).status == 201
