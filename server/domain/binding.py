@@ -124,6 +124,7 @@ async def rate_hit(redis: Redis, key: str, *, limit: int, per_seconds: int) -> N
 
     Local helper until ``server.ratelimit.hit`` (push branch) lands; same signature.
     """
+    key = f"rl:{key}"
     pipe = redis.pipeline(transaction=False)
     pipe.incr(key)
     pipe.ttl(key)
@@ -138,6 +139,12 @@ async def rate_hit(redis: Redis, key: str, *, limit: int, per_seconds: int) -> N
             429,
             headers={"Retry-After": str(max(int(ttl), 1))},
         )
+
+
+try:  # the shared helper once the push branch is merged; the local one until then
+    from server.ratelimit import hit as _hit  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - depends on the merge order
+    _hit = rate_hit
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -251,7 +258,7 @@ class BindingService:
         self, user_id: int, what: Literal["applications", "submits", "vouchers"]
     ) -> None:
         limit, window = getattr(self.limits, what)
-        await rate_hit(self.redis, f"rl:family:{what}:{user_id}", limit=limit, per_seconds=window)
+        await _hit(self.redis, f"family:{what}:{user_id}", limit=limit, per_seconds=window)
 
     async def _owned(self, user_id: int, application_id: str) -> Application:
         """The user's own application; someone else's is indistinguishable from none (404)."""
