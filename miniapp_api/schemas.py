@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.domain.identity import ID_TYPES
+
 
 class In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -50,15 +52,8 @@ class MeOut(BaseModel):
 
 # -- 亲情账户 (issue #3) -------------------------------------------------------------
 
-IdType = Literal[
-    "resident_id",
-    "birth_certificate",
-    "hk_mo_tw_residence_permit",
-    "hk_mo_travel_permit",
-    "tw_travel_permit",
-    "passport",
-    "foreign_permanent_resident",
-]
+# API.md id_type values, from the one list in server.domain.identity
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
 Name = Annotated[str, Field(min_length=1, max_length=50, description="姓名(与证件一致)")]
 IdNumber = Annotated[str, Field(min_length=1, max_length=32, description="证件号码")]
 # Any short word: the policy answers RELATIONSHIP_NOT_ALLOWED for one it does not allow.

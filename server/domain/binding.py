@@ -267,6 +267,13 @@ class BindingService:
             raise _not_found()
         return app
 
+    async def _editable(self, user_id: int, application_id: str, action: str) -> Application:
+        """The user's own application, still before submit (409 otherwise)."""
+        app = await self._owned(user_id, application_id)
+        if app.state not in EDITABLE:
+            raise _state_conflict(app, action)
+        return app
+
     async def _owned_binding(
         self, user_id: int, binding_id: str, *, active: bool = True
     ) -> Binding:
@@ -542,9 +549,7 @@ class BindingService:
     async def store_upload(self, user_id: int, application_id: str, source: Any) -> StoredObject:
         """Stream one uploaded file to storage once the application is known to be the
         user's and still editable (sniffed type, size cap: 415 / 413, nothing kept)."""
-        app = await self._owned(user_id, application_id)
-        if app.state not in EDITABLE:
-            raise _state_conflict(app, "上传材料")
+        await self._editable(user_id, application_id, "上传材料")
         return await self._storage().save_stream(
             source, max_bytes=self.limits.max_material_bytes, allowed_types=MATERIAL_TYPES
         )
@@ -566,9 +571,7 @@ class BindingService:
                     fields={"kind": "REQUIRED" if not kind else "INVALID_CHOICE"},
                 )
             async with in_transaction():
-                app = await self._owned(user_id, application_id)
-                if app.state not in EDITABLE:
-                    raise _state_conflict(app, "上传材料")
+                app = await self._editable(user_id, application_id, "上传材料")
                 material = await Material.create(
                     application_id=app.id,
                     kind=kind,
@@ -634,7 +637,8 @@ class BindingService:
         record — version, text hash, time, user, IP, user agent, optional signature image —
         is never changed afterwards; signing again adds a new record.
         """
-        app = await self._owned(user_id, application_id)  # someone else's: 404 before anything
+        # someone else's application: 404 before anything else is looked at
+        await self._editable(user_id, application_id, "签署承诺书")
         now = self.clock()
         current = self._commitment(now)
         status = self.documents.check_signed(version=version, sha256=sha256, now=now)  # type: ignore[union-attr]
@@ -647,16 +651,12 @@ class BindingService:
                 422,
                 fields={"sha256": "COMMITMENT_MISMATCH"},
             )
-        if app.state not in EDITABLE:
-            raise _state_conflict(app, "签署承诺书")
         image_key: str | None = None
         if signature_image:
             image_key = await self._store_signature(signature_image)
         try:
             async with in_transaction():
-                app = await self._owned(user_id, application_id)
-                if app.state not in EDITABLE:
-                    raise _state_conflict(app, "签署承诺书")
+                app = await self._editable(user_id, application_id, "签署承诺书")
                 sig = await CommitmentSignature.create(
                     application_id=app.id,
                     user_id=user_id,
@@ -726,9 +726,7 @@ class BindingService:
         service that is down is 503 ``SYSTEM_BUSY`` and changes nothing.
         """
         await self._limit(user_id, "submits")
-        app = await self._owned(user_id, application_id)
-        if app.state not in EDITABLE:
-            raise _state_conflict(app, "提交")
+        app = await self._editable(user_id, application_id, "提交")
         actor = f"user:{user_id}"
         now = self.clock()
         name = self.pii.decrypt(app.member_name_enc, purpose="name")

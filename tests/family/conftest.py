@@ -44,21 +44,6 @@ async def face_service() -> AsyncIterator[tuple[str, FaceState]]:
 
 
 @pytest.fixture
-async def face_client(
-    make_settings: Callable[..., Settings], face_service: tuple[str, FaceState]
-) -> AsyncIterator[TestClient]:
-    """The service with its face gateway pointed at the fake face service over HTTP."""
-    app = create_app(make_settings(**{"face.api_base": face_service[0]}))
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        await _reset_backends(app)
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
 async def make_client(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
     """``await make_client(**{"family.x": 1})``: the service with settings overridden."""
     clients: list[TestClient] = []
@@ -76,3 +61,12 @@ async def make_client(make_settings: Callable[..., Settings]) -> AsyncIterator[C
     finally:
         for c in clients:
             await c.close()
+
+
+@pytest.fixture
+async def face_client(
+    make_client: Callable[..., Any], face_service: tuple[str, FaceState]
+) -> TestClient:
+    """The service with its face gateway pointed at the fake face service over HTTP."""
+    client: TestClient = await make_client(**{"face.api_base": face_service[0]})
+    return client
