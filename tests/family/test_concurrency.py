@@ -2,19 +2,29 @@
 
 Run on both backends; the PostgreSQL pass is the one that matters: there each request
 runs in its own transaction on its own pooled connection, and only the row locks
-(member's registry row, then the binder's user row) keep the counts honest.
+(member's registry row, then the binder's user row) keep the counts honest; the last
+test does it with three separate server processes. Each of them fails without the locks
+(checked by removing them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import Application, Binding, InsuredPerson
 from server.domain.registry import id_hash
+from tests.conftest import PG_URL, REDIS_URL
 from tests.factories import error_of
 from tests.family.helpers import (
     ALICE,
@@ -82,3 +92,99 @@ async def test_double_submit_of_one_application(client: TestClient, app: web.App
         if r.status == 409:
             assert (await error_of(r))["code"] == "APPLICATION_STATE_CONFLICT"
     assert await Binding.all().count() == 1
+
+
+@pytest.mark.skipif(
+    not PG_URL or not REDIS_URL, reason="several server processes need PostgreSQL + Redis"
+)
+async def test_limits_hold_across_server_processes(
+    client: TestClient, app: web.Application, tmp_path: Path, unused_tcp_port_factory: Any
+) -> None:
+    """Three separate ``python -m server`` processes on one PostgreSQL: the row locks,
+    not anything in one process's memory, keep the limits."""
+    await load_registry(app)
+    binders = [
+        await verified_user(client, name, person)
+        for name, person in (("alice", ALICE), ("bob", BOB), ("carol", CAROL))
+    ]
+    same_member = [await prepare(client, h, MOTHER, "parent") for h in binders]
+    alice = binders[0]
+    adults = [(FATHER, "parent"), (WIFE, "spouse")]
+    children = [(SON, "child"), (DAUGHTER, "child"), (BABY, "child")]
+    alice_apps = [await prepare(client, alice, p, r) for p, r in adults]
+    alice_apps += [
+        await prepare(client, alice, p, r, kinds=("birth_certificate",)) for p, r in children
+    ]
+
+    ports = [unused_tcp_port_factory() for _ in range(3)]
+    procs = []
+    try:
+        for i, port in enumerate(ports):
+            env = {
+                **os.environ,
+                "APP_ENV": "local",
+                "DATABASE_URL": PG_URL,
+                "DATABASE_SCHEMA": "none",
+                "REDIS_URL": REDIS_URL,
+                "DATA_DIR": str(tmp_path / f"p{i}"),
+                "DEMO_DATA": "false",
+                "RUN_WORKER": "false",
+            }
+            for var in ("WECHAT_API_BASE", "FACE_API_BASE", "CONFIG_FILE", "HOST", "PORT"):
+                env.pop(var, None)
+            procs.append(_start_server(port, env, tmp_path / f"server{i}.log"))
+        bases = [f"http://127.0.0.1:{p}/api/v1" for p in ports]
+        async with aiohttp.ClientSession() as s:
+            await asyncio.gather(*(_wait_ready(s, b) for b in bases))
+
+            async def post(base: str, h: dict[str, str], app_id: str) -> tuple[int, dict[str, Any]]:
+                url = f"{base}/family/applications/{app_id}/submit"
+                async with s.post(url, json={"member_face_token": "ok"}, headers=h) as r:
+                    return r.status, await r.json()
+
+            # 3 binders, one member, each through its own process, at once → exactly 2
+            got = await asyncio.gather(
+                *(post(b, h, a) for b, h, a in zip(bases, binders, same_member))
+            )
+            assert sorted(st for st, _ in got) == [200, 200, 409], got
+            assert [body["error"]["code"] for st, body in got if st == 409] == [
+                "MONTHLY_BINDER_LIMIT"
+            ]
+            # one binder, 5 more members spread over the processes (she has 1 already) → 4 pass
+            got = await asyncio.gather(
+                *(post(bases[i % 3], alice, a) for i, a in enumerate(alice_apps))
+            )
+            statuses = sorted(st for st, _ in got)
+            assert statuses == [200] * 4 + [409], got
+            assert await Binding.filter(binder_id=1, state="active").count() == 5
+    finally:
+        for proc in procs:
+            _stop(proc)
+
+
+def _start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _wait_ready(s: aiohttp.ClientSession, base: str) -> None:
+    root = base.rsplit("/api/v1", 1)[0]
+    for _ in range(300):
+        try:
+            async with s.get(f"{root}/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{root} did not become ready")
