@@ -32,8 +32,10 @@ from tests.family.helpers import (
     BOB,
     CAROL,
     DAUGHTER,
+    DAVE,
     FATHER,
     MOTHER,
+    NEWBORN,
     SON,
     WIFE,
     load_registry,
@@ -108,12 +110,13 @@ async def test_limits_hold_across_server_processes(
         for name, person in (("alice", ALICE), ("bob", BOB), ("carol", CAROL))
     ]
     same_member = [await prepare(client, h, MOTHER, "parent") for h in binders]
-    alice = binders[0]
+    # a fourth binder with six members ready (his limit is five)
+    dave = await verified_user(client, "dave", DAVE)
     adults = [(FATHER, "parent"), (WIFE, "spouse")]
-    children = [(SON, "child"), (DAUGHTER, "child"), (BABY, "child")]
-    alice_apps = [await prepare(client, alice, p, r) for p, r in adults]
-    alice_apps += [
-        await prepare(client, alice, p, r, kinds=("birth_certificate",)) for p, r in children
+    minors = [(SON, "child"), (DAUGHTER, "child"), (BABY, "child"), (NEWBORN, "child")]
+    dave_apps = [await prepare(client, dave, p, r) for p, r in adults]
+    dave_apps += [
+        await prepare(client, dave, p, r, kinds=("birth_certificate",)) for p, r in minors
     ]
 
     ports = [unused_tcp_port_factory() for _ in range(3)]
@@ -150,13 +153,14 @@ async def test_limits_hold_across_server_processes(
             assert [body["error"]["code"] for st, body in got if st == 409] == [
                 "MONTHLY_BINDER_LIMIT"
             ]
-            # one binder, 5 more members spread over the processes (she has 1 already) → 4 pass
+            # one binder, six members spread over the processes at once → exactly 5
             got = await asyncio.gather(
-                *(post(bases[i % 3], alice, a) for i, a in enumerate(alice_apps))
+                *(post(bases[i % 3], dave, a) for i, a in enumerate(dave_apps))
             )
-            statuses = sorted(st for st, _ in got)
-            assert statuses == [200] * 4 + [409], got
-            assert await Binding.filter(binder_id=1, state="active").count() == 5
+            assert sorted(st for st, _ in got) == [200] * 5 + [409], got
+            assert [b["error"]["code"] for st, b in got if st == 409] == ["MEMBER_LIMIT_REACHED"]
+            dave_id = (await (await client.get("/api/v1/me", headers=dave)).json())["id"]
+            assert await Binding.filter(binder_id=dave_id, state="active").count() == 5
     finally:
         for proc in procs:
             _stop(proc)
