@@ -96,6 +96,17 @@ def seed_csv(path: Path, binders: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_request(cpu: float, result: dict[str, float]) -> float:
+    """Server CPU µs per request (or per flow): steadier than req/s on a busy machine."""
+    return cpu / max(result["requests"], 1) * 1e6
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
@@ -225,7 +236,13 @@ async def flow(
 
 
 async def run_flows(
-    base: str, *, binders: range, duration: float | None, connections: int, tag: str
+    base: str,
+    *,
+    binders: range,
+    duration: float | None,
+    connections: int,
+    tag: str,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     """Bind up to 5 members to each binder with ``connections`` concurrent clients."""
     connector = aiohttp.TCPConnector(limit=connections)
@@ -240,6 +257,7 @@ async def run_flows(
             for k, i in enumerate(binders)
         ]
         latencies: list[float] = []
+        cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
         started = time.perf_counter()
         deadline = None if duration is None else started + duration
 
@@ -252,6 +270,7 @@ async def run_flows(
 
         await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(server_pid) - cpu0 if server_pid else 0.0
     latencies.sort()
     n = len(latencies)
     return {
@@ -260,6 +279,7 @@ async def run_flows(
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
         "requests": n,
         "errors": 0,
+        "cpu_us": cpu / n * 1e6 if n else 0.0,
     }
 
 
@@ -296,10 +316,14 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     backend = "pg" if args.database_url.startswith(("postgres", "asyncpg")) else "sqlite"
-    print(f"\n{'scenario':<48} {'req|flows/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
+    print(
+        f"\n{'scenario':<56} {'req|flows/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}"
+        f" {'CPU µs/req':>11}"
+    )
     for name, r in results.items():
         print(
-            f"{name:<48} {r['rps']:>12.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r.get('ratio', 1):>8.1%}"
+            f"{name:<56} {r['rps']:>12.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
+            f" {r.get('ratio', 1):>8.1%} {r.get('cpu_us', 0):>11.0f}"
         )
     for name, r in results.items():
         print(
@@ -349,6 +373,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]
         wait_http(f"{base}/readyz", srv)
         wait_http(f"http://{LOOPBACK}:{bare_port}/", bare)
         tag = secrets.token_hex(3)
+        cpu0 = cpu_seconds(bare.pid)
         bare_r = wrk(
             f"http://{LOOPBACK}:{bare_port}/",
             duration=args.duration,
@@ -356,6 +381,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]
             lua="",
             workdir=work,
         )
+        bare_r["cpu_us"] = per_request(cpu_seconds(bare.pid) - cpu0, bare_r)
         results["bare aiohttp JSON (baseline)"] = bare_r
         list_binders = range(args.list_binders)
         if args.only in (None, "members"):
@@ -375,6 +401,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]
                 ("/api/v1/me", "GET /api/v1/me (reference, same users)"),
                 ("/api/v1/family/members", "GET /api/v1/family/members (5 members, authenticated)"),
             ):
+                cpu0 = cpu_seconds(srv.pid)
                 r = wrk(
                     base + path,
                     duration=args.duration,
@@ -384,6 +411,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]
                 )
                 if r["errors"]:
                     raise RuntimeError(f"{path} load had {r['errors']} errors")
+                r["cpu_us"] = per_request(cpu_seconds(srv.pid) - cpu0, r)
                 results[title] = r
         if args.only in (None, "flows"):
             rest = range(args.list_binders, args.binders)
@@ -394,6 +422,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]
                     duration=args.duration,
                     connections=args.flow_connections,
                     tag=tag,
+                    server_pid=srv.pid,
                 )
             )
             results["bindings/s: create → material → commitment → submit"] = r

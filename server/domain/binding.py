@@ -58,6 +58,9 @@ from server.domain.policy import (
     PolicyEngine,
     requirement_label,
 )
+from server.domain.queries import S_INT as _S_INT
+from server.domain.queries import S_UUID as _S_UUID
+from server.domain.queries import Compiled
 from server.domain.registry import id_hash, name_hash
 from server.gateways.face import FaceGateway
 from server.gateways.registry import Match, RegistryGateway, RegistryRecord, match
@@ -158,6 +161,36 @@ def month_bounds(now: datetime) -> tuple[datetime, datetime]:
     start = datetime(local.year, local.month, 1, tzinfo=SHANGHAI)
     end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=SHANGHAI)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+_OWNED_APPLICATION = Compiled(
+    lambda app_id, binder_id: Application.filter(id=app_id, binder_id=binder_id).limit(1),
+    _S_UUID,
+    _S_INT,
+)
+_BINDER = Compiled(
+    lambda user_id: User.filter(id=user_id).values(
+        "id", "realname_verified", "id_hash", "person_id", "person__region_code"
+    ),
+    _S_INT,
+)
+_MATERIALS = Compiled(
+    lambda app_id: Material.filter(application_id=app_id).order_by("created_at"), _S_UUID
+)
+_LATEST_SIGNATURE = Compiled(
+    lambda app_id: CommitmentSignature.filter(application_id=app_id).order_by("-id").limit(1),
+    _S_UUID,
+)
+
+
+@dataclass(frozen=True)
+class Binder:
+    """What the rules need to know about the binder."""
+
+    id: int
+    realname_verified: bool
+    id_hash: str | None
+    region_code: str | None  # their insurance region, once verified
 
 
 def _not_found(what: str = "申请") -> DomainError:
@@ -262,10 +295,10 @@ class BindingService:
 
     async def _owned(self, user_id: int, application_id: str) -> Application:
         """The user's own application; someone else's is indistinguishable from none (404)."""
-        app = await Application.get_or_none(id=_uuid(application_id, "申请"), binder_id=user_id)
-        if app is None:
+        rows = await _OWNED_APPLICATION.rows(_uuid(application_id, "申请"), user_id)
+        if not rows:
             raise _not_found()
-        return app
+        return Application._init_from_db(**rows[0])
 
     async def _editable(self, user_id: int, application_id: str, action: str) -> Application:
         """The user's own application, still before submit (409 otherwise)."""
@@ -291,11 +324,10 @@ class BindingService:
         return self.documents.current(now)
 
     @staticmethod
-    def _region(binder: User, record: RegistryRecord | None) -> str:
+    def _region(binder: Binder, record: RegistryRecord | None) -> str:
         """The policy region: the binder's insurance region, else the member's, else national."""
-        person = binder.person if binder.person_id else None  # fetched by the caller
-        if person is not None:
-            return person.region_code  # type: ignore[no-any-return]
+        if binder.region_code:
+            return binder.region_code
         return record.region_code if record is not None else NATIONAL
 
     async def _counts(
@@ -334,7 +366,7 @@ class BindingService:
 
     def _context(
         self,
-        binder: User,
+        binder: Binder,
         *,
         doc: IdDocument | None,
         relationship: str,
@@ -389,7 +421,7 @@ class BindingService:
             "review_required": decision.review_required,
         }
 
-    def _self_check(self, binder: User, doc: IdDocument) -> None:
+    def _self_check(self, binder: Binder, doc: IdDocument) -> None:
         """A user cannot bind themselves (SPEC.md: a binder helps *other* family members)."""
         if binder.id_hash and binder.id_hash == id_hash(self.pii, doc.id_type, doc.id_number):
             raise DomainError(
@@ -400,11 +432,18 @@ class BindingService:
                 detail={"fix": "您本人就医时直接使用本人的医保电子凭证;请填写要添加的家人的信息。"},
             )
 
-    async def _binder(self, user_id: int) -> User:
-        user = await User.filter(id=user_id).select_related("person").first()
-        if user is None:
+    @staticmethod
+    async def _binder(user_id: int) -> Binder:
+        rows = await _BINDER.rows(user_id)
+        if not rows:
             raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
-        return user
+        r = rows[0]
+        return Binder(
+            id=r["id"],
+            realname_verified=bool(r["realname_verified"]),
+            id_hash=r["id_hash"],
+            region_code=r["person__region_code"] if r["person_id"] is not None else None,
+        )
 
     # -- precheck ------------------------------------------------------------------
 
@@ -525,7 +564,8 @@ class BindingService:
     @staticmethod
     async def _signature(app: Application) -> CommitmentSignature | None:
         """The latest signature of the application (signing again adds one)."""
-        return await CommitmentSignature.filter(application_id=app.id).order_by("-id").first()
+        rows = await _LATEST_SIGNATURE.rows(app.id)
+        return CommitmentSignature._init_from_db(**rows[0]) if rows else None
 
     # -- materials -----------------------------------------------------------------
 
@@ -765,7 +805,7 @@ class BindingService:
                     raise
         result, record = found
         member_id = record.person_id if record is not None and result == "match" else None
-        materials = await Material.filter(application_id=app.id).order_by("created_at")
+        materials = [Material._init_from_db(**r) for r in await _MATERIALS.rows(app.id)]
         signature = await self._signature(app)
         read_state = app.state
 

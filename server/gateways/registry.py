@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from server.domain import registry as registry_store
 from server.domain.models import InsuredPerson
 from server.domain.pii import PiiCipher
+from server.domain.queries import S_STR, Compiled
 
 Match = Literal["match", "mismatch", "not_found"]
 
@@ -49,11 +50,40 @@ class LocalRegistryGateway:
         self._pii = pii
 
     async def lookup(self, id_type: str, id_number: str) -> RegistryRecord | None:
-        person = await registry_store.find_by_id(self._pii, id_type, id_number)
-        return None if person is None else record_of(person)
+        hashed = registry_store.id_hash(self._pii, id_type, id_number.upper())
+        rows = await _BY_ID_HASH.rows(hashed)
+        if not rows:
+            return None
+        r = rows[0]
+        return RegistryRecord(
+            person_id=r["id"],
+            psn_no=r["psn_no"],
+            id_type=r["id_type"],
+            insurance_type=r["insurance_type"],
+            region_code=r["region_code"],
+            has_personal_account=bool(r["has_personal_account"]),  # SQLite: 0 / 1
+            voucher_activated=bool(r["voucher_activated"]),
+            status=r["status"],
+            name_hash=r["name_hash"],
+        )
 
     def name_matches(self, record: RegistryRecord, name: str) -> bool:
         return registry_store.name_hash(self._pii, name) == record.name_hash
+
+
+_FIELDS = (
+    "id",
+    "psn_no",
+    "id_type",
+    "insurance_type",
+    "region_code",
+    "has_personal_account",
+    "voucher_activated",
+    "status",
+    "name_hash",
+)
+# Every submit and precheck looks a person up: the SQL is built once (server.domain.queries).
+_BY_ID_HASH = Compiled(lambda h: InsuredPerson.filter(id_hash=h).limit(1).values(*_FIELDS), S_STR)
 
 
 def record_of(person: InsuredPerson) -> RegistryRecord:
