@@ -62,6 +62,14 @@ async def test_binder_not_verified(client: TestClient, app: web.Application) -> 
     h = bearer(await login(client, "nobody"))
     app_id = await prepare(client, h, MOTHER, "parent")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "BINDER_NOT_VERIFIED")
+    # a failed application is final: submitting it again is an illegal transition
+    resp = await submit(client, h, app_id)
+    err = await error_of(resp)
+    assert (
+        resp.status == 409
+        and err["code"] == "APPLICATION_STATE_CONFLICT"
+        and err["state"] == "failed"
+    )
     event = await ApplicationEvent.filter(application_id=app_id, to_state="failed").first()
     assert event is not None and event.code == "BINDER_NOT_VERIFIED" and event.actor == "system"
 
@@ -285,6 +293,18 @@ async def test_invalid_id_number(client: TestClient, app: web.Application) -> No
     assert await Application.all().count() == 0
     pre = await (await client.post("/api/v1/family/precheck", json=bad, headers=h)).json()
     assert pre["ok"] is False and pre["blocking"][0]["code"] == "INVALID_ID_NUMBER"
+    # other document types have their own formats
+    for id_type, number in (
+        ("hk_mo_travel_permit", "X1234567"),
+        ("passport", "ABC"),
+        ("birth_certificate", "12345"),
+    ):
+        resp = await client.post(
+            "/api/v1/family/applications",
+            json={**bad, "id_type": id_type, "id_number": number},
+            headers=h,
+        )
+        assert (await error_of(resp))["code"] == "INVALID_ID_NUMBER", id_type
     # a real birth date is part of the format: 1958-02-30 does not exist
     resp = await client.post(
         "/api/v1/family/applications", json={**bad, "id_number": "420102195802301234"}, headers=h

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain import vouchers
-from server.domain.models import ApplicationEvent, CommitmentSignature, InsuredPerson
+from server.domain.models import Application, ApplicationEvent, CommitmentSignature, InsuredPerson
 from tests.factories import bearer, error_of, login
 from tests.family.helpers import ALICE, MOTHER, load_registry, png, upload
 
@@ -44,6 +44,7 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
     assert pre["ok"] is True and pre["blocking"] == []
     assert pre["required_materials"] == [{"kinds": ["household_register"], "label": "户口本"}]
     assert pre["face_check_required"] is True
+    assert await Application.all().count() == 0  # the precheck stores nothing
 
     # application
     resp = await client.post("/api/v1/family/applications", json=member, headers=h)
