@@ -183,7 +183,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 async def _wait_ready(s: aiohttp.ClientSession, base: str) -> None:
     root = base.rsplit("/api/v1", 1)[0]
-    for _ in range(300):
+    for _ in range(600):  # a busy CI machine may take a while to import and start
         try:
             async with s.get(f"{root}/readyz") as r:
                 if r.status == 200:
