@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.gateways_ctx,
             lifecycle.services_ctx,
             bot_ctx,
+            lifecycle.family_ctx,
         ]
     )
     if settings.server.demo_data:
