@@ -56,17 +56,17 @@ async def get_material(request: web.Request) -> web.Response:
 
 
 @endpoint(summary="审核决定:通过或驳回", body=DecisionIn, auth="reviewer", tags=("review",),
-          errors=("INVALID_STATE", "REASON_REQUIRED"))
+          errors=("APPLICATION_STATE_CONFLICT", "REASON_REQUIRED"))
 async def decide(request: web.Request, body: DecisionIn) -> web.Response:
-    reviewer = request[keys.reviewer_key]
-    app_id = request.match_info["application_id"]
-    if body.decision == "reject":
-        if not body.reason:
-            raise DomainError("REASON_REQUIRED", "驳回时请填写理由", 422, fields={"reason": "REQUIRED"})
-        application = await review.reject(app_id, reviewer=reviewer, reason=body.reason)
-    else:
-        application = await review.approve(app_id, reviewer=reviewer, services=request.config_dict)
-    return web.json_response({"id": str(application.id), "state": application.state, "failure_code": application.failure_code})
+    if body.decision == "reject" and not body.reason:
+        raise DomainError("REASON_REQUIRED", "驳回时请填写理由", 422, fields={"reason": "REQUIRED"})
+    out = await request.config_dict[keys.binding_key].decide_review(
+        request.match_info["application_id"],
+        reviewer=request[keys.reviewer_key],
+        approve=body.decision == "approve",
+        detail=body.reason,
+    )
+    return web.json_response(out)
 
 
 @endpoint(summary="推送队列概况", auth="reviewer", tags=("review",))

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the whole service: resources, middlewares, and the sub-apps of each client."""
-    from bot import create_subapp as create_bot
+    from bot import bot_ctx, create_subapp as create_bot
     from miniapp_api import create_subapp as create_miniapp
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
@@ -41,6 +41,8 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.http_ctx,
             lifecycle.gateways_ctx,
             lifecycle.services_ctx,
+            bot_ctx,
+            lifecycle.family_ctx,
         ]
     )
     if settings.server.demo_data:

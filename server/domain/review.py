@@ -1,11 +1,11 @@
 """Reviewer use cases: the queue of applications a person must look at, and decisions.
 
 Rules: an application reaches ``pending_review`` only where the policy asks for a person
-(关系公证书, non-mainland documents — SPEC.md verification row, API.md submit). A reviewer
-approves (the binding becomes effective, limits re-checked atomically by the binding
-service) or rejects with a reason (failure ``MATERIALS_REJECTED``, "材料不清晰或不符",
-seed 000). Reviewers see full names and ID numbers (they compare them with the
-documents); every decision is recorded as an application event with the reviewer's name.
+(关系公证书, non-mainland documents — SPEC.md verification row, API.md submit). Decisions
+go through ``BindingService.decide_review`` (approve: the binding becomes effective;
+reject: ``MATERIALS_REJECTED``, "材料不清晰或不符", seed 000), recorded as an application
+event with the reviewer's name. Reviewers see full names and ID numbers: they compare
+them with the documents.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from typing import Any
 from uuid import UUID
 
 from tortoise.functions import Count
-from tortoise.transactions import in_transaction
-
-from server.domain import reasons
 from server.domain.errors import DomainError
 from server.domain.models import Application, ApplicationEvent, Material, Notice
 from server.domain.pii import PiiCipher
@@ -90,26 +87,6 @@ async def material_for_review(application_id: str, material_id: str) -> Material
     if material is None:
         raise DomainError("NOT_FOUND", "材料不存在", 404)
     return material
-
-
-async def reject(application_id: str, *, reviewer: str, reason: str) -> Application:
-    """Reject with the reviewer's reason: the binder (and the bot) see MATERIALS_REJECTED."""
-    async with in_transaction():
-        app = await Application.filter(id=_parse_id(application_id)).select_for_update().first()
-        if app is None:
-            raise DomainError("NOT_FOUND", "申请不存在", 404)
-        if app.state != REVIEW_STATE:
-            raise DomainError("INVALID_STATE", f"该申请当前状态为 {app.state},不能审核", 409)
-        r = reasons.reason("MATERIALS_REJECTED")
-        app.state = "failed"
-        app.failure_code = r.code
-        app.failure_message = f"{r.message}(审核意见:{reason})"
-        app.decided_at = datetime.now(timezone.utc)
-        await app.save(update_fields=["state", "failure_code", "failure_message", "decided_at", "updated_at"])
-        await ApplicationEvent.create(
-            application=app, from_state=REVIEW_STATE, to_state="failed", actor=f"reviewer:{reviewer}", code=r.code, note=reason
-        )
-    return app
 
 
 async def notice_queue() -> dict[str, Any]:

@@ -69,7 +69,7 @@ async def test_reject_needs_a_reason_and_records_materials_rejected(client: Test
     event = await ApplicationEvent.get(application_id=application.id)
     assert (event.from_state, event.to_state, event.actor) == ("pending_review", "failed", "reviewer:demo")
     again = await client.post(url, json={"decision": "reject", "reason": "x"}, headers=REVIEWER)
-    assert again.status == 409 and (await error_of(again))["code"] == "INVALID_STATE"
+    assert again.status == 409 and (await error_of(again))["code"] == "APPLICATION_STATE_CONFLICT"
 
 
 async def test_notice_queue_counts(client: TestClient) -> None:
@@ -79,3 +79,36 @@ async def test_notice_queue_counts(client: TestClient) -> None:
     assert body["counts"] == {"pending": 2, "failed": 1}
     assert body["recent_failures"][0]["errcode"] == 43101
     assert body["oldest_pending_seconds"] is not None
+
+
+async def test_reviewer_sees_materials_and_approves_or_rejects_over_http(client: TestClient, app) -> None:
+    """The whole review path as the console drives it: queue → detail → material → decision."""
+    from tests.family.helpers import ALICE, HK, load_registry, prepare, submit, verified_user
+
+    await load_registry(app)
+    h = await verified_user(client, "alice", ALICE)
+    app_id = await prepare(client, h, HK, "spouse", kinds=("travel_permit",))
+    assert (await (await submit(client, h, app_id)).json())["state"] == "pending_review"
+
+    queue = await (await client.get("/api/v1/review/applications", headers=REVIEWER)).json()
+    assert [i["id"] for i in queue["items"]] == [app_id]
+    detail = await (await client.get(f"/api/v1/review/applications/{app_id}", headers=REVIEWER)).json()
+    material = detail["materials"][0]
+    assert material["kind"] == "travel_permit"
+    blob = await client.get(f"/api/v1/review/applications/{app_id}/materials/{material['id']}", headers=REVIEWER)
+    assert blob.status == 200 and blob.content_type == "image/png" and (await blob.read()).startswith(b"\x89PNG")
+    # the binder's token is not a reviewer's
+    assert (await client.get(f"/api/v1/review/applications/{app_id}", headers=h)).status == 401
+
+    url = f"/api/v1/review/applications/{app_id}/decision"
+    resp = await client.post(url, json={"decision": "reject", "reason": "通行证照片反光"}, headers=REVIEWER)
+    assert resp.status == 200 and (await resp.json())["state"] == "failed"
+    seen = await (await client.get(f"/api/v1/family/applications/{app_id}", headers=h)).json()
+    assert seen["failure"]["code"] == "MATERIALS_REJECTED" and "通行证照片反光" in seen["failure"]["message"]
+
+    app_id = await prepare(client, h, HK, "spouse", kinds=("travel_permit",))
+    await submit(client, h, app_id)
+    resp = await client.post(f"/api/v1/review/applications/{app_id}/decision", json={"decision": "approve"}, headers=REVIEWER)
+    assert resp.status == 200 and (await resp.json())["state"] == "active"
+    members = (await (await client.get("/api/v1/family/members", headers=h)).json())["items"]
+    assert len(members) == 1 and members[0]["member"]["name"] == "黄*明"
