@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp_api.handlers import auth, me, mutual_aid, notices, subscriptions
+from miniapp_api.handlers import auth, family, me, mutual_aid, notices, realname, subscriptions
 
 
 def routes() -> list[web.RouteDef]:
+    apps = "/family/applications/{id}"
+    members = "/family/members/{binding_id}"
     return [
         web.post("/auth/login", auth.login, name="auth_login"),
         web.post("/auth/refresh", auth.refresh, name="auth_refresh"),
@@ -21,4 +23,20 @@ def routes() -> list[web.RouteDef]:
         ),
         web.get("/notices", notices.list_notices, name="notices"),
         web.post("/notices/subscriptions", subscriptions.report, name="notice_subscriptions"),
+        # 亲情账户
+        web.post("/me/realname", realname.realname, name="me_realname"),
+        web.get("/commitments/current", family.commitment_current, name="commitment_current"),
+        web.post("/family/precheck", family.precheck, name="family_precheck"),
+        web.post("/family/applications", family.create_application, name="family_apply"),
+        web.get("/family/applications", family.list_applications, name="family_applications"),
+        web.get(apps, family.get_application, name="family_application"),
+        web.post(apps + "/materials", family.upload_material, name="family_material_upload"),
+        web.get(apps + "/materials/{material_id}", family.get_material, name="family_material"),
+        web.post(apps + "/commitment", family.sign_commitment, name="family_commitment_sign"),
+        web.post(apps + "/submit", family.submit, name="family_submit"),
+        web.get("/family/members", family.list_members, name="family_members"),
+        web.delete(members, family.unbind, name="family_member_unbind"),
+        web.get(members + "/voucher", family.voucher, name="family_member_voucher"),
+        web.get(members + "/settlements", family.settlements, name="family_member_settlements"),
+        web.get(members + "/summary", family.summary, name="family_member_summary"),
     ]

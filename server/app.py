@@ -20,6 +20,8 @@ def create_app(settings: Settings) -> web.Application:
     """Build the whole service: resources, middlewares, and the sub-apps of each client."""
     from bot import bot_ctx, create_subapp as create_bot
     from miniapp_api import create_subapp as create_miniapp
+    from review_console import create_api_subapp as create_review_api
+    from review_console import create_page_subapp as create_review_page
     from institution_api import create_subapp as create_institution
 
     app = web.Application(
@@ -40,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.gateways_ctx,
             lifecycle.services_ctx,
             bot_ctx,
+            lifecycle.family_ctx,
         ]
     )
     if settings.server.demo_data:
@@ -55,6 +58,8 @@ def create_app(settings: Settings) -> web.Application:
     # The institution sub-app is registered before the mini-program one: its prefix is
     # the longer of the two and must win.
     app.add_subapp("/api/v1/institution", create_institution())
+    app.add_subapp("/api/v1/review", create_review_api())
     app.add_subapp("/api/v1", create_miniapp())
     app.add_subapp("/wechat", create_bot())
+    app.add_subapp("/review", create_review_page())
     return app

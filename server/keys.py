@@ -13,8 +13,12 @@ if TYPE_CHECKING:
     from bot.service import BotService
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
+    from server.domain.binding import BindingService
+    from server.domain.documents import DocumentBook
     from server.domain.policy import PolicyEngine
     from server.gateways.face import FaceGateway
+    from server.gateways.registry import RegistryGateway
+    from server.gateways.storage import LocalStorage
     from server.gateways.wechat import WeChatGateway
     from server.metrics import Metrics
     from server.settings import Settings
@@ -36,30 +40,41 @@ services_key = web.AppKey("services", dict)  # feature services registered by na
 # institution webhook: rows (short TTL) and decrypted secrets by (code, secret_enc), per process
 institution_directory_key = web.AppKey("institution_directory", object)
 bot_key = web.AppKey("bot", "BotService")  # the official-account bot (on the /wechat sub-app)
+# 亲情账户 (issue #3)
+registry_key = web.AppKey("registry", "RegistryGateway")
+storage_key = web.AppKey("storage", "LocalStorage")
+documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
+binding_key = web.AppKey("binding", "BindingService")
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
+reviewer_key = web.RequestKey("reviewer", str)
 institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
     "Any",
     "auth_key",
+    "binding_key",
     "bot_key",
+    "documents_key",
     "face_key",
     "fake_wechat_key",
     "http_key",
-    "institution_key",
     "institution_directory_key",
+    "institution_key",
     "metrics_key",
     "orm_key",
     "pii_key",
     "push_worker_key",
     "policy_key",
     "redis_key",
+    "registry_key",
     "request_id_key",
-    "user_id_key",
+    "reviewer_key",
     "services_key",
     "settings_key",
+    "storage_key",
+    "user_id_key",
     "wechat_key",
 ]

@@ -7,6 +7,7 @@ order, so a failed start never leaves a half-open resource behind.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
@@ -101,5 +102,32 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         redis=app[keys.redis_key],
         wechat=app[keys.wechat_key],
         pii=app[keys.pii_key],
+    )
+    yield
+
+
+async def family_ctx(app: web.Application) -> AsyncIterator[None]:
+    """亲情账户: registry gateway, material storage, 个人承诺书, the binding service."""
+    from server.domain.binding import BindingService, Limits
+    from server.domain.documents import DocumentBook
+    from server.gateways.registry import LocalRegistryGateway
+    from server.gateways.storage import LocalStorage
+
+    settings = app[keys.settings_key]
+    app[keys.registry_key] = LocalRegistryGateway(app[keys.pii_key])
+    family = settings.section("family")
+    storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
+    documents = DocumentBook.load("commitment")
+    app[keys.storage_key] = storage
+    app[keys.documents_key] = documents
+    app[keys.binding_key] = BindingService(
+        policy=app[keys.policy_key],
+        registry=app[keys.registry_key],
+        face=app[keys.face_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        storage=storage,
+        documents=documents,
+        limits=Limits.from_section(family),
     )
     yield

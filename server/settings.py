@@ -220,6 +220,9 @@ class Settings:
                 continue
             if not value or "demo" in value.lower() or "change-me" in value.lower():
                 problems.append(f"{name} is a demo or empty secret")
+        for name, token in self.section("review").get("reviewers", {}).items():
+            if len(str(token)) < 24 or "demo" in str(token).lower():
+                problems.append(f"review.reviewers.{name} is a demo or short token")
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
         if not self.wechat.api_base:
