@@ -326,8 +326,22 @@ class BindingContext:
     member_binders_now: frozenset[str] = frozenset()
 
 
+class _Blocked:
+    """What every decision says about its blockers (the first one is the one to record)."""
+
+    blocking: tuple[Blocker, ...]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(b.code for b in self.blocking)
+
+    @property
+    def failure(self) -> Blocker | None:
+        return self.blocking[0] if self.blocking else None
+
+
 @dataclass(frozen=True)
-class BindingDecision:
+class BindingDecision(_Blocked):
     """The answer for a binding attempt.
 
     ``ok`` means nothing blocks at this stage. ``blocking`` is ordered most fundamental
@@ -344,14 +358,6 @@ class BindingDecision:
     review_required: bool
     minor: bool
     policy_sources: dict[str, str]
-
-    @property
-    def codes(self) -> tuple[str, ...]:
-        return tuple(b.code for b in self.blocking)
-
-    @property
-    def failure(self) -> Blocker | None:
-        return self.blocking[0] if self.blocking else None
 
 
 @dataclass(frozen=True)
@@ -385,20 +391,12 @@ class AuthorizationContext:
 
 
 @dataclass(frozen=True)
-class AuthorizationDecision:
+class AuthorizationDecision(_Blocked):
     ok: bool
     blocking: tuple[Blocker, ...]
     cross_province: bool
     quota_required: bool
     policy_sources: dict[str, str]
-
-    @property
-    def codes(self) -> tuple[str, ...]:
-        return tuple(b.code for b in self.blocking)
-
-    @property
-    def failure(self) -> Blocker | None:
-        return self.blocking[0] if self.blocking else None
 
 
 @dataclass(frozen=True)
