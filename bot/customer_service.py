@@ -10,9 +10,9 @@ so every process sees the same quota; a send first takes one unit atomically.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatError, WeChatGateway
 
 __all__ = ["CustomerService", "WINDOW_SECONDS", "QUOTA"]
@@ -38,11 +38,11 @@ class CustomerService:
         self,
         redis: Any,
         gateway: WeChatGateway,
-        access_token: Callable[..., Awaitable[str]],
+        tokens: TokenCache,
     ) -> None:
         self._redis = redis
         self._gateway = gateway
-        self._access_token = access_token
+        self._tokens = tokens
 
     @staticmethod
     def key(openid: str) -> str:
@@ -61,13 +61,14 @@ class CustomerService:
             why = "no window" if taken == -1 else "quota used"
             log.info("customer-service message not sent: %s", why)
             return False
+        token = await self._tokens.get()
         for attempt in range(2):
             try:
-                token = await self._access_token(force_refresh=attempt > 0)
                 await self._gateway.send_custom_text(token, openid=openid, content=text)
                 return True
             except WeChatError as exc:
                 if exc.token_invalid and attempt == 0:
+                    token = await self._tokens.invalidate(token)  # one retry, shared refresh
                     continue
                 if exc.errcode == 45015:  # window closed (or unsubscribed): stop trying
                     await self._redis.delete(key)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -38,6 +37,7 @@ from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
 from bot.webhook import Codec
 from server.domain.pii import PiiCipher
+from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
 from server.settings import Settings
 
@@ -156,13 +156,14 @@ class BotService:
         # pure, so its result is cached per exact text.
         self.match = functools.lru_cache(maxsize=4096)(kb.match)
         self.dialogue = Dialogue(redis, kb, ttl_seconds=config.dialogue_ttl_seconds)
+        # the official account's token is shared with the push workers (one per app, in
+        # Redis, forced refreshes budgeted): this process never forces a refresh itself
+        self.tokens = TokenCache(redis, wechat, "oa") if wechat is not None else None
         self.customer_service = (
-            CustomerService(redis, wechat, self.access_token) if wechat is not None else None
+            CustomerService(redis, wechat, self.tokens) if wechat is not None and self.tokens else None
         )
         self.batch = RedisBatcher(redis)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._token: tuple[str, float] | None = None
-        self._token_lock = asyncio.Lock()
 
     @classmethod
     def from_settings(
@@ -309,15 +310,11 @@ class BotService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.batch.close()
+        if self.tokens is not None:
+            await self.tokens.close()
 
-    async def access_token(self, *, force_refresh: bool = False) -> str:
-        """The official account's access token (stable_token, cached until 5 min before expiry)."""
-        if self.wechat is None:
+    async def access_token(self) -> str:
+        """The official account's access token (the shared TokenCache)."""
+        if self.tokens is None:
             raise RuntimeError("no WeChat gateway configured")
-        async with self._token_lock:
-            now = time.monotonic()
-            if not force_refresh and self._token is not None and self._token[1] > now:
-                return self._token[0]
-            token = await self.wechat.stable_token("oa", force_refresh=force_refresh)
-            self._token = (token.token, now + max(token.expires_in - 300, 60))
-            return token.token
+        return await self.tokens.get()

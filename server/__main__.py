@@ -137,11 +137,8 @@ def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        from server.worker import main as worker_main
-    except ImportError:
-        print("the notice worker is not available in this build", file=sys.stderr)
-        return 2
+    from server.worker import main as worker_main
+
     return int(run(lambda: worker_main(settings, concurrency=args.concurrency)) or 0)
 
 

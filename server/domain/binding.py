@@ -64,6 +64,7 @@ from server.domain.queries import Compiled
 from server.domain.registry import id_hash, name_hash
 from server.gateways.face import FaceGateway
 from server.gateways.registry import Match, RegistryGateway, RegistryRecord, match
+from server.ratelimit import hit as _hit
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -120,34 +121,6 @@ class Limits:
             vouchers=pair("vouchers", d.vouchers),
             max_material_bytes=int(section.get("max_material_bytes", d.max_material_bytes)),
         )
-
-
-async def rate_hit(redis: Redis, key: str, *, limit: int, per_seconds: int) -> None:
-    """Fixed-window counter: the ``limit``+1-th hit in a window is 429 with Retry-After.
-
-    Local helper until ``server.ratelimit.hit`` (push branch) lands; same signature.
-    """
-    key = f"rl:{key}"
-    pipe = redis.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.ttl(key)
-    count, ttl = await pipe.execute()
-    if ttl is None or int(ttl) < 0:
-        await redis.expire(key, per_seconds)
-        ttl = per_seconds
-    if int(count) > limit:
-        raise DomainError(
-            "RATE_LIMITED",
-            "操作过于频繁,请稍后再试",
-            429,
-            headers={"Retry-After": str(max(int(ttl), 1))},
-        )
-
-
-try:  # the shared helper once the push branch is merged; the local one until then
-    from server.ratelimit import hit as _hit  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the merge order
-    _hit = rate_hit
 
 
 def iso(dt: datetime | None) -> str | None:
