@@ -15,6 +15,7 @@ from server import keys
 from server.domain import settlements
 from server.domain.errors import DomainError
 from server.openapi import endpoint
+from server.responses import json_response
 
 TAGS = ("institution",)
 
@@ -39,7 +40,7 @@ async def verify_voucher(request: web.Request, body: VoucherVerifyIn) -> web.Res
         redis=request.config_dict[keys.redis_key],
         pii=request.config_dict[keys.pii_key],
     )
-    return web.json_response(out)
+    return json_response(out)
 
 
 @endpoint(
@@ -61,7 +62,7 @@ async def create_settlement(request: web.Request, body: SettlementIn) -> web.Res
         pii=request.config_dict[keys.pii_key],
         policy=request.config_dict[keys.policy_key],
     )
-    return web.json_response(result.body, status=201 if result.created else 200)
+    return json_response(result.body, status=201 if result.created else 200)
 
 
 @endpoint(
@@ -84,4 +85,4 @@ async def reverse_settlement(request: web.Request, body: ReversalIn) -> web.Resp
     out = await settlements.reverse(
         setl_id=setl_id, reason=body.reason, institution=_institution(request)
     )
-    return web.json_response(out)
+    return json_response(out)

@@ -12,6 +12,7 @@ from server import keys
 from server.domain import review
 from server.domain.errors import DomainError
 from server.openapi import endpoint
+from server.responses import json_response
 
 PAGE = Path(__file__).with_name("console.html")
 
@@ -34,13 +35,13 @@ async def list_applications(request: web.Request, query: ListQuery) -> web.Respo
     out = await review.list_applications(
         pii=request.config_dict[keys.pii_key], state=query.state, limit=query.limit, offset=query.offset
     )
-    return web.json_response(out)
+    return json_response(out)
 
 
 @endpoint(summary="申请详情(审核员可见完整信息)", auth="reviewer", tags=("review",))
 async def get_application(request: web.Request) -> web.Response:
     out = await review.application_detail(request.match_info["application_id"], pii=request.config_dict[keys.pii_key])
-    return web.json_response(out)
+    return json_response(out)
 
 
 @endpoint(summary="查看材料(已去除元数据)", auth="reviewer", tags=("review",))
@@ -66,12 +67,12 @@ async def decide(request: web.Request, body: DecisionIn) -> web.Response:
         approve=body.decision == "approve",
         detail=body.reason,
     )
-    return web.json_response(out)
+    return json_response(out)
 
 
 @endpoint(summary="推送队列概况", auth="reviewer", tags=("review",))
 async def notice_queue(request: web.Request) -> web.Response:
-    return web.json_response(await review.notice_queue())
+    return json_response(await review.notice_queue())
 
 
 async def console_page(request: web.Request) -> web.FileResponse:

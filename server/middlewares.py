@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from server import keys
 from server.domain.errors import DomainError
+from server.responses import dumps, json_response
 
 log = logging.getLogger("server.access")
 errlog = logging.getLogger("server.errors")
@@ -38,11 +38,7 @@ def error_response(
     body: dict[str, object] = {"code": code, "message": message, **extra}
     if request_id:
         body["request_id"] = request_id
-    return web.json_response({"error": body}, status=status, dumps=_dumps)
-
-
-def _dumps(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return json_response({"error": body}, status=status)
 
 
 @web.middleware
@@ -73,7 +69,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s",
-                _dumps(
+                dumps(
                     {
                         "rid": rid,
                         "method": request.method,
@@ -101,7 +97,7 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except DomainError as err:
-        resp = web.json_response(err.to_body(), status=err.status, dumps=_dumps)
+        resp = json_response(err.to_body(), status=err.status)
         resp.headers.update(err.headers)
         return resp
     except web.HTTPException as exc:

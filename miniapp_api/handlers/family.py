@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +27,7 @@ from server import keys
 from server.domain.binding import BindingService
 from server.domain.errors import DomainError
 from server.openapi import endpoint
+from server.responses import json_response
 
 TAGS = ("family",)
 SUBMIT_ERRORS = (
@@ -54,13 +54,11 @@ def _service(request: web.Request) -> BindingService:
     return request.config_dict[keys.binding_key]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 @endpoint(summary="个人承诺书(当前版本)", response=CommitmentOut, tags=TAGS)
 async def commitment_current(request: web.Request) -> web.Response:
-    return _json(_service(request).current_commitment())
+    return json_response(_service(request).current_commitment())
 
 
 @endpoint(
@@ -78,7 +76,7 @@ async def precheck(request: web.Request, body: PrecheckIn) -> web.Response:
         id_number=body.id_number,
         relationship=body.relationship,
     )
-    return _json(out)
+    return json_response(out)
 
 
 @endpoint(
@@ -99,12 +97,12 @@ async def create_application(request: web.Request, body: ApplicationIn) -> web.R
         phone=body.phone,
         reason=body.reason,
     )
-    return _json(out, status=201)
+    return json_response(out, status=201)
 
 
 @endpoint(summary="我的绑定申请", response=ApplicationListOut, tags=TAGS)
 async def list_applications(request: web.Request) -> web.Response:
-    return _json({"items": await _service(request).list_applications(request[keys.user_id_key])})
+    return json_response({"items": await _service(request).list_applications(request[keys.user_id_key])})
 
 
 @endpoint(summary="绑定申请详情", response=ApplicationOut, tags=TAGS)
@@ -112,7 +110,7 @@ async def get_application(request: web.Request) -> web.Response:
     out = await _service(request).get_application(
         request[keys.user_id_key], request.match_info["id"]
     )
-    return _json(out)
+    return json_response(out)
 
 
 @endpoint(
@@ -164,7 +162,7 @@ async def upload_material(request: web.Request) -> web.Response:
             "VALIDATION_FAILED", "请选择要上传的文件", 422, fields={"file": "REQUIRED"}
         )
     out = await service.attach_material(user_id, app_id, kind=kind, stored=stored)
-    return _json(out, status=201)
+    return json_response(out, status=201)
 
 
 @endpoint(summary="查看本人上传的材料(已去除元数据)", tags=TAGS)
@@ -197,7 +195,7 @@ async def sign_commitment(request: web.Request, body: CommitmentSignIn) -> web.R
         ip=request.remote,
         user_agent=request.headers.get("User-Agent"),
     )
-    return _json(out, status=201)
+    return json_response(out, status=201)
 
 
 @endpoint(
@@ -209,12 +207,12 @@ async def submit(request: web.Request, body: SubmitIn) -> web.Response:
         request.match_info["id"],
         member_face_token=body.member_face_token,
     )
-    return _json(out)
+    return json_response(out)
 
 
 @endpoint(summary="我的家庭成员", response=MemberListOut, tags=TAGS)
 async def list_members(request: web.Request) -> web.Response:
-    return _json({"items": await _service(request).list_members(request[keys.user_id_key])})
+    return json_response({"items": await _service(request).list_members(request[keys.user_id_key])})
 
 
 @endpoint(summary="解除绑定", status=204, tags=TAGS, errors=("BINDING_NOT_ACTIVE",))
@@ -233,7 +231,7 @@ async def voucher(request: web.Request) -> web.Response:
     out = await _service(request).voucher(
         request[keys.user_id_key], request.match_info["binding_id"]
     )
-    return _json(out, status=200)
+    return json_response(out, status=200)
 
 
 @endpoint(summary="家人的结算记录", query=YearQuery, response=SettlementListOut, tags=TAGS)
@@ -241,7 +239,7 @@ async def settlements(request: web.Request, query: YearQuery) -> web.Response:
     out = await _service(request).settlements(
         request[keys.user_id_key], request.match_info["binding_id"], query.year
     )
-    return _json(out)
+    return json_response(out)
 
 
 @endpoint(summary="家人的年度汇总、余额和参保状态", query=YearQuery, response=SummaryOut, tags=TAGS)
@@ -249,4 +247,4 @@ async def summary(request: web.Request, query: YearQuery) -> web.Response:
     out = await _service(request).summary(
         request[keys.user_id_key], request.match_info["binding_id"], query.year
     )
-    return _json(out)
+    return json_response(out)

@@ -13,13 +13,14 @@ from miniapp_api.schemas import (
 from server import keys
 from server.domain import mutual_aid
 from server.openapi import endpoint
+from server.responses import json_response
 
 TAGS = ("mutual_aid",)
 
 
 @endpoint(summary="共济绑定告知书", response=MutualAidNoticeOut, tags=TAGS)
 async def get_notice(request: web.Request) -> web.Response:
-    return web.json_response(mutual_aid.current_notice().as_dict())
+    return json_response(mutual_aid.current_notice().as_dict())
 
 
 @endpoint(
@@ -62,7 +63,7 @@ async def create_authorization(request: web.Request, body: AuthorizationCreate) 
         pii=request.config_dict[keys.pii_key],
         policy=request.config_dict[keys.policy_key],
     )
-    return web.json_response(out, status=201)
+    return json_response(out, status=201)
 
 
 @endpoint(summary="我的共济授权", response=AuthorizationList, tags=TAGS)
@@ -72,7 +73,7 @@ async def list_authorizations(request: web.Request) -> web.Response:
         pii=request.config_dict[keys.pii_key],
         policy=request.config_dict[keys.policy_key],
     )
-    return web.json_response(out)
+    return json_response(out)
 
 
 @endpoint(

@@ -8,6 +8,7 @@ from miniapp_api.schemas import MeOut, RealnameIn
 from server import keys
 from server.domain.realname import verify_realname
 from server.openapi import endpoint
+from server.responses import json_response
 
 
 @endpoint(
@@ -37,4 +38,4 @@ async def realname(request: web.Request, body: RealnameIn) -> web.Response:
         pii=request.config_dict[keys.pii_key],
         today=service.today(),
     )
-    return web.json_response(out)
+    return json_response(out)

@@ -9,6 +9,7 @@ from server import keys
 from server.domain.delivery import PushConfig, record_subscription_results
 from server.openapi import endpoint
 from server.ratelimit import hit
+from server.responses import json_response
 
 
 class SubscriptionResultsIn(BaseModel):
@@ -43,4 +44,4 @@ async def report(request: web.Request, body: SubscriptionResultsIn) -> web.Respo
     grants, ignored = await record_subscription_results(
         user_id=user_id, results=body.results, config=config
     )
-    return web.json_response({"grants": grants, "ignored": ignored})
+    return json_response({"grants": grants, "ignored": ignored})
