@@ -39,4 +39,6 @@ def routes() -> list[web.RouteDef]:
         web.get(members + "/voucher", family.voucher, name="family_member_voucher"),
         web.get(members + "/settlements", family.settlements, name="family_member_settlements"),
         web.get(members + "/summary", family.summary, name="family_member_summary"),
+        web.get("/family/binders", family.list_binders, name="family_binders"),
+        web.delete("/family/binders/{binding_id}", family.unbind_as_member, name="family_binder_unbind"),
     ]

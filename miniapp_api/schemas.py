@@ -273,6 +273,21 @@ class MemberListOut(BaseModel):
     items: list[MemberOut]
 
 
+class BinderBrief(BaseModel):
+    name: str | None = Field(None, description="绑定人脱敏姓名")
+
+
+class BinderOut(BaseModel):
+    id: str = Field(description="绑定关系 id")
+    relationship: str = Field(description="您是绑定人的什么人")
+    binder: BinderBrief
+    bound_at: str | None
+
+
+class BinderListOut(BaseModel):
+    items: list[BinderOut]
+
+
 class VoucherOut(BaseModel):
     qr_token: str
     expires_at: str

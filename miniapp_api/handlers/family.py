@@ -10,6 +10,7 @@ from miniapp_api.schemas import (
     ApplicationIn,
     ApplicationListOut,
     ApplicationOut,
+    BinderListOut,
     CommitmentOut,
     CommitmentSignIn,
     MaterialOut,
@@ -218,6 +219,17 @@ async def list_members(request: web.Request) -> web.Response:
 @endpoint(summary="解除绑定", status=204, tags=TAGS, errors=("BINDING_NOT_ACTIVE",))
 async def unbind(request: web.Request) -> web.Response:
     await _service(request).unbind(request[keys.user_id_key], request.match_info["binding_id"])
+    return web.Response(status=204)
+
+
+@endpoint(summary="谁绑定了我(被绑定人视角)", response=BinderListOut, tags=TAGS, errors=("REALNAME_REQUIRED",))
+async def list_binders(request: web.Request) -> web.Response:
+    return json_response({"items": await _service(request).list_binders(request[keys.user_id_key])})
+
+
+@endpoint(summary="被绑定人解除绑定", status=204, tags=TAGS, errors=("BINDING_NOT_ACTIVE", "REALNAME_REQUIRED"))
+async def unbind_as_member(request: web.Request) -> web.Response:
+    await _service(request).unbind(request[keys.user_id_key], request.match_info["binding_id"], as_member=True)
     return web.Response(status=204)
 
 

@@ -967,27 +967,61 @@ class BindingService:
         _, rows = await conn.execute_query(self._MEMBERS_SQL.format(placeholder), [user_id])
         return [self._member_row(*tuple(r)) for r in rows]
 
-    async def unbind(self, user_id: int, binding_id: str) -> None:
-        """The binder ends a binding. The member's monthly slot stays taken until next
-        month unless the policy says otherwise (SPEC.md binders per member)."""
+    async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> None:
+        """End a binding: the binder (``DELETE /family/members/{id}``) or the member
+        themselves (``DELETE /family/binders/{id}``) — SPEC.md "binder or member can
+        unbind". The member's monthly slot stays taken until next month unless the policy
+        says otherwise (SPEC.md binders per member)."""
         now = self.clock()
         async with in_transaction():
             bid = _uuid(binding_id, "家庭成员")
-            binding = await Binding.filter(id=bid, binder_id=user_id).select_for_update().first()
+            q = Binding.filter(id=bid)
+            if as_member:
+                person_id = await self._own_person(user_id)
+                q, actor = q.filter(member_id=person_id), f"member:user:{user_id}"
+            else:
+                q, actor = q.filter(binder_id=user_id), f"user:{user_id}"
+            binding = await q.select_for_update().first()
             if binding is None:
-                raise _not_found("家庭成员")
+                raise _not_found("绑定关系" if as_member else "家庭成员")
             if binding.state != "active":
-                raise DomainError("BINDING_NOT_ACTIVE", "该家庭成员已解除绑定", 409)
-            binding.state, binding.unbound_at, binding.unbound_by = (
-                "unbound",
-                now,
-                f"user:{user_id}",
-            )
+                raise DomainError("BINDING_NOT_ACTIVE", "该绑定关系已解除", 409)
+            binding.state, binding.unbound_at, binding.unbound_by = "unbound", now, actor
             await binding.save(update_fields=["state", "unbound_at", "unbound_by"])
             if binding.application_id is not None:
                 app = await Application.get(id=binding.application_id)
-                await transition(app, "unbound", actor=f"user:{user_id}")
+                await transition(app, "unbound", actor=actor)
                 await app.save(update_fields=["state", "updated_at"])
+
+    @staticmethod
+    async def _own_person(user_id: int) -> int:
+        """The insured person this user is (known once real-name verified)."""
+        user = await User.get_or_none(id=user_id).only("id", "person_id", "realname_verified")
+        if user is None or not user.realname_verified or user.person_id is None:
+            raise DomainError("REALNAME_REQUIRED", "请先完成实名认证,再查看或解除绑定您的家人", 403)
+        return int(user.person_id)
+
+    async def list_binders(self, user_id: int) -> list[dict[str, Any]]:
+        """Who holds an effective binding to me (the member's view), newest first."""
+        person_id = await self._own_person(user_id)
+        rows = (
+            await Binding.filter(member_id=person_id, state="active")
+            .select_related("binder")
+            .order_by("-bound_at")
+        )
+        return [
+            {
+                "id": str(b.id),
+                "relationship": b.relationship,
+                "binder": {
+                    "name": mask_name(self.pii.decrypt(b.binder.name_enc, purpose="name"))
+                    if b.binder.name_enc
+                    else None
+                },
+                "bound_at": iso(b.bound_at),
+            }
+            for b in rows
+        ]
 
     async def voucher(self, user_id: int, binding_id: str) -> dict[str, Any]:
         """The member's dynamic 医保码: single use, 60 s; it always pays as the member."""
