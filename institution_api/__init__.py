@@ -5,9 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from institution_api.routes import routes
+from institution_api.signing import InstitutionDirectory, verify_signature
+from server import keys
 
 
 def create_subapp() -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[verify_signature])
+    app[keys.institution_directory_key] = InstitutionDirectory()
     app.add_routes(routes())
     return app

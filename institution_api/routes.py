@@ -1,9 +1,19 @@
-"""Institution routes, one named line each."""
+"""Institution routes, one named line each (all signed: see institution_api.signing)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from institution_api import handlers
+
 
 def routes() -> list[web.RouteDef]:
-    return []
+    return [
+        web.post("/vouchers/verify", handlers.verify_voucher, name="institution_voucher_verify"),
+        web.post("/settlements", handlers.create_settlement, name="institution_settlements"),
+        web.post(
+            "/settlements/{setl_id}/reversal",
+            handlers.reverse_settlement,
+            name="institution_reversal",
+        ),
+    ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from server.domain.identity import ID_TYPES
 
 
 class In(BaseModel):
@@ -44,3 +48,259 @@ class MeOut(BaseModel):
     name: str | None = Field(None, description="脱敏姓名")
     id_number: str | None = Field(None, description="脱敏证件号")
     insurance: InsuranceOut | None = None
+
+
+# --- 家庭共济 (mutual aid) and notices ------------------------------------------------
+
+
+class MutualAidNoticeOut(BaseModel):
+    version: str
+    title: str
+    text: str
+    sha256: str = Field(description="text 的 UTF-8 SHA-256(十六进制),授权时原样提交")
+
+
+class AuthorizationCreate(In):
+    name: str = Field(min_length=1, max_length=50, description="被授权人姓名")
+    id_type: str = Field(min_length=1, max_length=32)
+    id_number: str = Field(min_length=1, max_length=32)
+    relationship: str = Field(min_length=1, max_length=16, description="被授权人是授权人的:spouse/parent/child/...")
+    notice_version: str = Field(max_length=32, description="已阅读同意的告知书版本")
+    notice_sha256: str = Field(max_length=64, description="已阅读同意的告知书 sha256")
+    quota_fen: int | None = Field(None, gt=0, le=10**11, description="跨省共济额度(分),仅跨省时需要")
+
+
+class PersonBrief(BaseModel):
+    name: str = Field(description="脱敏姓名")
+    id_number: str = Field(description="脱敏证件号")
+    region_code: str
+
+
+class AuthorizationPublic(BaseModel):
+    id: str
+    member: PersonBrief
+    relationship: str
+    state: str
+    cross_province: bool
+    quota_fen: int | None = None
+    quota_remaining_fen: int | None = None
+    notice_version: str
+    created_at: str
+    revocable_from: str = Field(description="可解除日期(当地解绑限制)")
+
+
+class ReceivedAuthorization(BaseModel):
+    id: str
+    authorizer: PersonBrief
+    relationship: str
+    created_at: str
+
+
+class AuthorizationList(BaseModel):
+    items: list[AuthorizationPublic]
+    received: list[ReceivedAuthorization] = Field(description="授权给我的共济关系")
+
+
+class NoticesQuery(In):
+    limit: int = Field(50, ge=1, le=200)
+
+
+class NoticePublic(BaseModel):
+    id: str
+    kind: str
+    state: str
+    title: str
+    created_at: str
+    data: dict[str, object]
+    sent_at: str | None = None
+    reason: str | None = None
+    errcode: int | None = None
+
+
+class NoticeList(BaseModel):
+    items: list[NoticePublic]
+# -- 亲情账户 (issue #3) -------------------------------------------------------------
+
+# API.md id_type values, from the one list in server.domain.identity
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+Name = Annotated[str, Field(min_length=1, max_length=50, description="姓名(与证件一致)")]
+IdNumber = Annotated[str, Field(min_length=1, max_length=32, description="证件号码")]
+# Any short word: the policy answers RELATIONSHIP_NOT_ALLOWED for one it does not allow.
+Relationship = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z_]{1,16}$",
+        description="被绑定人是绑定人的: spouse 配偶 / parent 父母 / child 子女",
+    ),
+]
+
+
+class RealnameIn(In):
+    name: Name
+    id_type: IdType
+    id_number: IdNumber
+    face_token: str = Field(min_length=1, max_length=256, description="人脸核身结果凭证")
+
+
+class PrecheckIn(In):
+    name: Name
+    id_type: IdType
+    id_number: IdNumber
+    relationship: Relationship
+
+
+class ApplicationIn(PrecheckIn):
+    phone: str | None = Field(None, pattern=r"^1[3-9]\d{9}$", description="被绑定人手机号")
+    reason: str | None = Field(
+        None, max_length=200, description="申请原因(默认:为了方便家人代办医保业务)"
+    )
+
+
+class CommitmentSignIn(In):
+    version: str = Field(min_length=1, max_length=32)
+    sha256: str = Field(
+        pattern=r"^[0-9a-fA-F]{64}$", description="所阅读的承诺书全文的 SHA-256"
+    )
+    signature_image: str | None = Field(
+        None, max_length=700_000, description="手写签名图片(PNG/JPEG,base64,可选)"
+    )
+
+
+class SubmitIn(In):
+    member_face_token: str | None = Field(
+        None, max_length=256, description="被绑定人人脸核身凭证(16周岁及以上)"
+    )
+
+
+class YearQuery(In):
+    year: int | None = Field(None, ge=2000, le=2100)
+
+
+class Blocking(BaseModel):
+    code: str
+    message: str
+    fix: str
+
+
+class RequiredMaterial(BaseModel):
+    kinds: list[str] = Field(description="其中任一种即可")
+    label: str
+
+
+class PrecheckOut(BaseModel):
+    ok: bool
+    blocking: list[Blocking]
+    required_materials: list[RequiredMaterial]
+    face_check_required: bool
+    review_required: bool
+
+
+class MaskedPerson(BaseModel):
+    name: str
+    id_type: str | None = None
+    id_number: str
+
+
+class MaterialOut(BaseModel):
+    id: str
+    kind: str
+    label: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: str | None
+
+
+class SignatureOut(BaseModel):
+    version: str
+    sha256: str
+    signed_at: str | None
+    signature_image: bool
+
+
+class Failure(BaseModel):
+    code: str
+    message: str | None
+    fix: str
+
+
+class ApplicationOut(BaseModel):
+    id: str
+    state: str
+    relationship: str
+    relationship_label: str
+    member: MaskedPerson
+    reason: str
+    failure: Failure | None = None
+    materials: list[MaterialOut] = []
+    commitment: SignatureOut | None = None
+    binding_id: str | None = None
+    created_at: str | None
+    submitted_at: str | None
+    decided_at: str | None
+
+
+class ApplicationListOut(BaseModel):
+    items: list[ApplicationOut]
+
+
+class CommitmentOut(BaseModel):
+    version: str
+    title: str
+    text: str
+    sha256: str
+    published_at: str | None = None
+
+
+class MemberInsurance(BaseModel):
+    insurance_type: str
+    region_code: str
+    status: str
+    voucher_activated: bool
+
+
+class MemberOut(BaseModel):
+    id: str = Field(description="binding_id")
+    state: str
+    relationship: str
+    relationship_label: str
+    member: MaskedPerson
+    insurance: MemberInsurance
+    bound_at: str | None
+
+
+class MemberListOut(BaseModel):
+    items: list[MemberOut]
+
+
+class BinderBrief(BaseModel):
+    name: str | None = Field(None, description="绑定人脱敏姓名")
+
+
+class BinderOut(BaseModel):
+    id: str = Field(description="绑定关系 id")
+    relationship: str = Field(description="您是绑定人的什么人")
+    binder: BinderBrief
+    bound_at: str | None
+
+
+class BinderListOut(BaseModel):
+    items: list[BinderOut]
+
+
+class VoucherOut(BaseModel):
+    qr_token: str
+    expires_at: str
+    ttl_seconds: int
+
+
+class SettlementListOut(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+
+
+class SummaryOut(BaseModel):
+    year: int
+    balance: int | None = Field(None, description="个人账户余额(分)")
+    member: MaskedPerson
+    insurance: MemberInsurance

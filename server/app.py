@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the whole service: resources, middlewares, and the sub-apps of each client."""
-    from bot import create_subapp as create_bot
+    from bot import bot_ctx, create_subapp as create_bot
     from miniapp_api import create_subapp as create_miniapp
+    from review_console import create_api_subapp as create_review_api
+    from review_console import create_page_subapp as create_review_page
     from institution_api import create_subapp as create_institution
 
     app = web.Application(
@@ -39,17 +41,25 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.http_ctx,
             lifecycle.gateways_ctx,
             lifecycle.services_ctx,
+            bot_ctx,
+            lifecycle.family_ctx,
         ]
     )
     if settings.server.demo_data:
         from server.demo import demo_data_ctx
 
         app.cleanup_ctx.append(demo_data_ctx)
+    if settings.server.run_worker:
+        from server.worker import worker_ctx
+
+        app.cleanup_ctx.append(worker_ctx)  # notice delivery in-process (README "Push delivery")
 
     app.add_routes(ops_routes())
     # The institution sub-app is registered before the mini-program one: its prefix is
     # the longer of the two and must win.
     app.add_subapp("/api/v1/institution", create_institution())
+    app.add_subapp("/api/v1/review", create_review_api())
     app.add_subapp("/api/v1", create_miniapp())
     app.add_subapp("/wechat", create_bot())
+    app.add_subapp("/review", create_review_page())
     return app

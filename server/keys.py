@@ -10,12 +10,19 @@ from aiohttp import web
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from bot.service import BotService
     from server.domain.auth import AuthService
     from server.domain.pii import PiiCipher
+    from server.domain.binding import BindingService
+    from server.domain.documents import DocumentBook
+    from server.domain.policy import PolicyEngine
     from server.gateways.face import FaceGateway
+    from server.gateways.registry import RegistryGateway
+    from server.gateways.storage import LocalStorage
     from server.gateways.wechat import WeChatGateway
     from server.metrics import Metrics
     from server.settings import Settings
+    from server.worker import Worker
 
 settings_key = web.AppKey("settings", "Settings")
 redis_key = web.AppKey("redis", "Redis[Any]")
@@ -27,25 +34,47 @@ pii_key = web.AppKey("pii", "PiiCipher")
 auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
 fake_wechat_key = web.AppKey("fake_wechat", object)  # FakeWeChatState when running embedded
+push_worker_key = web.AppKey("push_worker", "Worker")  # the delivery loop (embedded / worker process)
+policy_key = web.AppKey("policy", "PolicyEngine")  # config/policy.toml, loaded once
 services_key = web.AppKey("services", dict)  # feature services registered by name (see app.py)
+# institution webhook: rows (short TTL) and decrypted secrets by (code, secret_enc), per process
+institution_directory_key = web.AppKey("institution_directory", object)
+bot_key = web.AppKey("bot", "BotService")  # the official-account bot (on the /wechat sub-app)
+# 亲情账户 (issue #3)
+registry_key = web.AppKey("registry", "RegistryGateway")
+storage_key = web.AppKey("storage", "LocalStorage")
+documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
+binding_key = web.AppKey("binding", "BindingService")
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
+reviewer_key = web.RequestKey("reviewer", str)
+institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
     "Any",
     "auth_key",
+    "binding_key",
+    "bot_key",
+    "documents_key",
     "face_key",
     "fake_wechat_key",
     "http_key",
+    "institution_directory_key",
+    "institution_key",
     "metrics_key",
     "orm_key",
     "pii_key",
+    "push_worker_key",
+    "policy_key",
     "redis_key",
+    "registry_key",
     "request_id_key",
-    "user_id_key",
+    "reviewer_key",
     "services_key",
     "settings_key",
+    "storage_key",
+    "user_id_key",
     "wechat_key",
 ]

@@ -7,6 +7,7 @@ order, so a failed start never leaves a half-open resource behind.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
@@ -76,14 +77,8 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.fake_wechat_key] = state
         log.info("WECHAT_API_BASE unset: fake WeChat API serving at %s", api_base)
     session = app[keys.http_key]
-    app[keys.wechat_key] = WeChatGateway(
-        session,
-        api_base=api_base,
-        mp_appid=settings.wechat.mp_appid,
-        mp_secret=settings.wechat.mp_secret,
-        oa_appid=settings.wechat.oa_appid,
-        oa_secret=settings.wechat.oa_secret,
-        timeout=settings.wechat.timeout_seconds,
+    app[keys.wechat_key] = WeChatGateway.from_settings(
+        session, settings.wechat, api_base=api_base
     )
     app[keys.face_key] = (
         HttpFaceGateway(session, settings.face.api_base) if settings.face.api_base else FakeFaceGateway()
@@ -96,8 +91,12 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Domain services that need the resources above."""
     from server.domain.auth import REVOCATION_CACHE_SECONDS, AuthService
+    from server.domain.policy import DEFAULT_POLICY_PATH, PolicyEngine
 
     settings = app[keys.settings_key]
+    # the one policy engine (config/policy.toml, or [policy] file): 共济 and binding rules
+    policy_file = settings.section("policy").get("file") or DEFAULT_POLICY_PATH
+    app[keys.policy_key] = PolicyEngine.from_file(policy_file)
     app[keys.auth_key] = AuthService(
         jwt_settings=settings.jwt,
         redis=app[keys.redis_key],
@@ -106,5 +105,32 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         revocation_cache_seconds=float(
             settings.section("auth").get("revocation_cache_seconds", REVOCATION_CACHE_SECONDS)
         ),
+    )
+    yield
+
+
+async def family_ctx(app: web.Application) -> AsyncIterator[None]:
+    """亲情账户: registry gateway, material storage, 个人承诺书, the binding service."""
+    from server.domain.binding import BindingService, Limits
+    from server.domain.documents import DocumentBook
+    from server.gateways.registry import LocalRegistryGateway
+    from server.gateways.storage import LocalStorage
+
+    settings = app[keys.settings_key]
+    app[keys.registry_key] = LocalRegistryGateway(app[keys.pii_key])
+    family = settings.section("family")
+    storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
+    documents = DocumentBook.load("commitment")
+    app[keys.storage_key] = storage
+    app[keys.documents_key] = documents
+    app[keys.binding_key] = BindingService(
+        policy=app[keys.policy_key],
+        registry=app[keys.registry_key],
+        face=app[keys.face_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        storage=storage,
+        documents=documents,
+        limits=Limits.from_section(family),
     )
     yield

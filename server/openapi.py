@@ -31,7 +31,7 @@ class EndpointSpec:
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
-    auth: bool = True
+    auth: bool | str = True  # True: mini-program user, "reviewer": reviewer token, False: none
     tags: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     content_type: str | None = None  # e.g. "multipart/form-data" for uploads (not parsed here)
@@ -48,7 +48,7 @@ def endpoint(
     query: type[BaseModel] | None = None,
     response: type[BaseModel] | None = None,
     status: int = 200,
-    auth: bool = True,
+    auth: bool | str = True,
     tags: tuple[str, ...] = (),
     errors: tuple[str, ...] = (),
     content_type: str | None = None,
@@ -58,7 +58,9 @@ def endpoint(
     def decorate(fn: Callable[..., Awaitable[web.StreamResponse]]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(fn)
         async def wrapper(request: web.Request) -> web.StreamResponse:
-            if spec.auth:
+            if spec.auth == "reviewer":
+                authenticate_reviewer(request)
+            elif spec.auth:
                 await authenticate(request)
             kwargs: dict[str, Any] = {}
             if spec.body is not None:
@@ -83,6 +85,19 @@ async def authenticate(request: web.Request) -> int:
     user_id = await auth.verify_access(token.strip())
     request[keys.user_id_key] = user_id
     return user_id
+
+
+def authenticate_reviewer(request: web.Request) -> str:
+    """Reviewer console calls carry ``Authorization: Bearer <reviewer token>`` (config [review])."""
+    import hmac
+
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    reviewers = request.config_dict[keys.settings_key].section("review").get("reviewers", {})
+    for name, expected in reviewers.items():
+        if scheme.lower() == "bearer" and token and hmac.compare_digest(token.strip(), str(expected)):
+            request[keys.reviewer_key] = name
+            return name
+    raise DomainError("UNAUTHORIZED", "请使用审核员凭证登录", 401, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def parse_json(request: web.Request, model: type[M]) -> M:
@@ -188,7 +203,7 @@ def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str
         for code in ("400", "422") if (spec.body or spec.query) else ():
             op["responses"][code] = err
         if spec.auth:
-            op["security"] = [{"bearer": []}]
+            op["security"] = [{"reviewer" if spec.auth == "reviewer" else "bearer": []}]
             op["responses"]["401"] = err
         if spec.errors:
             op["x-error-codes"] = list(spec.errors)
@@ -199,7 +214,10 @@ def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "reviewer": {"type": "http", "scheme": "bearer", "description": "reviewer token"},
+            },
         },
     }
 

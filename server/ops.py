@@ -9,10 +9,11 @@ from tortoise.context import get_current_context
 
 from server import keys
 from server.openapi import build_openapi
+from server.responses import json_response
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -32,7 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -44,7 +45,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     doc = build_openapi(request.app, title="亲情医保 API", version="1")
-    return web.json_response(doc, dumps=lambda o: __import__("json").dumps(o, ensure_ascii=False))
+    return json_response(doc)
 
 
 def ops_routes() -> list[web.RouteDef]:

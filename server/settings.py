@@ -41,6 +41,7 @@ ENV_MAP: dict[str, str] = {
     "PII_CURRENT_KID": "pii.current_kid",
     "PII_KEYS": "pii.keys",  # "kid1:base64key,kid2:base64key"
     "PII_HASH_KEY": "pii.hash_key",
+    "PUSH_METRICS_PORT": "push.metrics_port",  # the worker's /metrics (README "Push delivery")
 }
 
 
@@ -219,6 +220,9 @@ class Settings:
                 continue
             if not value or "demo" in value.lower() or "change-me" in value.lower():
                 problems.append(f"{name} is a demo or empty secret")
+        for name, token in self.section("review").get("reviewers", {}).items():
+            if len(str(token)) < 24 or "demo" in str(token).lower():
+                problems.append(f"review.reviewers.{name} is a demo or short token")
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
         if not self.wechat.api_base:

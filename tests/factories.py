@@ -32,3 +32,128 @@ async def error_of(resp: Any) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     assert body["error"]["code"] and body["error"]["message"], body
     return body["error"]
+
+
+# --- 家庭共济 and settlements (tests/money) ------------------------------------------------
+# Persons, real-name verified users and bindings are created directly in the database
+# (the real-name and binding APIs belong to issue #3); institution calls are signed
+# exactly as API.md says.
+
+import json as _json
+import secrets as _secrets
+import time as _time
+from datetime import date as _date
+
+from aiohttp import web as _web
+
+
+async def add_person(
+    app: _web.Application,
+    name: str,
+    *,
+    region: str = "420100",
+    birth: _date = _date(1960, 3, 1),
+    insurance_type: str = "employee",
+    balance_fen: int = 0,
+    status: str = "active",
+    seq: str | None = None,
+) -> Any:
+    """An insured person in the registry, with a personal account holding ``balance_fen``."""
+    from server import keys
+    from server.domain import ledger
+    from server.domain.identity import make_resident_id
+    from server.domain.models import InsuredPerson
+    from server.domain.registry import id_hash, name_hash, psn_no_for
+
+    pii = app[keys.pii_key]
+    id_number = make_resident_id(region=region[:4] + "02", birth=birth, seq=seq or f"{next(_codes) % 1000:03d}")
+    hid = id_hash(pii, "resident_id", id_number)
+    person = await InsuredPerson.create(
+        psn_no=psn_no_for(hid),
+        name_enc=pii.encrypt(name, purpose="name"),
+        name_hash=name_hash(pii, name),
+        id_type="resident_id",
+        id_number_enc=pii.encrypt(id_number, purpose="id_number"),
+        id_hash=hid,
+        insurance_type=insurance_type,
+        region_code=region,
+        has_personal_account=insurance_type == "employee",
+        voucher_activated=True,
+        status=status,
+    )
+    person.id_number = id_number  # type: ignore[attr-defined]  # plain value for requests
+    person.name = name  # type: ignore[attr-defined]
+    if insurance_type == "employee":
+        await ledger.credit(person.id, balance_fen, kind="import", note="test")
+    return person
+
+
+async def verified_user(client: TestClient, user: str, person: Any) -> dict[str, Any]:
+    """Log ``user`` in and mark them real-name verified as ``person`` (issue #3 does this via API)."""
+    from server.domain.models import User
+
+    tokens = await login(client, user)
+    await User.filter(id=tokens["user"]["id"]).update(realname_verified=True, person_id=person.id)
+    return tokens
+
+
+async def add_binding(binder_user_id: int, member: Any, relationship: str = "parent") -> Any:
+    """An active 亲情账户 binding (the binding API of issue #3 creates these for real)."""
+    from datetime import datetime, timezone
+
+    from server.domain.models import Binding
+
+    return await Binding.create(
+        binder_id=binder_user_id, member_id=member.id, relationship=relationship, bound_at=datetime.now(timezone.utc)
+    )
+
+
+async def add_institution(app: _web.Application, code: str = "H10001", name: str = "测试人民医院") -> str:
+    """A 定点医药机构; returns its secret."""
+    from server import keys
+    from server.domain.institutions import add_institution as _add
+
+    return await _add(code=code, name=name, region_code="420100", pii=app[keys.pii_key])
+
+
+def signed_headers(
+    code: str, secret: str, body: bytes, *, timestamp: int | None = None, nonce: str | None = None
+) -> dict[str, str]:
+    """API.md institution signing: HMAC-SHA256 over ``timestamp\\nnonce\\nbody``."""
+    from institution_api.signing import sign
+
+    ts = str(int(_time.time()) if timestamp is None else timestamp)
+    nonce = nonce or _secrets.token_hex(12)
+    return {
+        "Content-Type": "application/json",
+        "X-Institution-Code": code,
+        "X-Timestamp": ts,
+        "X-Nonce": nonce,
+        "X-Signature": sign(secret, ts, nonce, body),
+    }
+
+
+async def post_signed(
+    client: TestClient, path: str, payload: dict[str, Any], *, code: str, secret: str, **kw: Any
+) -> Any:
+    body = _json.dumps(payload, ensure_ascii=False).encode()
+    return await client.post(
+        "/api/v1/institution" + path, data=body, headers=signed_headers(code, secret, body, **kw)
+    )
+
+
+async def authorize(
+    client: TestClient, tokens: dict[str, Any], member: Any, relationship: str = "parent", **extra: Any
+) -> Any:
+    """POST /mutual-aid/authorizations having accepted the current 告知书."""
+    notice = await (await client.get("/api/v1/mutual-aid/notice", headers=bearer(tokens))).json()
+    body = {
+        "name": member.name,
+        "id_type": "resident_id",
+        "id_number": member.id_number,
+        "relationship": relationship,
+        "notice_version": notice["version"],
+        "notice_sha256": notice["sha256"],
+        **extra,
+    }
+    return await client.post("/api/v1/mutual-aid/authorizations", json=body, headers=bearer(tokens))

@@ -7,6 +7,7 @@ from aiohttp import web
 from miniapp_api.schemas import LoginIn, RefreshIn, TokenOut
 from server import keys
 from server.openapi import endpoint
+from server.responses import json_response
 
 
 @endpoint(summary="微信登录", body=LoginIn, response=TokenOut, auth=False, tags=("auth",),
@@ -14,14 +15,14 @@ from server.openapi import endpoint
 async def login(request: web.Request, body: LoginIn) -> web.Response:
     user, pair = await request.config_dict[keys.auth_key].login(body.code)
     out = {**pair.as_dict(), "user": {"id": user.id, "realname_verified": user.realname_verified}}
-    return web.json_response(out)
+    return json_response(out)
 
 
 @endpoint(summary="刷新登录凭证", body=RefreshIn, response=TokenOut, auth=False, tags=("auth",),
           errors=("REFRESH_TOKEN_INVALID", "REFRESH_TOKEN_REUSED", "SESSION_REVOKED"))
 async def refresh(request: web.Request, body: RefreshIn) -> web.Response:
     pair = await request.config_dict[keys.auth_key].refresh(body.refresh_token)
-    return web.json_response(pair.as_dict())
+    return json_response(pair.as_dict())
 
 
 @endpoint(summary="退出登录", status=204, tags=("auth",))

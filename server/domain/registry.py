@@ -15,8 +15,9 @@ from pathlib import Path
 
 from tortoise.transactions import in_transaction
 
+from server.domain import ledger
 from server.domain.errors import DomainError
-from server.domain.models import Account, InsuredPerson, LedgerEntry
+from server.domain.models import InsuredPerson
 from server.domain.pii import PiiCipher
 
 HEADER = [
@@ -106,15 +107,7 @@ async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
 
 
 async def _set_balance(person: InsuredPerson, balance: int) -> None:
-    account, _ = await Account.get_or_create(person=person)
-    diff = balance - account.balance_fen
-    if diff == 0:
-        return
-    account.balance_fen = balance
-    await account.save(update_fields=["balance_fen", "updated_at"])
-    await LedgerEntry.create(
-        account=account, amount_fen=diff, balance_after_fen=balance, kind="import", note="registry import"
-    )
+    await ledger.set_balance(person.id, balance, kind="import", note="registry import")
 
 
 async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:

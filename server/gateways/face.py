@@ -7,6 +7,7 @@ from typing import Protocol
 
 import aiohttp
 
+from server.domain import reasons
 from server.domain.errors import DomainError
 
 
@@ -39,7 +40,14 @@ class HttpFaceGateway:
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 500:
-                    raise DomainError("SYSTEM_BUSY", "人脸核身服务繁忙,请稍后重试", 503)
+                    raise _busy()
                 return bool(json.loads(raw).get("passed"))
         except (aiohttp.ClientError, TimeoutError, ValueError):
-            raise DomainError("SYSTEM_BUSY", "人脸核身服务繁忙,请稍后重试", 503) from None
+            raise _busy() from None
+
+
+def _busy() -> DomainError:
+    """SYSTEM_BUSY as the reasons catalogue words it (with its Retry-After)."""
+    err = reasons.error("SYSTEM_BUSY")
+    err.message = "人脸核身服务繁忙,请稍后重试"
+    return err

@@ -25,9 +25,12 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from server.settings import WeChatSettings
 
 __all__ = [
     "AccessToken",
@@ -170,6 +173,21 @@ class WeChatGateway:
             "oa": (oa_appid, oa_secret),
         }
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    @classmethod
+    def from_settings(
+        cls, session: aiohttp.ClientSession, wechat: WeChatSettings, *, api_base: str
+    ) -> WeChatGateway:
+        """The gateway for the ``[wechat]`` settings, talking to ``api_base``."""
+        return cls(
+            session,
+            api_base=api_base,
+            mp_appid=wechat.mp_appid,
+            mp_secret=wechat.mp_secret,
+            oa_appid=wechat.oa_appid,
+            oa_secret=wechat.oa_secret,
+            timeout=wechat.timeout_seconds,
+        )
 
     def __repr__(self) -> str:
         return f"WeChatGateway(api_base={self._base!r})"

@@ -98,3 +98,4 @@ class Binding(Model):
 
     class Meta:
         table = "bindings"
+        indexes = (("member_id", "state"),)

@@ -29,11 +29,17 @@ class LedgerEntry(Model):
     settlement = fields.ForeignKeyField(
         "models.Settlement", related_name="entries", null=True, on_delete=fields.RESTRICT
     )
+    # set for entries of a cross-province 共济额度 (the quota bucket of one authorization)
+    # instead of the account's own balance
+    authorization = fields.ForeignKeyField(
+        "models.Authorization", related_name="quota_entries", null=True, on_delete=fields.RESTRICT
+    )
     note = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "ledger_entries"
+        indexes = (("settlement_id",), ("account_id", "created_at"))
 
 
 class Authorization(Model):
@@ -48,11 +54,14 @@ class Authorization(Model):
     notice_version = fields.CharField(max_length=32)
     notice_sha256 = fields.CharField(max_length=64)
     quota_fen = fields.BigIntField(null=True)  # cross-province 共济额度 set aside, if any
+    quota_remaining_fen = fields.BigIntField(null=True)  # what is left of it (its ledger bucket)
+    cross_province = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "authorizations"
+        indexes = (("member_id", "state"), ("authorizer_id", "state"))
 
 
 class Institution(Model):
@@ -92,6 +101,8 @@ class Settlement(Model):
     state = fields.CharField(max_length=16, default="settled")  # settled | reversed
     created_at = fields.DatetimeField(auto_now_add=True)
     reversed_at = fields.DatetimeField(null=True)
+    reversal_reason = fields.CharField(max_length=200, null=True)
 
     class Meta:
         table = "settlements"
+        indexes = (("member_id", "setl_time"),)

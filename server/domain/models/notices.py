@@ -31,6 +31,7 @@ class Notice(Model):
 
     class Meta:
         table = "notices"
+        indexes = (("recipient_id", "created_at"), ("settlement_id",))
 
 
 class SubscriptionGrant(Model):

@@ -29,3 +29,4 @@ class User(Model):
 
     class Meta:
         table = "users"
+        indexes = (("person_id",),)

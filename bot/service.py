@@ -1,0 +1,320 @@
+"""The bot's use case: answer each WeChat push once, in time, to the right person.
+
+Order of work for one push (``BotService.answer``):
+
+1. one Redis command (a Lua script, batched with concurrent requests' commands): claim
+   the message (``SET NX`` on its dedupe key), count it for the follower's rate limit,
+   open the customer-service window, and read the follower's dialogue state;
+2. a retry of a claimed message waits (≤ ``retry_wait_seconds``) for the first answer
+   and returns the same reply — WeChat retries after 5 s, 3 times, and the retries may
+   reach another process;
+3. the router computes the reply within ``reply_budget_seconds``; past it we answer
+   "success" and the reply goes out later as a customer-service message;
+4. the rendered reply is stored under the dedupe key for later retries (queued, not
+   awaited: it leaves with the next batch, before any later command).
+
+The reply path never calls WeChat: learning a follower's unionid and customer-service
+sends run as background tasks on the app's shared ClientSession.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from redis.exceptions import RedisError
+from wechatpy import create_reply
+from wechatpy.messages import BaseMessage
+
+from bot.batching import RedisBatcher
+from bot.customer_service import WINDOW_SECONDS, CustomerService
+from bot.dialogue import NOT_READ, Dialogue, NotRead
+from bot.nlu import KnowledgeBase
+from bot.router import Router, is_event
+from bot.webhook import Codec
+from server.domain.pii import PiiCipher
+from server.gateways.token_cache import TokenCache
+from server.gateways.wechat import WeChatGateway
+from server.settings import Settings
+
+__all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
+
+log = logging.getLogger(__name__)
+
+# Stored under the dedupe key: P = being answered, R<xml> = this reply, E = no reply.
+_PENDING, _REPLY, _EMPTY = b"P", b"R", b"E"
+# Events a follower makes (they open the customer-service window and count for the
+# rate limit); the rest (unsubscribe, VIEW, TEMPLATESENDJOBFINISH) come from WeChat.
+_USER_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click"})
+_REDIS_DOWN = "系统繁忙,请稍后再试。"
+
+# Step 1 in one command (fewer round trips and far less client work than five):
+# KEYS dedupe, rate-limit counter, customer-service window, dialogue state;
+# ARGV dedupe TTL, user-made (0/1), open the window (0/1), is text (0/1), window seconds.
+# Returns {claimed 0/1, messages this minute, dialogue question id or ""}; a retry
+# (not claimed) counts for nothing.
+_CLAIM = """
+if not redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then
+  return {0, 0, ''}
+end
+local count = 0
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[2], 0, 'NX', 'EX', 60)
+  count = redis.call('INCR', KEYS[2])
+end
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[3], 0, 'EX', ARGV[5])
+end
+local node = ''
+if ARGV[4] == '1' then
+  node = redis.call('GET', KEYS[4]) or ''
+end
+return {1, count, node}
+"""
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    """The ``[bot]`` settings table (config/default.toml)."""
+
+    timestamp_window_seconds: int = 300
+    reply_budget_seconds: float = 4.0
+    dedupe_ttl_seconds: int = 60
+    retry_wait_seconds: float = 4.0
+    dialogue_ttl_seconds: int = 600
+    rate_limit_per_minute: int = 20
+    diagnosis_days: int = 30
+    max_body_bytes: int = 65_536
+    miniprogram_appid: str = ""
+    miniprogram_path: str = "pages/index/index"
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> BotConfig:
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = set(section) - set(known)
+        if unknown:
+            raise ValueError(f"unknown setting bot.{sorted(unknown)[0]}")
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            default = getattr(cls, name)
+            values[name] = type(default)(value)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a handler gets besides the message: the bot, and state read ahead for it."""
+
+    bot: BotService
+    dialogue_node: str | None | NotRead = NOT_READ
+
+
+def _log_store_failure(future: asyncio.Future[list[Any]]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("storing a bot reply for retries failed: %r", future.exception())
+
+
+def dedupe_key(message: BaseMessage) -> str:
+    """Messages by FromUserName + MsgId (bare MsgIds have collided under load); events by
+    FromUserName + CreateTime + Event + EventKey (SPEC.md "The bot"), plus the MsgID an
+    event carries (TEMPLATESENDJOBFINISH): two receipts in one second are two events."""
+    raw = getattr(message, "_data", {})
+    if is_event(message):
+        return (
+            f"bot:seen:e:{message.source}:{message.time}:"
+            f"{raw.get('Event', '')}:{raw.get('EventKey', '')}:{raw.get('MsgID', '')}"
+        )
+    return f"bot:seen:m:{message.source}:{message.id}"
+
+
+class BotService:
+    """Everything the webhook needs; built once per app (see ``bot.create_subapp``)."""
+
+    def __init__(
+        self,
+        *,
+        config: BotConfig,
+        codec: Codec,
+        kb: KnowledgeBase,
+        router: Router,
+        redis: Any,
+        pii: PiiCipher,
+        wechat: WeChatGateway | None = None,
+    ) -> None:
+        self.config = config
+        self.codec = codec
+        self.kb = kb
+        self.router = router
+        self.redis = redis
+        self.pii = pii
+        self.wechat = wechat
+        # Followers ask the same questions over and over ("你好", "怎么解绑"): matching is
+        # pure, so its result is cached per exact text.
+        self.match = functools.lru_cache(maxsize=4096)(kb.match)
+        self.dialogue = Dialogue(redis, kb, ttl_seconds=config.dialogue_ttl_seconds)
+        # the official account's token is shared with the push workers (one per app, in
+        # Redis, forced refreshes budgeted): this process never forces a refresh itself
+        self.tokens = TokenCache(redis, wechat, "oa") if wechat is not None else None
+        self.customer_service = (
+            CustomerService(redis, wechat, self.tokens) if wechat is not None and self.tokens else None
+        )
+        self.batch = RedisBatcher(redis)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        kb: KnowledgeBase,
+        router: Router,
+        redis: Any,
+        pii: PiiCipher,
+        wechat: WeChatGateway | None,
+    ) -> BotService:
+        config = BotConfig.from_section(settings.section("bot"))
+        codec = Codec(
+            token=settings.wechat.oa_token,
+            appid=settings.wechat.oa_appid,
+            encoding_aes_key=settings.wechat.oa_encoding_aes_key,
+            previous_encoding_aes_key=settings.wechat.oa_previous_encoding_aes_key,
+            window_seconds=config.timestamp_window_seconds,
+        )
+        return cls(
+            config=config, codec=codec, kb=kb, router=router, redis=redis, pii=pii, wechat=wechat
+        )
+
+    # ---- the reply path --------------------------------------------------------------
+
+    async def answer(self, message: BaseMessage) -> str | None:
+        """The passive reply XML for a push (None: answer "success", no message)."""
+        key = dedupe_key(message)
+        openid = message.source
+        user_made = not is_event(message) or str(getattr(message, "event", "")) in _USER_EVENTS
+        ttl = self.config.dedupe_ttl_seconds
+        is_text = message.type == "text"
+        open_window = user_made and self.customer_service is not None
+        claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
+        claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
+
+        def claim(pipe: Any) -> int:
+            pipe.eval(_CLAIM, len(claim_keys), *claim_keys, *claim_args)
+            return 1
+
+        try:
+            claimed, count, node = (await self.batch.run(claim))[0]
+        except (RedisError, OSError) as exc:
+            # Without Redis we cannot tell a retry from a first delivery: say so briefly
+            # rather than risk answering twice or failing with a 500 WeChat retries.
+            log.error("bot cannot reach Redis: %r", exc)
+            return create_reply(_REDIS_DOWN, message, render=True)
+        if not claimed:
+            return await self._first_answer(key)
+        turn = Turn(self, Dialogue.decode(node or None) if is_text else NOT_READ)
+
+        if user_made and count > self.config.rate_limit_per_minute:
+            # Flooding: one warning, then silence until the minute is over.
+            text: str | None = (
+                "您发送消息太频繁了,请稍等一分钟再试。"
+                if count == self.config.rate_limit_per_minute + 1
+                else None
+            )
+        else:
+            text = await self._within_budget(message, turn)
+        reply = create_reply(text, message, render=True) if text else ""
+        stored = _REPLY + reply.encode() if reply else _EMPTY
+
+        def store(pipe: Any) -> int:
+            pipe.set(key, stored, ex=ttl)
+            return 1
+
+        # Not awaited: the reply goes out now; the store follows in the next batch, ahead
+        # of any retry's read (batches leave in order).
+        self.batch.submit(store).add_done_callback(_log_store_failure)
+        return reply or None
+
+    async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
+        task = asyncio.ensure_future(self.get_reply(message, turn))
+        done, _ = await asyncio.wait({task}, timeout=self.config.reply_budget_seconds)
+        if done:
+            return task.result()
+        # Too slow for a passive reply: say nothing now, send it when it is ready.
+        log.warning("bot reply over budget: finishing through customer service")
+        openid = message.source
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._late_reply(t, openid))
+        return None
+
+    def _late_reply(self, task: asyncio.Task[str | None], openid: str) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return
+        text = task.result()
+        if text and self.customer_service is not None:
+            self.spawn(self.customer_service.send(openid, text))
+
+    async def get_reply(self, message: BaseMessage, turn: Turn | None = None) -> str | None:
+        """The router's answer; an error in a handler becomes an apology, never a crash."""
+        try:
+            return await self.router.get_reply(message, turn or Turn(self))
+        except Exception:  # noqa: BLE001 — the follower must get an answer whatever broke
+            log.exception("bot handler failed for a %s message", message.type)
+            return "抱歉,系统开小差了,请稍后再试。"
+
+    async def _first_answer(self, key: str) -> str | None:
+        """A retry: the reply of the first delivery (waiting while it is being computed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.retry_wait_seconds
+        delay = 0.02
+        def read(pipe: Any) -> int:
+            pipe.get(key)
+            return 1
+
+        while True:
+            raw = (await self.batch.run(read))[0]
+            if raw is None or raw[:1] == _EMPTY:
+                return None
+            if raw[:1] == _REPLY:
+                return bytes(raw[1:]).decode()
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    # ---- background work (never on the reply path) -----------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background; kept referenced, errors logged, cancelled on stop."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bot background task failed", exc_info=task.exception())
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for background tasks (tests, and shutdown before cancelling)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def close(self) -> None:
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.batch.close()
+        if self.tokens is not None:
+            await self.tokens.close()
+
+    async def access_token(self) -> str:
+        """The official account's access token (the shared TokenCache)."""
+        if self.tokens is None:
+            raise RuntimeError("no WeChat gateway configured")
+        return await self.tokens.get()

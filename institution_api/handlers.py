@@ -1,0 +1,88 @@
+"""Institution webhook handlers: parse, call the settlement service, answer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from institution_api.schemas import (
+    ReversalIn,
+    SettlementIn,
+    SettlementOut,
+    VoucherVerifyIn,
+    VoucherVerifyOut,
+)
+from server import keys
+from server.domain import settlements
+from server.domain.errors import DomainError
+from server.openapi import endpoint
+from server.responses import json_response
+
+TAGS = ("institution",)
+
+
+def _institution(request: web.Request) -> settlements.InstitutionInfo:
+    inst = request[keys.institution_key]
+    assert isinstance(inst, settlements.InstitutionInfo)
+    return inst
+
+
+@endpoint(
+    summary="核验医保码",
+    body=VoucherVerifyIn,
+    response=VoucherVerifyOut,
+    auth=False,
+    tags=TAGS,
+    errors=("VOUCHER_INVALID",),
+)
+async def verify_voucher(request: web.Request, body: VoucherVerifyIn) -> web.Response:
+    out = await settlements.verify_voucher(
+        body.qr_token,
+        redis=request.config_dict[keys.redis_key],
+        pii=request.config_dict[keys.pii_key],
+    )
+    return json_response(out)
+
+
+@endpoint(
+    summary="结算上传(2207)",
+    body=SettlementIn,
+    response=SettlementOut,
+    status=201,
+    auth=False,
+    tags=TAGS,
+    errors=("AMOUNTS_INCONSISTENT", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID", "MEMBER_NOT_FOUND"),
+)
+async def create_settlement(request: web.Request, body: SettlementIn) -> web.Response:
+    inst = _institution(request)
+    req = settlements.parse_request(body.model_dump(exclude_none=True), institution_code=inst.code)
+    result = await settlements.settle(
+        req,
+        institution=inst,
+        redis=request.config_dict[keys.redis_key],
+        pii=request.config_dict[keys.pii_key],
+        policy=request.config_dict[keys.policy_key],
+    )
+    return json_response(result.body, status=201 if result.created else 200)
+
+
+@endpoint(
+    summary="结算撤销(2208)",
+    body=ReversalIn,
+    response=SettlementOut,
+    auth=False,
+    tags=TAGS,
+    errors=("SETTLEMENT_NOT_FOUND",),
+)
+async def reverse_settlement(request: web.Request, body: ReversalIn) -> web.Response:
+    setl_id = request.match_info["setl_id"]
+    if body.setl_id != setl_id:
+        raise DomainError(
+            "VALIDATION_FAILED",
+            "请求体中的 setl_id 与路径不一致",
+            422,
+            fields={"setl_id": "MISMATCH"},
+        )
+    out = await settlements.reverse(
+        setl_id=setl_id, reason=body.reason, institution=_institution(request)
+    )
+    return json_response(out)

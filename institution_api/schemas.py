@@ -1,0 +1,89 @@
+"""Institution webhook bodies: the national 2207 / 2208 names (amounts as yuan strings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Yuan = Annotated[
+    str,
+    Field(
+        strict=True,
+        pattern=r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$",
+        description="金额(元),字符串,最多两位小数",
+    ),
+]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+
+class VoucherVerifyIn(In):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    qr_token: str = Field(min_length=1, max_length=128, description="医保码(动态、一次性)")
+
+
+class VoucherVerifyOut(BaseModel):
+    psn_no: str
+    name: str = Field(description="姓名(不脱敏,供结算核对)")
+    id_type: str
+    id_number: str = Field(description="脱敏证件号")
+    insurance_type: str
+    region_code: str
+    status: str
+    has_personal_account: bool
+
+
+class SettlementIn(In):
+    """2207 setlinfo; other national fields are accepted and ignored (but count for idempotency)."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    setl_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    mdtrt_id: str | None = Field(None, max_length=64)
+    med_type: str = Field(
+        pattern=r"^\d{2,6}$", description="11 普通门诊, 14 门诊慢特病, 21 普通住院, 41 定点药店购药"
+    )
+    qr_token: str | None = Field(None, max_length=128)
+    certno: str | None = Field(
+        None, max_length=32, description="证件号码(与 qr_token、psn_no 三选一)"
+    )
+    id_type: str | None = Field(
+        None, max_length=32, description="certno 的证件类型,默认 resident_id"
+    )
+    psn_no: str | None = Field(None, max_length=32)
+    setl_time: str = Field(min_length=10, max_length=40, description="ISO 8601;无时区时按北京时间")
+    medfee_sumamt: Yuan
+    hifp_pay: Yuan
+    fund_pay_sumamt: Yuan | None = None
+    psn_part_amt: Yuan
+
+
+class MulaidDetail(BaseModel):
+    authorizer: str = Field(description="授权人脱敏姓名")
+    amount: str
+
+
+class SettlementOut(BaseModel):
+    setl_id: str
+    psn_no: str | None = None
+    med_type: str
+    setl_time: str
+    medfee_sumamt: str
+    hifp_pay: str
+    fund_pay_sumamt: str
+    psn_part_amt: str
+    acct_pay: str
+    acct_mulaid_pay: str
+    mulaid_detail: list[MulaidDetail]
+    psn_cash_pay: str
+    balc: str = Field(description="本次结算后本人个人账户余额")
+    state: str
+    reversed_at: str | None = None
+
+
+class ReversalIn(In):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    setl_id: str = Field(min_length=1, max_length=64)
+    reason: str | None = Field(None, max_length=200)

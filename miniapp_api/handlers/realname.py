@@ -1,0 +1,41 @@
+"""POST /api/v1/me/realname: the binder's real-name verification."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from miniapp_api.schemas import MeOut, RealnameIn
+from server import keys
+from server.domain.realname import verify_realname
+from server.openapi import endpoint
+from server.responses import json_response
+
+
+@endpoint(
+    summary="实名认证(姓名+证件号与参保登记一致,人脸核身,本人医保电子凭证已激活)",
+    body=RealnameIn,
+    response=MeOut,
+    tags=("me",),
+    errors=(
+        "INVALID_ID_NUMBER",
+        "INFO_MISMATCH",
+        "FACE_CHECK_FAILED",
+        "BINDER_NOT_VERIFIED",
+        "IDENTITY_IN_USE",
+        "SYSTEM_BUSY",
+    ),
+)
+async def realname(request: web.Request, body: RealnameIn) -> web.Response:
+    service = request.config_dict[keys.binding_key]
+    out = await verify_realname(
+        request[keys.user_id_key],
+        name=body.name,
+        id_type=body.id_type,
+        id_number=body.id_number,
+        face_token=body.face_token,
+        registry=request.config_dict[keys.registry_key],
+        face=request.config_dict[keys.face_key],
+        pii=request.config_dict[keys.pii_key],
+        today=service.today(),
+    )
+    return json_response(out)

@@ -1,0 +1,327 @@
+"""家庭共济 authorizations: an authorizer lets relatives spend their personal-account balance.
+
+Rules (SPEC.md 家庭共济, all from the dated per-region policy through the one engine,
+``PolicyEngine.check_authorization``, the same one the binding flow uses):
+* who may authorize: a real-name verified 职工医保 insured with a personal account (seed 002);
+* whom: the relationships the authorizer's region allows on that date (2021 配偶、父母、
+  子女; 近亲属 from the region's rollout of 国办发〔2024〕38号 — seeds 001, 004);
+* how many: ``max_family_size`` incl. the authorizer (seed 001: 7), ``max_authorizers_per_member``
+  in the member's region (Zhejiang: 1);
+* where: same 统筹区, within the province since 2024-11, cross-province from 2026-01-09
+  with a 共济额度 set aside from the authorizer's balance (returned when it ends);
+* consent: the current 共济绑定告知书 accepted (seed 001 淮南 snippet);
+* revocable, except within ``unbind_lock_months`` of the start (Wuhan: 3).
+
+Concurrency: the authorizer's user row and the member's registry row are locked in this
+order, so two requests can never together pass a limit one of them alone would hit. The
+locks are FOR NO KEY UPDATE: a settlement inserting rows that reference the member (a
+foreign-key KEY SHARE lock) never waits for them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import tomllib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from tortoise.transactions import in_transaction
+
+from server.domain import ledger
+from server.domain.errors import DomainError
+from server.domain.identity import IdDocument, parse_id
+from server.domain.models import Authorization, InsuredPerson, User
+from server.domain.pii import PiiCipher, mask_id, mask_name
+from server.domain.policy import AuthorizationContext, Blocker, PolicyEngine, add_months
+from server.domain.reasons import error as reason_error
+from server.domain.registry import id_hash, name_hash
+
+NOTICE_PATH = Path(__file__).resolve().parents[2] / "config" / "mutual_aid_notice.toml"
+
+
+@dataclass(frozen=True)
+class NoticeText:
+    """The versioned 职工医保个人账户家庭共济绑定告知书."""
+
+    version: str
+    title: str
+    text: str
+    sha256: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "version": self.version,
+            "title": self.title,
+            "text": self.text,
+            "sha256": self.sha256,
+        }
+
+
+@functools.lru_cache(maxsize=4)
+def current_notice(path: Path = NOTICE_PATH) -> NoticeText:
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    text = str(data["text"]).strip()
+    return NoticeText(
+        version=str(data["version"]),
+        title=str(data["title"]),
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def _notice_state(
+    version: str, sha256: str, notice: NoticeText
+) -> Literal["missing", "current", "outdated"]:
+    if not version or not sha256:
+        return "missing"
+    if version == notice.version and sha256.lower() == notice.sha256:
+        return "current"
+    return "outdated"
+
+
+def refusal(first: Blocker, blocking: Sequence[Blocker] = ()) -> DomainError:
+    """The first blocker as the error (as policy worded it), every blocker listed."""
+    err = reason_error(first.code)
+    err.message = first.message
+    err.detail = {"fix": first.fix}
+    if blocking:
+        err.detail["blocking"] = [
+            {"code": b.code, "message": b.message, "fix": b.fix} for b in blocking
+        ]
+    return err
+
+
+async def authorize(
+    *,
+    user_id: int,
+    name: str,
+    id_type: str,
+    id_number: str,
+    relationship: str,
+    notice_version: str,
+    notice_sha256: str,
+    quota_fen: int | None,
+    pii: PiiCipher,
+    policy: PolicyEngine,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Create a 家庭共济 authorization from ``user_id`` to the named relative (see module doc)."""
+    today = today or ledger.cn_today()
+    doc: IdDocument | None
+    parse_error: DomainError | None = None
+    try:
+        doc = parse_id(id_type, id_number, today=today)
+    except DomainError as err:
+        if err.code != "INVALID_ID_NUMBER":
+            raise
+        doc, parse_error = None, err
+
+    async with in_transaction():
+        user = await User.filter(id=user_id).select_for_update(no_key=True).first()
+        if user is None:
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        me = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None  # type: ignore[attr-defined]
+        member = None
+        if doc is not None:
+            member = (
+                await InsuredPerson.filter(id_hash=id_hash(pii, doc.id_type, doc.id_number))
+                .select_for_update(no_key=True)
+                .first()
+            )
+        match: Literal["match", "mismatch", "not_found"] = "not_found"
+        if member is not None:
+            match = "match" if member.name_hash == name_hash(pii, name) else "mismatch"
+        authorized_count = await Authorization.filter(authorizer_id=user.id, state="active").count()
+        member_authorizers: frozenset[str] = frozenset()
+        if member is not None:
+            ids = await Authorization.filter(member_id=member.id, state="active").values_list(
+                "authorizer_id", flat=True
+            )
+            member_authorizers = frozenset(str(i) for i in ids)
+        my_id_number = pii.decrypt(me.id_number_enc, purpose="id_number") if me else ""
+        ctx = AuthorizationContext(
+            today=today,
+            authorizer_id=str(user.id),
+            authorizer_verified=bool(user.realname_verified and me is not None),
+            authorizer_id_number=my_id_number,
+            authorizer_region=me.region_code if me else "000000",
+            authorizer_insurance_type=me.insurance_type if me else None,  # type: ignore[arg-type]
+            authorizer_has_personal_account=bool(me and me.has_personal_account),
+            authorizer_status=me.status if me else "unknown",
+            member_doc=doc,
+            member_region=member.region_code if member is not None else None,
+            relationship=relationship,
+            registry_match=match,
+            member_status=member.status if member is not None else "unknown",
+            authorized_count=authorized_count,
+            member_authorizer_ids=member_authorizers,
+            notice=_notice_state(notice_version, notice_sha256, current_notice()),
+            quota_fen=quota_fen,
+            stage="submit",
+        )
+        decision = policy.check_authorization(ctx)
+        if not decision.ok:
+            if decision.blocking[0].code == "INVALID_ID_NUMBER" and parse_error is not None:
+                raise parse_error
+            raise refusal(decision.blocking[0], decision.blocking)
+        assert me is not None and member is not None
+        if quota_fen is not None and not decision.quota_required:
+            raise DomainError(
+                "QUOTA_NOT_APPLICABLE",
+                "共济额度仅适用于跨省共济,省内共济直接使用您的个人账户余额",
+                422,
+                fields={"quota_fen": "QUOTA_NOT_APPLICABLE"},
+            )
+        auth = await Authorization.create(
+            authorizer_id=user.id,
+            authorizer_person_id=me.id,
+            member_id=member.id,
+            relationship=relationship,
+            notice_version=notice_version,
+            notice_sha256=notice_sha256.lower(),
+            quota_fen=quota_fen if decision.quota_required else None,
+            quota_remaining_fen=0 if decision.quota_required else None,
+            cross_province=decision.cross_province,
+        )
+        if decision.quota_required:
+            assert quota_fen is not None
+            await _move_quota(auth, me.id, "quota_hold", lambda _: quota_fen)
+            auth.quota_remaining_fen = quota_fen
+    return present(auth, member=member, pii=pii, policy=policy, region=me.region_code)
+
+
+async def _move_quota(
+    auth: Authorization, authorizer_person_id: int, kind: str, amount: Callable[[int], int]
+) -> None:
+    """Move ``amount(locked remaining quota)`` from the authorizer's balance into the quota
+    (negative: back). The amount is decided on the locked rows, never on a stale read."""
+    accounts = await ledger.person_account_ids([authorizer_person_id])
+    account_id = accounts.get(authorizer_person_id)
+    if account_id is None:
+        raise ledger.insufficient()
+    balances = await ledger.lock_accounts([account_id])  # accounts before quotas, always
+    quotas = await ledger.lock_quotas([auth.id])
+    amount_fen = amount(quotas[auth.id][1])
+    note = f"共济额度 {auth.id}"
+    await ledger.apply_postings(
+        [
+            ledger.Posting(account_id, -amount_fen, kind, note=note),
+            ledger.Posting(account_id, amount_fen, kind, authorization_id=auth.id, note=note),
+        ],
+        {
+            ledger.bucket_key(account_id, None): balances[account_id],
+            ledger.bucket_key(account_id, auth.id): quotas[auth.id][1],
+        },
+    )
+
+
+async def revoke(
+    *, user_id: int, authorization_id: str, policy: PolicyEngine, today: date | None = None
+) -> None:
+    """End an authorization (authorizer only); unused 共济额度 returns to their balance.
+
+    Refused with UNBIND_LOCKED within the region's ``unbind_lock_months`` of its start
+    (the lock in force on the start date — Wuhan guide). Settlements that start after the
+    revocation commits no longer use it; one already in flight may still complete with
+    the authorizer's balance (a quota, though, is re-read under its lock and is exact).
+    """
+    today = today or ledger.cn_today()
+    auth_uuid = _parse_uuid(authorization_id)
+    async with in_transaction():
+        auth = await Authorization.get_or_none(id=auth_uuid, authorizer_id=user_id, state="active")
+        if auth is None:
+            raise _not_found()
+        person = await InsuredPerson.get(id=auth.authorizer_person_id)  # type: ignore[attr-defined]
+        decision = policy.check_mutual_aid_unbind(
+            authorizer_region=person.region_code,
+            bound_on=ledger.cn_today(auth.created_at),
+            today=today,
+        )
+        if decision.blocker is not None:
+            raise refusal(decision.blocker)
+        if auth.quota_fen is not None:
+            # all that is left, as locked (settlements may have spent some meanwhile)
+            await _move_quota(auth, person.id, "quota_release", lambda left: -left)
+        updated = await Authorization.filter(id=auth.id, state="active").update(
+            state="revoked", revoked_at=datetime.now(timezone.utc)
+        )
+        if updated != 1:  # revoked by a concurrent request meanwhile
+            raise _not_found()
+
+
+async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -> dict[str, Any]:
+    """``items``: the relatives this user authorizes; ``received``: who authorizes this user."""
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+    given = await (
+        Authorization.filter(authorizer_id=user_id, state="active")
+        .order_by("created_at", "id")
+        .select_related("member", "authorizer_person")
+    )
+    items = [
+        present(a, member=a.member, pii=pii, policy=policy, region=a.authorizer_person.region_code)
+        for a in given
+    ]
+    received: list[dict[str, Any]] = []
+    if user.person_id:  # type: ignore[attr-defined]
+        rows = await (
+            Authorization.filter(member_id=user.person_id, state="active")  # type: ignore[attr-defined]
+            .order_by("created_at", "id")
+            .select_related("authorizer_person")
+        )
+        for a in rows:
+            received.append(
+                {
+                    "id": str(a.id),
+                    "authorizer": _person_brief(a.authorizer_person, pii),
+                    "relationship": a.relationship,
+                    "created_at": ledger.cn_iso(a.created_at),
+                }
+            )
+    return {"items": items, "received": received}
+
+
+def present(
+    auth: Authorization, *, member: InsuredPerson, pii: PiiCipher, policy: PolicyEngine, region: str
+) -> dict[str, Any]:
+    """The mini-program's view of an authorization (personal data masked)."""
+    bound_on = ledger.cn_today(auth.created_at)
+    lock = policy.settings(region, bound_on).unbind_lock_months
+    return {
+        "id": str(auth.id),
+        "member": _person_brief(member, pii),
+        "relationship": auth.relationship,
+        "state": auth.state,
+        "cross_province": auth.cross_province,
+        "quota_fen": auth.quota_fen,
+        "quota_remaining_fen": auth.quota_remaining_fen,
+        "notice_version": auth.notice_version,
+        "created_at": ledger.cn_iso(auth.created_at),
+        "revocable_from": add_months(bound_on, lock).isoformat(),
+    }
+
+
+def _person_brief(person: InsuredPerson, pii: PiiCipher) -> dict[str, Any]:
+    return {
+        "name": mask_name(pii.decrypt(person.name_enc, purpose="name")),
+        "id_number": mask_id(pii.decrypt(person.id_number_enc, purpose="id_number")),
+        "region_code": person.region_code,
+    }
+
+
+def _parse_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise _not_found() from None
+
+
+def _not_found() -> DomainError:
+    return DomainError("AUTHORIZATION_NOT_FOUND", "共济授权不存在或已解除", 404)

@@ -1,0 +1,17 @@
+"""JSON responses as the clients read them: UTF-8 Chinese as is (no \\u escapes), compact."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Mapping
+
+from aiohttp import web
+
+dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)

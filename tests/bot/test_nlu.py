@@ -1,0 +1,184 @@
+"""Knowledge base and intent matching (bot/nlu.py, bot/knowledge/intents.toml)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.nlu import KnowledgeBase, normalize
+
+EVAL_PATH = Path(__file__).with_name("eval_questions.tsv")
+# API.md "Binding failure codes (also shown by the bot)".
+FAILURE_CODES = (
+    "INFO_MISMATCH", "MEMBER_NOT_ACTIVATED", "BINDER_NOT_VERIFIED", "SYSTEM_BUSY",
+    "MEMBER_LIMIT_REACHED", "MONTHLY_BINDER_LIMIT", "RELATIONSHIP_NOT_ALLOWED",
+    "MINOR_DOCUMENTS_MISSING", "MATERIALS_REJECTED", "ALREADY_BOUND", "INVALID_ID_NUMBER",
+    "COMMITMENT_REQUIRED", "COMMITMENT_OUTDATED",
+)
+# Measured 0.941 (223/237) when this was written; 48 of the rows were written and scored
+# before any tuning on them (45/48). Keep the floor a little below the measured figure.
+MIN_ACCURACY = 0.92
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.load()
+
+
+def load_eval() -> list[tuple[str, str]]:
+    rows = []
+    for line in EVAL_PATH.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        question, expected = line.split("\t")
+        rows.append((question, expected))
+    return rows
+
+
+# ── the knowledge base ──
+
+def test_every_intent_is_complete(kb: KnowledgeBase) -> None:
+    for intent in kb.intents():
+        assert intent.title and intent.source, intent.id
+        assert 8 <= len(intent.examples) <= 25, intent.id
+        assert intent.answer, intent.id
+
+
+def test_answers_fit_a_chat_bubble(kb: KnowledgeBase) -> None:
+    for intent in kb.intents():
+        assert len(intent.answer) <= 300, (intent.id, len(intent.answer))
+        assert len(kb.render(intent)) <= 330, intent.id
+
+
+def test_every_failure_code_maps_to_its_fix(kb: KnowledgeBase) -> None:
+    for code in FAILURE_CODES:
+        intent = kb.by_error_code(code)
+        assert intent is not None, code
+        assert intent.error_code == code
+    assert kb.by_error_code("NO_SUCH_CODE") is None
+
+
+def test_render_adds_the_caution_only_where_asked(kb: KnowledgeBase) -> None:
+    cautious = kb.get("how_to_use")
+    assert cautious.caution
+    assert kb.render(cautious).endswith(kb.caution_text)
+    assert "本内容不能代替面诊" in kb.caution_text
+    plain = kb.get("apply_reason")
+    assert not plain.caution
+    assert kb.render(plain) == plain.answer
+
+
+def test_spec_rules_the_answers_must_state(kb: KnowledgeBase) -> None:
+    # 亲情账户 pays from the member's own insurance (SPEC.md; seeds 002/003 over 000).
+    assert "家人(被绑定人)自己的医保" in kb.get("whose_money").answer
+    assert "为了方便家人代办医保业务" in kb.get("apply_reason").answer
+    assert "5名" in kb.get("how_many").answer and "2位" in kb.get("how_many").answer
+    assert "7人" in kb.get("how_many").answer
+    assert "3人" in kb.get("daijiao").answer
+    assert "不能支付统筹" in kb.get("gongji_scope").answer
+    assert "孙子" in kb.get("who_can_bind").answer
+
+
+def test_topics_are_a_numbered_menu(kb: KnowledgeBase) -> None:
+    topics = kb.topics()
+    assert 8 <= len(topics) <= 20
+    assert topics[0].id == "bind_fail_general"
+    assert len({t.id for t in topics}) == len(topics)
+
+
+# ── normalisation ──
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("親情賬戶綁定", "亲情账户绑定"),
+        ("醫保碼", "医保码"),
+        ("ＡＢＣ１２３", "abc123"),
+        ("亲情账户，绑定！？", "亲情账户绑定"),
+        ("亲情帐户绑订", "亲情账户绑定"),
+        ("亲情账户bind不上", "亲情账户绑定失败"),
+        ("我妈", "父母"),
+        ("老妈的娃", "父母的子女"),
+        ("Unbind", "解绑"),
+        ("show", "show"),  # "how" only as a whole word
+    ],
+)
+def test_normalize(raw: str, normal: str) -> None:
+    assert normalize(raw) == normal
+
+
+def test_traditional_and_full_width_questions_match_like_simplified(kb: KnowledgeBase) -> None:
+    simplified = kb.match("亲情账户怎么绑定")
+    traditional = kb.match("親情賬戶怎麼綁定")
+    full_width = kb.match("亲情账户怎么绑定？！")
+    assert simplified and traditional and full_width
+    assert simplified.intent.id == traditional.intent.id == full_width.intent.id == "how_to_bind"
+
+
+# ── matching ──
+
+@pytest.mark.parametrize(
+    "question", ["今天天气怎么样", "我想买股票", "", "？？？", "😀", "asdfgh", "公积金怎么提取"]
+)
+def test_off_topic_gets_no_answer(kb: KnowledgeBase, question: str) -> None:
+    assert kb.match(question) is None
+
+
+def test_match_names_a_runner_up(kb: KnowledgeBase) -> None:
+    m = kb.match("我给我妈绑定亲情账户一直失败怎么办")
+    assert m is not None and m.intent.id == "bind_fail_general"
+    assert m.runner_up is not None and m.runner_up != m.intent.id
+    assert 0 < m.score <= 1
+
+
+def test_eval_set_is_fresh_and_valid(kb: KnowledgeBase) -> None:
+    rows = load_eval()
+    assert len(rows) >= 180
+    assert sum(1 for _, e in rows if e == "none") >= 20
+    ids = {i.id for i in kb.intents()}
+    # Not even equal after normalisation: the set measures paraphrase, not recall.
+    examples = {normalize(e) for i in kb.intents() for e in i.examples}
+    for question, expected in rows:
+        assert expected == "none" or expected in ids, expected
+        assert normalize(question) not in examples, f"eval question copies an example: {question}"
+    questions = [q for q, _ in rows]
+    assert len(set(questions)) == len(questions), "duplicate eval question"
+
+
+def test_eval_accuracy(kb: KnowledgeBase) -> None:
+    rows = load_eval()
+    wrong = []
+    for question, expected in rows:
+        m = kb.match(question)
+        got = m.intent.id if m else "none"
+        if got != expected:
+            wrong.append(f"{question} → {got} (expected {expected})")
+    accuracy = 1 - len(wrong) / len(rows)
+    print(f"\nNLU top-1 accuracy: {accuracy:.3f} ({len(rows) - len(wrong)}/{len(rows)})")
+    for line in wrong:
+        print("  miss:", line)
+    assert accuracy >= MIN_ACCURACY
+
+
+def test_match_is_fast(kb: KnowledgeBase) -> None:
+    questions = [q for q, _ in load_eval()]
+    start = time.perf_counter()
+    for q in questions:
+        kb.match(q)
+    per_match = (time.perf_counter() - start) / len(questions)
+    # Typically ~0.1 ms; the bound leaves room for a slow CI machine.
+    assert per_match < 1e-3, per_match
+
+
+def test_every_intent_is_exercised_by_the_eval_set(kb: KnowledgeBase) -> None:
+    covered = {e for _, e in load_eval()}
+    missing = [i.id for i in kb.intents() if i.id not in covered]
+    assert not missing, missing
+
+
+def test_answers_name_no_placeholder(kb: KnowledgeBase) -> None:
+    for intent in kb.intents():
+        assert not re.search(r"TODO|XXX|\{\w+\}", intent.answer), intent.id

@@ -1,0 +1,43 @@
+"""The binder sees a member's settlement through the binding flow's endpoints (issue #3)."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from tests.factories import add_binding, add_person, bearer, post_signed, verified_user
+from tests.money.conftest import settlement_body
+
+
+def _has_route(app: web.Application, name: str) -> bool:
+    for resource in app.router.resources():
+        sub = getattr(resource, "_app", None)
+        if isinstance(sub, web.Application) and name in sub.router.named_resources():
+            return True
+    return False
+
+
+async def test_binder_sees_the_settlement(
+    client: TestClient, app: web.Application, institution: dict[str, str]
+) -> None:
+    if not _has_route(app, "family_member_settlements"):
+        pytest.skip("GET /family/members/{id}/settlements arrives with issue #3")
+    member = await add_person(app, "李秀英", balance_fen=10_000)
+    binder = await verified_user(client, "binder", await add_person(app, "王芳"))
+    binding = await add_binding(binder["user"]["id"], member)
+    body = settlement_body(
+        "S1", "30.00", psn_no=member.psn_no, setl_time="2026-03-01T09:00:00+08:00"
+    )
+    resp = await post_signed(
+        client, "/settlements", body, code=institution["code"], secret=institution["secret"]
+    )
+    assert resp.status == 201
+    path = f"/api/v1/family/members/{binding.id}"
+    listed = await (
+        await client.get(path + "/settlements?year=2026", headers=bearer(binder))
+    ).json()
+    assert listed["total"] == 1
+    assert listed["items"][0]["setl_id"] == "S1" and listed["items"][0]["acct_pay"] == 3_000
+    summary = await (await client.get(path + "/summary?year=2026", headers=bearer(binder))).json()
+    assert summary["balance"] == 7_000 and summary["acct_pay"] == 3_000 and summary["count"] == 1
