@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import LOOPBACK, run_bounded
+from bench.services import ROOT
 from bench.stats import RunResult
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -104,11 +105,14 @@ def run_wrk(load: Wrk, base_url: str, *, duration: float, connections: int, work
 def run_command(load: Command, base_url: str, *, duration: float, connections: int) -> RunResult:
     env = {**os.environ, **load.env, "BENCH_URL": base_url, "BENCH_DURATION": f"{duration:g}",
            "BENCH_CONNECTIONS": str(connections)}
-    out = run_bounded(load.argv, timeout=duration * 4 + 60, env=env)
+    out = run_bounded(load.argv, timeout=duration * 4 + 60, env=env, cwd=ROOT)
     for line in reversed(out.splitlines()):
         line = line.strip()
         if line.startswith("{"):
             d = json.loads(line)
+            errors = d.get("errors", 0)  # a count, or {kind: count}
+            if isinstance(errors, dict):
+                errors = sum(errors.values())
             return RunResult(rps=float(d["rps"]), p50_ms=float(d["p50_ms"]), p99_ms=float(d["p99_ms"]),
-                             requests=int(d.get("requests", 0)), errors=int(d.get("errors", 0)))
+                             requests=int(d.get("requests", d.get("ok", 0))), errors=int(errors))
     raise RuntimeError(f"{load.argv[0]} printed no JSON result line:\n{out[-2000:]}")

@@ -182,9 +182,10 @@ class RssSampler:
         self.cpu_seconds = None if end is None or self._cpu_start is None else end - self._cpu_start
 
 
-def run_bounded(argv: list[str], *, timeout: float, env: dict[str, str] | None = None) -> str:
+def run_bounded(argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> str:
     """Run a bounded command (wrk, an external generator) and return its stdout."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
+import sys
+from pathlib import Path
 
-from bench.load import Load, Wrk, lua_string
+from bench.load import Command, Load, Wrk, lua_string
 from bench.scenario import Scenario
 from bench.services import Target
 
@@ -59,10 +63,32 @@ def me(target: Target, round_no: int) -> Load:
     return Wrk(path="/api/v1/me", lua=bearer_rotation("/api/v1/me", tokens))
 
 
+_settlement_seeds: dict[int, Path] = {}
+
+
+def settlements(target: Target, round_no: int) -> Load:
+    """Signed 2207 settlements with 共济 splits: bench/scenario_settlements.py's own generator
+    (``load`` mode, an aiohttp client in its own process) on families it seeds once per server."""
+    seed_file = _settlement_seeds.get(target.port)
+    if seed_file is None:
+        from bench import scenario_settlements
+
+        data = asyncio.run(
+            scenario_settlements.seed(target.env["DATABASE_URL"], 200, 2, secrets.token_hex(3))
+        )
+        seed_file = target.log.parent / f"settlements-seed-{target.port}.json"
+        seed_file.write_text(json.dumps(data))
+        _settlement_seeds[target.port] = seed_file
+    return Command([sys.executable, "-m", "bench.scenario_settlements", "load"],
+                   env={"BENCH_SETTLEMENT_SEED": str(seed_file)})
+
+
 SCENARIOS = [
     Scenario("bare", "bare aiohttp JSON (baseline vs itself)", "bare", bare),
     Scenario("healthz", "GET /healthz", "pg", healthz),
     Scenario("login", "POST /api/v1/auth/login (PostgreSQL)", "pg", login),
     Scenario("me_sqlite", "GET /api/v1/me, authenticated (SQLite)", "sqlite", me),
     Scenario("me_pg", "GET /api/v1/me, authenticated (PostgreSQL)", "pg", me),
+    Scenario("settlements", "POST /api/v1/institution/settlements, signed, 共济 split (PostgreSQL)",
+             "pg", settlements),
 ]
