@@ -30,7 +30,7 @@ def _institution(request: web.Request) -> settlements.InstitutionInfo:
     summary="核验医保码",
     body=VoucherVerifyIn,
     response=VoucherVerifyOut,
-    auth=False,
+    auth="institution",
     tags=TAGS,
     errors=("VOUCHER_INVALID",),
 )
@@ -48,7 +48,7 @@ async def verify_voucher(request: web.Request, body: VoucherVerifyIn) -> web.Res
     body=SettlementIn,
     response=SettlementOut,
     status=201,
-    auth=False,
+    auth="institution",
     tags=TAGS,
     errors=("AMOUNTS_INCONSISTENT", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID", "MEMBER_NOT_FOUND"),
 )
@@ -69,7 +69,7 @@ async def create_settlement(request: web.Request, body: SettlementIn) -> web.Res
     summary="结算撤销(2208)",
     body=ReversalIn,
     response=SettlementOut,
-    auth=False,
+    auth="institution",
     tags=TAGS,
     errors=("SETTLEMENT_NOT_FOUND",),
 )

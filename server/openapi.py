@@ -31,7 +31,9 @@ class EndpointSpec:
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
-    auth: bool | str = True  # True: mini-program user, "reviewer": reviewer token, False: none
+    # True: mini-program user (JWT), "reviewer": reviewer token, "institution": signed by
+    # institution_api's middleware (documented here, checked there), False: none
+    auth: bool | str = True
     tags: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     content_type: str | None = None  # e.g. "multipart/form-data" for uploads (not parsed here)
@@ -60,7 +62,7 @@ def endpoint(
         async def wrapper(request: web.Request) -> web.StreamResponse:
             if spec.auth == "reviewer":
                 authenticate_reviewer(request)
-            elif spec.auth:
+            elif spec.auth is True:
                 await authenticate(request)
             kwargs: dict[str, Any] = {}
             if spec.body is not None:
@@ -174,7 +176,7 @@ def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str
         spec: EndpointSpec | None = getattr(handler, SPEC_ATTR, None)
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
-        if spec is None or not path:
+        if spec is None or not path or route.method == "HEAD":
             continue
         op: dict[str, Any] = {"summary": spec.summary, "responses": {}}
         if spec.tags:
@@ -202,7 +204,11 @@ def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str
         err = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         for code in ("400", "422") if (spec.body or spec.query) else ():
             op["responses"][code] = err
-        if spec.auth:
+        if spec.auth == "institution":
+            op["security"] = [{"institution": []}]
+            params.extend(INSTITUTION_HEADERS)
+            op["parameters"] = params
+        elif spec.auth:
             op["security"] = [{"reviewer" if spec.auth == "reviewer" else "bearer": []}]
             op["responses"]["401"] = err
         if spec.errors:
@@ -217,9 +223,26 @@ def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "reviewer": {"type": "http", "scheme": "bearer", "description": "reviewer token"},
+                "institution": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-Signature",
+                    "description": "hex HMAC-SHA256(institution secret, timestamp + \"\\n\" + nonce "
+                    "+ \"\\n\" + raw body), with X-Institution-Code, X-Timestamp (unix s, ±300 s) "
+                    "and a single-use X-Nonce",
+                },
             },
         },
     }
+
+
+INSTITUTION_HEADERS = [
+    {"name": "X-Institution-Code", "in": "header", "required": True, "schema": {"type": "string"}},
+    {"name": "X-Timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "unix seconds, within ±300 s"},
+    {"name": "X-Nonce", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "single use"},
+]
 
 
 def _path_params(path: str) -> list[str]:
