@@ -36,10 +36,7 @@ def create_app(settings: Settings) -> web.Application:
     # Order matters: later contexts use earlier resources; cleanup runs in reverse.
     app.cleanup_ctx.extend(
         [
-            lifecycle.orm_ctx,
-            lifecycle.redis_ctx,
-            lifecycle.http_ctx,
-            lifecycle.gateways_ctx,
+            *lifecycle.core_contexts(),
             lifecycle.services_ctx,
             bot_ctx,
             lifecycle.family_ctx,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -134,3 +134,8 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         limits=Limits.from_section(family),
     )
     yield
+
+
+def core_contexts() -> list[Callable[[web.Application], AsyncIterator[None]]]:
+    """The resources every process of ours opens, in order: the server and the worker."""
+    return [orm_ctx, redis_ctx, http_ctx, gateways_ctx]

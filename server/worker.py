@@ -170,13 +170,7 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
     app[keys.metrics_key] = Metrics()
     app[keys.services_key] = {}
     app.cleanup_ctx.extend(
-        [
-            lifecycle.orm_ctx,
-            lifecycle.redis_ctx,
-            lifecycle.http_ctx,
-            lifecycle.gateways_ctx,
-            worker_ctx_factory(concurrency),
-        ]
+        [*lifecycle.core_contexts(), worker_ctx_factory(concurrency)]
     )
     app.add_routes(
         [
