@@ -109,7 +109,7 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             if h in exc.headers:
                 resp.headers[h] = exc.headers[h]
         return resp
-    except Exception:
+    except Exception:  # the one catch-all: logged with its traceback, answered as a JSON 500
         errlog.exception("unhandled error rid=%s %s %s", rid, request.method, request.path)
         return error_response(500, "INTERNAL_ERROR", "服务器内部错误,请稍后再试", request_id=rid)
 
