@@ -31,11 +31,10 @@ from xml.parsers.expat import ExpatError
 
 from aiohttp import web
 from wechatpy import parse_message
-from wechatpy.events import EVENT_TYPES
-from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.messages import BaseMessage
+from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
 from wechatpy.utils import check_signature
 
 from server import keys

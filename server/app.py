@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the whole service: resources, middlewares, and the sub-apps of each client."""
-    from bot import bot_ctx, create_subapp as create_bot
+    from bot import bot_ctx
+    from bot import create_subapp as create_bot
+    from institution_api import create_subapp as create_institution
     from miniapp_api import create_subapp as create_miniapp
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
-    from institution_api import create_subapp as create_institution
 
     app = web.Application(
         middlewares=[request_context, error_envelope],

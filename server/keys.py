@@ -8,21 +8,8 @@ import aiohttp
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
-    from bot.service import BotService
-    from server.domain.auth import AuthService
-    from server.domain.pii import PiiCipher
-    from server.domain.binding import BindingService
-    from server.domain.documents import DocumentBook
-    from server.domain.policy import PolicyEngine
-    from server.gateways.face import FaceGateway
-    from server.gateways.registry import RegistryGateway
-    from server.gateways.storage import LocalStorage
-    from server.gateways.wechat import WeChatGateway
-    from server.metrics import Metrics
-    from server.settings import Settings
-    from server.worker import Worker
+    pass
 
 settings_key = web.AppKey("settings", "Settings")
 redis_key = web.AppKey("redis", "Redis[Any]")

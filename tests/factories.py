@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json as _json
+import secrets as _secrets
+import time as _time
+from datetime import date as _date
 from typing import Any
 
+from aiohttp import web as _web
 from aiohttp.test_utils import TestClient
 
 _codes = itertools.count(1)
@@ -39,12 +44,6 @@ async def error_of(resp: Any) -> dict[str, Any]:
 # (the real-name and binding APIs belong to issue #3); institution calls are signed
 # exactly as API.md says.
 
-import json as _json
-import secrets as _secrets
-import time as _time
-from datetime import date as _date
-
-from aiohttp import web as _web
 
 
 async def add_person(

@@ -8,6 +8,7 @@ only by the difference, so importing the same file twice changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 from dataclasses import dataclass
@@ -59,13 +60,17 @@ def psn_no_for(hashed_id: str) -> str:
     return "P" + str(int(hashlib.sha256(hashed_id.encode()).hexdigest()[:15], 16)).zfill(19)[:19]
 
 
-async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
-    created = updated = 0
+def _read_rows(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or [h.strip() for h in reader.fieldnames] != HEADER:
             raise DomainError("REGISTRY_CSV_INVALID", "CSV 表头必须是: " + ",".join(HEADER), 422)
-        rows = list(reader)
+        return list(reader)
+
+
+async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
+    created = updated = 0
+    rows = await asyncio.to_thread(_read_rows, path)
     async with in_transaction():
         for i, row in enumerate(rows, start=2):
             row = {k.strip(): (v or "").strip() for k, v in row.items()}

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from tortoise.functions import Count
+
 from server.domain.errors import DomainError
 from server.domain.models import Application, ApplicationEvent, Material, Notice
 from server.domain.pii import PiiCipher

@@ -8,7 +8,6 @@ import socket
 from typing import Callable
 
 import pytest
-
 from aiohttp.test_utils import TestClient, TestServer
 
 from server import keys

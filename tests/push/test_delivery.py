@@ -6,7 +6,6 @@ import asyncio
 import collections
 import dataclasses
 import time
-
 from collections.abc import Callable
 
 import pytest
