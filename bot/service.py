@@ -30,7 +30,8 @@ from redis.exceptions import RedisError
 from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
-from bot.batching import RedisBatcher
+from bot import diagnosis
+from bot.batching import Coalescer, RedisBatcher
 from bot.customer_service import WINDOW_SECONDS, CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
@@ -163,6 +164,8 @@ class BotService:
             CustomerService(redis, wechat, self.tokens) if wechat is not None and self.tokens else None
         )
         self.batch = RedisBatcher(redis)
+        # personal diagnosis reads the database: concurrent followers share the queries
+        self.diagnoses: Coalescer[str, diagnosis.Diagnosis] = Coalescer(self._diagnose)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -285,6 +288,9 @@ class BotService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
+    async def _diagnose(self, openids: list[str]) -> dict[str, diagnosis.Diagnosis]:
+        return await diagnosis.diagnose(openids, pii=self.pii, days=self.config.diagnosis_days)
+
     # ---- background work (never on the reply path) -----------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -310,6 +316,7 @@ class BotService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.batch.close()
+        await self.diagnoses.close()
         if self.tokens is not None:
             await self.tokens.close()
 
