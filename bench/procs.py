@@ -62,6 +62,18 @@ class Stack:
         return proc
 
 
+class Children(Stack):
+    """A :class:`Stack` for standalone scripts: ``start`` logs each child to ``logdir/NAME.log``."""
+
+    def __init__(self, logdir: Path, cwd: Path | None = None) -> None:
+        super().__init__()
+        self.logdir = logdir
+        self.cwd = cwd
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return self.popen(name, argv, log=self.logdir / f"{name}.log", env=env, cwd=self.cwd)
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM the process we started (by its id), then SIGKILL if it lingers."""
     if proc.poll() is not None:

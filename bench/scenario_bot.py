@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,10 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.procs import LOOPBACK, Children, free_port, wait_http  # noqa: E402
 from bot.simulator import WeChatSimulator, event_xml, text_xml  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
 PATH = "/wechat/official"
 FOLLOWERS = 500
 EVAL = ROOT / "tests" / "bot" / "eval_questions.tsv"
@@ -112,65 +111,10 @@ end
 # ---- processes -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
-class Procs:
-    """Children started here, stopped by their own id in reverse order."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=ROOT, start_new_session=True,
-        )
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-
-
 @contextmanager
 def stack(workdir: Path) -> Iterator[dict[str, str]]:
     """Bare app, Redis, fake WeChat, the server: their base URLs."""
-    procs = Procs(workdir)
+    procs = Children(workdir, cwd=ROOT)
     try:
         urls: dict[str, str] = {}
         port = free_port()

@@ -24,10 +24,8 @@ import asyncio
 import collections
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,9 +35,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.procs import LOOPBACK, Children, free_port, wait_http
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-LOOPBACK = "127.0.0.1"
 
 WORKER_TOML = """
 [push]
@@ -59,74 +58,19 @@ breaker_threshold = 50
 # ---- processes ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port")
-
-
-class _Procs:
-    """Children we started, stopped by their own ids in reverse order."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.items: list[tuple[str, Any]] = []
-
-    def popen(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        with open(self.work / f"{name}.log", "ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self.items.append((name, proc))
-        return proc
-
-    def on_close(self, name: str, fn: Any) -> None:
-        self.items.append((name, fn))
-
-    def close(self) -> None:
-        while self.items:
-            name, item = self.items.pop()
-            try:
-                if isinstance(item, subprocess.Popen):
-                    if item.poll() is None:
-                        item.send_signal(signal.SIGTERM)
-                        try:
-                            item.wait(15)
-                        except subprocess.TimeoutExpired:
-                            item.kill()
-                            item.wait(5)
-                else:
-                    item()
-            except Exception as exc:  # keep stopping the rest
-                print(f"scenario_push: stopping {name} failed: {exc!r}", file=sys.stderr)
-
-
 def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
-def _start_backends(procs: _Procs) -> tuple[str, str]:
+def _start_backends(procs: Children) -> tuple[str, str]:
     """Throw-away PostgreSQL 15 and Redis on loopback (like scripts/test)."""
-    work = procs.work
-    redis_port, pg_port = _free_port(), _free_port()
+    work = procs.logdir
+    redis_port, pg_port = free_port(), free_port()
     redis_argv = ["redis-server", "--port", str(redis_port), "--bind", LOOPBACK]
     redis_argv += ["--save", "", "--appendonly", "no", "--daemonize", "yes"]
     redis_argv += ["--pidfile", str(work / "redis.pid"), "--logfile", str(work / "redis.log")]
     subprocess.run(redis_argv, check=True)
-    procs.on_close(
+    procs.push(
         "redis",
         lambda: subprocess.run(
             ["redis-cli", "-p", str(redis_port), "shutdown", "nosave"],
@@ -148,7 +92,7 @@ def _start_backends(procs: _Procs) -> tuple[str, str]:
     )
     pg_ctl = str(PG_BIN / "pg_ctl")
     as_pg(pg_ctl, "-D", str(pg), "-l", str(work / "pg.log"), "-w", "-o", options, "start")
-    procs.on_close(
+    procs.push(
         "postgres", lambda: as_pg(pg_ctl, "-D", str(pg), "-m", "immediate", "stop", check=False)
     )
     createdb = str(PG_BIN / "createdb")
@@ -172,19 +116,6 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 # ---- the fake WeChat in its own process ----------------------------------------------------------
@@ -248,12 +179,15 @@ async def _seed(settings: Any, notices: int) -> None:
 
 async def _release_and_wait(
     settings: Any, notices: int, timeout: float
-) -> tuple[float, dict[str, int]]:
+) -> tuple[float, dict[str, int], list[float]]:
+    from datetime import datetime, timezone
+
     from server.db import open_orm
     from server.domain.models import Notice
 
     ctx = await open_orm(settings)
     try:
+        released = datetime.now(timezone.utc)
         await Notice.filter(state="pending").update(next_attempt_at=None)
         started = time.perf_counter()
         deadline = time.monotonic() + timeout
@@ -263,7 +197,12 @@ async def _release_and_wait(
             await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - started
         states = collections.Counter(await Notice.all().values_list("state", flat=True))
-        return elapsed, dict(states)
+        # due → delivered, per notice (sent_at is stamped by the worker)
+        waits = sorted(
+            (sent - released).total_seconds() * 1000
+            for sent in await Notice.exclude(sent_at=None).values_list("sent_at", flat=True)
+        )
+        return elapsed, dict(states), waits
     finally:
         await ctx.close_connections()
 
@@ -286,7 +225,7 @@ def run(
 
     work = Path(tempfile.mkdtemp(prefix="qq-push-bench-"))
     os.chmod(work, 0o755)
-    procs = _Procs(work)
+    procs = Children(work, cwd=ROOT)
     try:
         database_url = database_url or os.environ.get("BENCH_DATABASE_URL", "")
         redis_url = redis_url or os.environ.get("BENCH_REDIS_URL", "")
@@ -299,13 +238,13 @@ def run(
             "server.data_dir": str(work),
         }
         settings = Settings.load("test.toml", env={}, overrides=overrides)
-        fake_port = _free_port()
-        fake = procs.popen(
+        fake_port = free_port()
+        fake = procs.start(
             "fake_wechat",
             [sys.executable, "-m", "bench.scenario_push", "serve-fake", "--port", str(fake_port)],
         )
         fake_base = f"http://{LOOPBACK}:{fake_port}"
-        _wait_http(f"{fake_base}/_fake/stats", fake)
+        wait_http(f"{fake_base}/_fake/stats", fake)
         _http("POST", f"{fake_base}/_fake/config", {"transient_rate": transient_rate, "seed": 7})
 
         asyncio.run(_seed(settings, notices))
@@ -328,16 +267,16 @@ def run(
         worker_procs = []
         profile_to = os.environ.get("BENCH_PROFILE")  # a path prefix: cProfile each worker
         for i in range(workers):
-            port = _free_port()
+            port = free_port()
             profile = ["-m", "cProfile", "-o", f"{profile_to}.{i}"] if profile_to else []
             argv = [sys.executable, *profile, "-m", "server", "worker"]
             argv += ["--concurrency", str(concurrency)]
-            proc = procs.popen(f"worker{i}", argv, env={**env, "PUSH_METRICS_PORT": str(port)})
-            _wait_http(f"http://{LOOPBACK}:{port}/healthz", proc)
+            proc = procs.start(f"worker{i}", argv, env={**env, "PUSH_METRICS_PORT": str(port)})
+            wait_http(f"http://{LOOPBACK}:{port}/healthz", proc)
             worker_procs.append(proc)
 
         cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [*worker_procs, fake]}
-        elapsed, states = asyncio.run(_release_and_wait(settings, notices, timeout))
+        elapsed, states, waits = asyncio.run(_release_and_wait(settings, notices, timeout))
         cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in [*worker_procs, fake]}
         stats = _http("GET", f"{fake_base}/_fake/stats")
         sent = _http("GET", f"{fake_base}/_fake/sent?kind=template")["items"]
@@ -357,6 +296,8 @@ def run(
             "token_fetches": token_calls,
             "token_fetches_per_notice": round(token_calls / notices, 6),
             "states": states,
+            "p50_ms": round(waits[len(waits) // 2], 1) if waits else 0.0,
+            "p99_ms": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))], 1) if waits else 0.0,
             "delivered_distinct": len(per_notice),
             "duplicates": sum(c - 1 for c in per_notice.values()),
             # CPU seconds while draining: where the time goes on this machine
@@ -376,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command")
     fake = sub.add_parser("serve-fake", help="(internal) run the fake WeChat on a port")
     fake.add_argument("--port", type=int, required=True)
+    sub.add_parser("harness", help="(bench harness) the default run, one JSON line as bench/load.py reads it")
     p.add_argument("--notices", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--concurrency", type=int, default=64)
@@ -405,8 +347,36 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
     )
     print(json.dumps(result, ensure_ascii=False))
+    if args.command == "harness":
+        lost = result["notices"] - result["delivered_distinct"]
+        print(json.dumps({"name": "push", "rps": result["notices_per_second"],
+                          "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
+                          "requests": result["notices"],
+                          "errors": {"undelivered": lost, "duplicates": result["duplicates"]}}))
     ok = result["states"].get("pending", 0) == 0 and result["delivered_distinct"] == args.notices
     return 0 if ok else 1
+
+
+
+# ---- the harness's view ----------------------------------------------------------------------
+
+
+def _push_load(target: Any, round_no: int) -> Any:
+    """Not a load on ``target``: the scenario starts its own PostgreSQL, Redis, fake WeChat and
+    2 workers (the default run above) and reports notices/s; p50/p99: due → delivered."""
+    from bench.load import Command
+
+    return Command([sys.executable, "-m", "bench.scenario_push", "harness"])
+
+
+def _scenarios() -> list[Any]:
+    from bench.scenario import Scenario
+
+    return [Scenario("push", "push: notices/s, 10,000 due at once, 2 workers, 5 % transient errors",
+                     "pg", _push_load)]
+
+
+SCENARIOS = _scenarios()
 
 
 if __name__ == "__main__":

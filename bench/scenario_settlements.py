@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.procs import free_port, wait_http  # noqa: E402
 
 SECRET = "bench-institution-secret-0123456789"
 
@@ -320,28 +321,6 @@ async def pg_backend_pids(database_url: str) -> list[int]:
     return [int(r["pid"]) for r in rows if Path(f"/proc/{r['pid']}").exists()]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    import urllib.request
-
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -374,7 +353,7 @@ def measure_baseline(duration: float, connections: int) -> dict[str, Any]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], stdout=subprocess.DEVNULL)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         before = cpu_seconds(proc.pid)
         result = _client_process(f"http://127.0.0.1:{port}/", None, duration, connections, None)
         cpu = cpu_seconds(proc.pid) - before
@@ -418,7 +397,7 @@ def measure_settlements(args: argparse.Namespace) -> dict[str, Any]:
             )
             procs.append(proc)
             ports.append(port)
-            wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+            wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(seed_data, f)
         url = ",".join(f"http://127.0.0.1:{port}/api/v1/institution/settlements" for port in ports)

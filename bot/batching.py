@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
 
-__all__ = ["RedisBatcher"]
+__all__ = ["Coalescer", "RedisBatcher"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,73 @@ class RedisBatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for _, future in self._queue:
+            if not future.done():
+                future.cancel()
+        self._queue.clear()
+
+
+class Coalescer(Generic[K, V]):
+    """``await get(key)``: concurrent lookups share one ``load(keys)`` call.
+
+    Keys asked for during one event-loop iteration, and while a load is running, go to the
+    next load together (one load in flight; no timer: an idle system loads at once). Every
+    caller gets a fresh answer — nothing is cached across loads. ``load`` returns a value
+    for every key it was given; an exception reaches every caller of that load.
+    """
+
+    def __init__(self, load: Callable[[list[K]], Awaitable[Mapping[K, V]]], *,
+                 max_batch: int = 256) -> None:
+        self._load = load
+        self._max_batch = max_batch
+        self._queue: list[tuple[K, asyncio.Future[V]]] = []
+        self._scheduled = False
+        self._inflight: asyncio.Task[None] | None = None
+
+    def get(self, key: K) -> asyncio.Future[V]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
+        self._queue.append((key, future))
+        if not self._scheduled and self._inflight is None:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._inflight is not None or not self._queue:
+            return
+        batch = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
+        self._inflight = asyncio.ensure_future(self._run(batch))
+        self._inflight.add_done_callback(self._done)
+
+    def _done(self, _task: asyncio.Task[None]) -> None:
+        self._inflight = None
+        if self._queue and not self._scheduled:
+            self._flush()
+
+    async def _run(self, batch: list[tuple[K, asyncio.Future[V]]]) -> None:
+        try:
+            values = await self._load(list(dict.fromkeys(key for key, _ in batch)))
+        except BaseException as exc:  # every waiter gets it (cancellation included)
+            for _, future in batch:
+                if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for key, future in batch:
+            if not future.done():
+                future.set_result(values[key])
+
+    async def close(self) -> None:
+        if self._inflight is not None:
+            self._inflight.cancel()
+            await asyncio.gather(self._inflight, return_exceptions=True)
         for _, future in self._queue:
             if not future.done():
                 future.cancel()

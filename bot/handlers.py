@@ -46,14 +46,11 @@ def fallback_text(bot: BotService) -> str:
 
 async def personal_answer(bot: BotService, openid: str) -> str | None:
     """The follower's own recent failed / pending binding, explained (None: none known)."""
-    unionid = await diagnosis.unionid_of(openid)
-    if unionid is None:
+    known = await bot.diagnoses.get(openid)
+    if not known.unionid_known:
         learn_in_background(bot, openid)
         return None
-    attempt = await diagnosis.find_attempt(
-        unionid=unionid, pii=bot.pii, days=bot.config.diagnosis_days
-    )
-    return diagnosis.explain(attempt, bot.kb) if attempt is not None else None
+    return diagnosis.explain(known.attempt, bot.kb) if known.attempt is not None else None
 
 
 def learn_in_background(bot: BotService, openid: str) -> None:

@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
-from bot.batching import RedisBatcher
+from bot import diagnosis
+from bot.batching import Coalescer, RedisBatcher
 from bot.customer_service import WINDOW_SECONDS, CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
@@ -75,6 +77,7 @@ if ARGV[4] == '1' then
 end
 return {1, count, node}
 """
+_CLAIM_SHA = hashlib.sha1(_CLAIM.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,9 @@ class BotService:
             CustomerService(redis, wechat, self.tokens) if wechat is not None and self.tokens else None
         )
         self.batch = RedisBatcher(redis)
+        self._claim_cached = False  # whether Redis has _CLAIM in its script cache
+        # personal diagnosis reads the database: concurrent followers share the queries
+        self.diagnoses: Coalescer[str, diagnosis.Diagnosis] = Coalescer(self._diagnose)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -202,11 +208,21 @@ class BotService:
         claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
 
         def claim(pipe: Any) -> int:
-            pipe.eval(_CLAIM, len(claim_keys), *claim_keys, *claim_args)
+            # EVALSHA once Redis has the script (an EVAL put it in its cache): the script's
+            # 500 bytes are not sent and hashed again for every push
+            if self._claim_cached:
+                pipe.evalsha(_CLAIM_SHA, len(claim_keys), *claim_keys, *claim_args)
+            else:
+                pipe.eval(_CLAIM, len(claim_keys), *claim_keys, *claim_args)
             return 1
 
         try:
-            claimed, count, node = (await self.batch.run(claim))[0]
+            try:
+                claimed, count, node = (await self.batch.run(claim))[0]
+            except NoScriptError:  # Redis restarted or its script cache was flushed
+                self._claim_cached = False
+                claimed, count, node = (await self.batch.run(claim))[0]
+            self._claim_cached = True
         except (RedisError, OSError) as exc:
             # Without Redis we cannot tell a retry from a first delivery: say so briefly
             # rather than risk answering twice or failing with a 500 WeChat retries.
@@ -285,6 +301,9 @@ class BotService:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
 
+    async def _diagnose(self, openids: list[str]) -> dict[str, diagnosis.Diagnosis]:
+        return await diagnosis.diagnose(openids, pii=self.pii, days=self.config.diagnosis_days)
+
     # ---- background work (never on the reply path) -----------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -310,6 +329,7 @@ class BotService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.batch.close()
+        await self.diagnoses.close()
         if self.tokens is not None:
             await self.tokens.close()
 

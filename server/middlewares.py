@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -45,7 +45,7 @@ def error_response(
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, metrics and one structured access-log line per request."""
-    rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    rid = request.headers.get("X-Request-Id") or os.urandom(16).hex()  # uuid4().hex costs ~5 µs more
     if len(rid) > 64:
         rid = rid[:64]
     request[keys.request_id_key] = rid

@@ -650,26 +650,21 @@ class BindingService:
         record — version, text hash, time, user, IP, user agent, optional signature image —
         is never changed afterwards; signing again adds a new record.
         """
-        # someone else's application: 404 before anything else is looked at
-        await self._editable(user_id, application_id, "签署承诺书")
         now = self.clock()
-        current = self._commitment(now)
-        status = self.documents.check_signed(version=version, sha256=sha256, now=now)  # type: ignore[union-attr]
-        if status == "outdated":
-            raise reasons.error("COMMITMENT_OUTDATED")
-        if status != "current":
-            raise DomainError(
-                "COMMITMENT_MISMATCH",
-                "签署的承诺书版本或内容与服务器上的不一致,请重新打开承诺书阅读后签署。",
-                422,
-                fields={"sha256": "COMMITMENT_MISMATCH"},
-            )
         image_key: str | None = None
         if signature_image:
+            # someone else's application: 404 before anything else is looked at, and
+            # before the image is stored
+            await self._editable(user_id, application_id, "签署承诺书")
+            current = self._signed_text(version, sha256, now)
             image_key = await self._store_signature(signature_image)
         try:
             async with in_transaction():
+                # without an image the one read is this one (same order of refusals: 404 /
+                # 409, then the text; nothing is written before they pass)
                 app = await self._editable(user_id, application_id, "签署承诺书")
+                if image_key is None:
+                    current = self._signed_text(version, sha256, now)
                 sig = await CommitmentSignature.create(
                     application_id=app.id,
                     user_id=user_id,
@@ -687,6 +682,21 @@ class BindingService:
                 await self._storage().delete(image_key)
             raise
         return self.signature_view(sig)
+
+    def _signed_text(self, version: str, sha256: str, now: datetime) -> LegalText:
+        """The current commitment, when the client signed exactly it (422 otherwise)."""
+        current = self._commitment(now)
+        status = self.documents.check_signed(version=version, sha256=sha256, now=now)  # type: ignore[union-attr]
+        if status == "outdated":
+            raise reasons.error("COMMITMENT_OUTDATED")
+        if status != "current":
+            raise DomainError(
+                "COMMITMENT_MISMATCH",
+                "签署的承诺书版本或内容与服务器上的不一致,请重新打开承诺书阅读后签署。",
+                422,
+                fields={"sha256": "COMMITMENT_MISMATCH"},
+            )
+        return current
 
     async def _store_signature(self, data: str) -> str:
         payload = data.split(",", 1)[1] if data.startswith("data:") else data

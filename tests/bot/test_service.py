@@ -187,3 +187,15 @@ async def test_redis_down_gets_a_short_apology_not_a_500(bot: BotService) -> Non
         await worker.close()
         await down.aclose()
     assert reply is not None and "系统繁忙" in reply
+
+
+async def test_claims_survive_a_flushed_redis_script_cache(bot: BotService) -> None:
+    """The claim goes by EVALSHA once Redis has the script; after SCRIPT FLUSH (or a Redis
+    restart) the next push is still answered once, and a retry still deduplicated."""
+    first = await bot.answer(parse_message(text_xml("菜单", openid="oa-zed", msg_id=41)))
+    assert first is not None and bot._claim_cached
+    await bot.redis.script_flush()
+    xml = text_xml("菜单", openid="oa-zed", msg_id=42)
+    reply = await bot.answer(parse_message(xml))
+    assert reply is not None and "常见问题" in reply
+    assert await bot.answer(parse_message(xml)) == reply  # the retry: the stored reply
