@@ -12,7 +12,7 @@ from server import keys
 from server.domain import review
 from server.domain.errors import DomainError
 from server.openapi import endpoint
-from server.responses import json_response
+from server.responses import document_response, json_response
 
 PAGE = Path(__file__).with_name("console.html")
 
@@ -49,11 +49,7 @@ async def get_material(request: web.Request) -> web.Response:
     material = await review.material_for_review(request.match_info["application_id"], request.match_info["material_id"])
     storage = request.config_dict[keys.storage_key]
     data, content_type = await storage.read_clean(material.storage_key)
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Content-Disposition": "inline"},
-    )
+    return document_response(data, content_type)
 
 
 @endpoint(summary="审核决定:通过或驳回", body=DecisionIn, auth="reviewer", tags=("review",),

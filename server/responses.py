@@ -15,3 +15,17 @@ def json_response(
     data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def document_response(data: bytes, content_type: str) -> web.Response:
+    """An uploaded material served back (already stripped of metadata): never cached,
+    never content-sniffed by the browser, shown inline."""
+    return web.Response(
+        body=data,
+        content_type=content_type,
+        headers={
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline",
+        },
+    )

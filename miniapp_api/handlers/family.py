@@ -26,7 +26,7 @@ from server import keys
 from server.domain.binding import BindingService
 from server.domain.errors import DomainError
 from server.openapi import endpoint
-from server.responses import json_response
+from server.responses import document_response, json_response
 
 TAGS = ("family",)
 SUBMIT_ERRORS = (
@@ -169,11 +169,7 @@ async def get_material(request: web.Request) -> web.Response:
     data, content_type = await _service(request).read_material(
         request[keys.user_id_key], request.match_info["id"], request.match_info["material_id"]
     )
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
-    )
+    return document_response(data, content_type)
 
 
 @endpoint(
