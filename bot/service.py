@@ -116,7 +116,7 @@ class Turn:
     dialogue_node: str | None | NotRead = NOT_READ
 
 
-def _log_store_failure(future: asyncio.Future[list[Any]]) -> None:
+def _log_store_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("storing a bot reply for retries failed: %r", future.exception())
 
@@ -207,21 +207,12 @@ class BotService:
         claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
         claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
 
-        def claim(pipe: Any) -> int:
-            # EVALSHA once Redis has the script (an EVAL put it in its cache): the script's
-            # 500 bytes are not sent and hashed again for every push
-            if self._claim_cached:
-                pipe.evalsha(_CLAIM_SHA, len(claim_keys), *claim_keys, *claim_args)
-            else:
-                pipe.eval(_CLAIM, len(claim_keys), *claim_keys, *claim_args)
-            return 1
-
         try:
             try:
-                claimed, count, node = (await self.batch.run(claim))[0]
+                claimed, count, node = await self._claim(claim_keys, claim_args)
             except NoScriptError:  # Redis restarted or its script cache was flushed
                 self._claim_cached = False
-                claimed, count, node = (await self.batch.run(claim))[0]
+                claimed, count, node = await self._claim(claim_keys, claim_args)
             self._claim_cached = True
         except (RedisError, OSError) as exc:
             # Without Redis we cannot tell a retry from a first delivery: say so briefly
@@ -244,14 +235,17 @@ class BotService:
         reply = create_reply(text, message, render=True) if text else ""
         stored = _REPLY + reply.encode() if reply else _EMPTY
 
-        def store(pipe: Any) -> int:
-            pipe.set(key, stored, ex=ttl)
-            return 1
-
         # Not awaited: the reply goes out now; the store follows in the next batch, ahead
         # of any retry's read (batches leave in order).
-        self.batch.submit(store).add_done_callback(_log_store_failure)
+        self.batch.submit("SET", key, stored, "EX", ttl).add_done_callback(_log_store_failure)
         return reply or None
+
+    async def _claim(self, claim_keys: list[str], claim_args: list[int]) -> list[Any]:
+        # EVALSHA once Redis has the script (an EVAL put it in its cache): the script's
+        # 500 bytes are not sent and hashed again for every push
+        if self._claim_cached:
+            return await self.batch.run("EVALSHA", _CLAIM_SHA, len(claim_keys), *claim_keys, *claim_args)
+        return await self.batch.run("EVAL", _CLAIM, len(claim_keys), *claim_keys, *claim_args)
 
     async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
         task = asyncio.ensure_future(self.get_reply(message, turn))
@@ -286,12 +280,8 @@ class BotService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.retry_wait_seconds
         delay = 0.02
-        def read(pipe: Any) -> int:
-            pipe.get(key)
-            return 1
-
         while True:
-            raw = (await self.batch.run(read))[0]
+            raw = await self.batch.run("GET", key)
             if raw is None or raw[:1] == _EMPTY:
                 return None
             if raw[:1] == _REPLY:
