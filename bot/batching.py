@@ -48,9 +48,14 @@ class _Batcher(Generic[T, R]):
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
         self._inflight: asyncio.Task[None] | None = None
+        # The loop of the first caller (one batcher per app, one app per loop): each
+        # asyncio.get_running_loop() costs a getpid() syscall, several µs on this machine.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _enqueue(self, item: T) -> asyncio.Future[R]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
         if not self._scheduled and self._inflight is None:
@@ -121,10 +126,29 @@ class RedisBatcher(_Batcher[Command, Any]):
     connection error or the ``timeout`` fails every command of the batch.
     """
 
-    def __init__(self, redis: Any, *, max_batch: int = 256, timeout: float = 5.0) -> None:
+    def __init__(self, redis: Any, *, max_batch: int = 256, timeout: float = 5.0,
+                 idle_reconnect: float = 30.0) -> None:
         super().__init__(max_batch=max_batch)
         self._pool = redis.connection_pool
         self._timeout = timeout
+        self._idle_reconnect = idle_reconnect
+        self._last_sent = 0.0
+
+    @staticmethod
+    def dedicated_client(url: str) -> Any:
+        """A client for a batcher alone: no per-read ``socket_timeout`` (the batch has its
+        deadline) and no ``health_check_interval`` (its per-reply clock read costs a
+        getpid() syscall; a connection idle longer than ``idle_reconnect`` is reopened
+        instead of PINGed). Connecting fails fast, without retries: a follower waiting
+        for a passive reply had better get "系统繁忙" than WeChat's timeout."""
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        return Redis.from_url(
+            url, socket_timeout=None, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
+            health_check_interval=0, max_connections=8,
+        )
 
     async def run(self, *command: Any) -> Any:
         """Queue ``command`` for the next round trip and wait for its reply."""
@@ -137,6 +161,11 @@ class RedisBatcher(_Batcher[Command, Any]):
     async def _handle(self, commands: list[Command]) -> list[Any]:
         async with asyncio.timeout(self._timeout):
             connection = await self._pool.get_connection()
+            now = self._loop.time() if self._loop is not None else 0.0
+            if now - self._last_sent > self._idle_reconnect:
+                # an idle socket may have been dropped silently on the way: start afresh
+                await connection.disconnect()
+            self._last_sent = now
             try:
                 await connection.send_packed_command(connection.pack_commands(commands))
                 replies = []

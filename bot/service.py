@@ -147,6 +147,7 @@ class BotService:
         redis: Any,
         pii: PiiCipher,
         wechat: WeChatGateway | None = None,
+        batch_redis: Any = None,
     ) -> None:
         self.config = config
         self.codec = codec
@@ -165,7 +166,9 @@ class BotService:
         self.customer_service = (
             CustomerService(redis, wechat, self.tokens) if wechat is not None and self.tokens else None
         )
-        self.batch = RedisBatcher(redis)
+        # the reply path's commands go through the batcher, on its own client when given
+        self._batch_redis = batch_redis
+        self.batch = RedisBatcher(batch_redis if batch_redis is not None else redis)
         self._claim_cached = False  # whether Redis has _CLAIM in its script cache
         # personal diagnosis reads the database: concurrent followers share the queries
         self.diagnoses: Coalescer[str, diagnosis.Diagnosis] = Coalescer(self._diagnose)
@@ -191,7 +194,8 @@ class BotService:
             window_seconds=config.timestamp_window_seconds,
         )
         return cls(
-            config=config, codec=codec, kb=kb, router=router, redis=redis, pii=pii, wechat=wechat
+            config=config, codec=codec, kb=kb, router=router, redis=redis, pii=pii, wechat=wechat,
+            batch_redis=RedisBatcher.dedicated_client(settings.redis.url) if settings.redis.url else None,
         )
 
     # ---- the reply path --------------------------------------------------------------
@@ -314,11 +318,20 @@ class BotService:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
     async def close(self) -> None:
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancelled again until they stop: a library may swallow one cancellation (redis-py
+        # does when it lands as a command's reply arrives) and go on to its next await.
+        pending = set(self._tasks)
+        for _ in range(50):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        if pending:
+            log.warning("%d bot background tasks ignored cancellation", len(pending))
         await self.batch.close()
+        if self._batch_redis is not None:
+            await self._batch_redis.aclose()
         await self.diagnoses.close()
         if self.tokens is not None:
             await self.tokens.close()

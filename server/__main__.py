@@ -15,30 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import sys
 from typing import Any, Awaitable, Callable
 
+from server.logs import setup_logging
 from server.settings import Settings
-
-
-def setup_logging(level: str = "INFO") -> None:
-    from server.domain.pii import ScrubbingFilter
-
-    # The format below names no thread, process or source line: do not collect them for
-    # every record (Python docs, logging "Optimization"; ~5 µs of each access-log line).
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(ScrubbingFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # our own access log is richer
-    logging.getLogger("tortoise").setLevel(logging.WARNING)
 
 
 def new_loop() -> asyncio.AbstractEventLoop:

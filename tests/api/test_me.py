@@ -73,3 +73,15 @@ async def test_access_log_line_is_one_json_object(client: TestClient, caplog) ->
     assert line.pop("ms") >= 0
     assert line == {"rid": 'odd"rid\\1', "method": "GET", "route": "/api/v1/me", "status": 200,
                     "user": tokens["user"]["id"]}
+
+
+async def test_a_request_id_never_carries_personal_data_into_logs(client: TestClient, caplog) -> None:
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="server.access")
+    resp = await client.get("/healthz", headers={"X-Request-Id": "call-13812345678"})
+    assert resp.headers["X-Request-Id"] == "call-138****5678"
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "server.access"]
+    assert [line["rid"] for line in lines] == ["call-138****5678"]
+    assert "13812345678" not in caplog.text

@@ -59,16 +59,17 @@ async def test_an_error_reply_fails_only_its_own_command(redis: Any) -> None:
 async def test_a_stalled_round_trip_times_out_and_the_next_batch_works(redis: Any) -> None:
     batcher = RedisBatcher(redis, timeout=0.3)
     try:
-        # a server-side script busy for up to 1 s stalls the whole batch past its deadline
+        # a server-side script busy for 0.8 s stalls the whole batch past its deadline
         stall = (
-            "local s = tonumber(redis.call('TIME')[1]) + 1 "
-            "while tonumber(redis.call('TIME')[1]) < s do end return 1"
+            "local function now() local t = redis.call('TIME') "
+            "return tonumber(t[1]) * 1000000 + tonumber(t[2]) end "
+            "local stop = now() + 800000 while now() < stop do end return 1"
         )
         slow = batcher.submit("EVAL", stall, 0)
         other = batcher.submit("SET", "bt:late", "1")
         results = await asyncio.gather(slow, other, return_exceptions=True)
         assert all(isinstance(r, TimeoutError) for r in results), results
-        await asyncio.sleep(1.2)  # the script finishes; the half-read connection was dropped
+        await asyncio.sleep(1.0)  # the script finishes; the half-read connection was dropped
         assert await batcher.run("SET", "bt:after", "2") == b"OK"
         assert await batcher.run("GET", "bt:after") == b"2"
     finally:

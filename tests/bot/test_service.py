@@ -11,6 +11,7 @@ from aiohttp.web import Application
 from wechatpy import parse_message
 from wechatpy.messages import BaseMessage
 
+from bot.batching import RedisBatcher
 from bot.customer_service import QUOTA, CustomerService
 from bot.handlers import build_router
 from bot.menu import build_menu, click_keys
@@ -176,13 +177,18 @@ async def test_redis_down_gets_a_short_apology_not_a_500(bot: BotService) -> Non
     from redis.asyncio import Redis
 
     router = build_router()
-    down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens
+    down = Redis.from_url("redis://127.0.0.1:1")  # nothing listens
     worker = BotService(
         config=bot.config, codec=bot.codec, kb=bot.kb, router=router,
         redis=down, pii=bot.pii, wechat=bot.wechat,
+        batch_redis=RedisBatcher.dedicated_client("redis://127.0.0.1:1"),  # as in production
     )
     try:
-        reply = await worker.answer(parse_message(text_xml("怎么解绑", openid="oa-b")))
+        # within the reply budget: WeChat must not time out waiting for the apology
+        reply = await asyncio.wait_for(
+            worker.answer(parse_message(text_xml("怎么解绑", openid="oa-b"))),
+            bot.config.reply_budget_seconds,
+        )
     finally:
         await worker.close()
         await down.aclose()
