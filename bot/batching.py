@@ -52,10 +52,15 @@ class _Batcher(Generic[T, R]):
         # asyncio.get_running_loop() costs a getpid() syscall, several µs on this machine.
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _enqueue(self, item: T) -> asyncio.Future[R]:
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, asked for once (callers in the loop only)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _enqueue(self, item: T) -> asyncio.Future[R]:
+        loop = self.loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
         if not self._scheduled and self._inflight is None:

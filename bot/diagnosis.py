@@ -6,11 +6,17 @@ follower's unionid is learnt off the reply path (subscribe → user/info, see
 OfficialFollower → User (by unionid) → that user's latest application that failed or
 waits for review within ``diagnosis_days`` (SPEC.md "The bot": "the answer names that
 attempt and its actual reason").
+
+The follower → user link (the first two lookups) is kept briefly in ``Links``: an openid's
+unionid and a unionid's user never change once known, so a found link is reused for five
+minutes; "not linked yet" is asked again after ten seconds. The applications are always
+read fresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -21,7 +27,7 @@ from bot.nlu import KnowledgeBase
 from server.domain.models import Application, ApplicationEvent, OfficialFollower, User
 from server.domain.pii import PiiCipher, mask_name
 
-__all__ = ["Attempt", "Diagnosis", "diagnose", "explain"]
+__all__ = ["Attempt", "Diagnosis", "Links", "diagnose", "explain"]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FAILED = "failed"
@@ -47,8 +53,76 @@ class Diagnosis:
     attempt: Attempt | None
 
 
+class Links:
+    """Follower → mini-program user, per process: ``(unionid known, user id or None)``."""
+
+    def __init__(self, *, ttl: float = 300.0, unlinked_ttl: float = 10.0,
+                 max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.unlinked_ttl = unlinked_ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._links: dict[str, tuple[float, bool, int | None]] = {}
+
+    def get(self, openid: str) -> tuple[bool, int | None] | None:
+        entry = self._links.get(openid)
+        if entry is None:
+            return None
+        expires, unionid_known, user_id = entry
+        if expires <= self._clock():
+            del self._links[openid]
+            return None
+        return unionid_known, user_id
+
+    def put(self, openid: str, unionid_known: bool, user_id: int | None) -> None:
+        if len(self._links) >= self.max_entries:
+            self._links.clear()  # rare (that many followers asking within minutes): start over
+        ttl = self.ttl if user_id is not None else self.unlinked_ttl
+        self._links[openid] = (self._clock() + ttl, unionid_known, user_id)
+
+    def forget(self, openid: str) -> None:
+        """The follower was (re)learnt or unsubscribed in this process: look again."""
+        self._links.pop(openid, None)
+
+
+async def _link(openids: list[str], links: Links | None) -> dict[str, tuple[bool, int | None]]:
+    """OfficialFollower → User (by unionid, the newest) for each follower."""
+    out: dict[str, tuple[bool, int | None]] = {}
+    missing: list[str] = []
+    for openid in openids:
+        cached = links.get(openid) if links is not None else None
+        if cached is None:
+            missing.append(openid)
+        else:
+            out[openid] = cached
+    if not missing:
+        return out
+    # values_list, not .only(): Tortoise builds a model class per .only() call (~2 ms).
+    unionid_of: dict[str, str] = {}
+    for openid, unionid in await OfficialFollower.filter(oa_openid__in=missing).values_list(
+        "oa_openid", "unionid"
+    ):
+        if unionid and openid not in unionid_of:
+            unionid_of[openid] = unionid
+    user_of: dict[str, int] = {}  # the newest user with that unionid
+    if unionid_of:
+        for unionid, user_id in await User.filter(
+            unionid__in=sorted(set(unionid_of.values()))
+        ).values_list("unionid", "id"):
+            if user_id > user_of.get(unionid, -1):
+                user_of[unionid] = user_id
+    for openid in missing:
+        unionid = unionid_of.get(openid)
+        link = (unionid is not None, user_of.get(unionid) if unionid is not None else None)
+        out[openid] = link
+        if links is not None:
+            links.put(openid, *link)
+    return out
+
+
 async def diagnose(
-    oa_openids: Sequence[str], *, pii: PiiCipher, days: int = 30, now: datetime | None = None
+    oa_openids: Sequence[str], *, pii: PiiCipher, days: int = 30, now: datetime | None = None,
+    links: Links | None = None,
 ) -> dict[str, Diagnosis]:
     """For each follower: OfficialFollower → User (by unionid, the newest) → that user's
     latest failed or pending-review application within ``days``.
@@ -58,30 +132,15 @@ async def diagnose(
     and two event-loop turns, so per-follower queries queued behind each other under load
     (p99 ≈ 0.2 s on bench/scenario_bot.py)."""
     openids = list(dict.fromkeys(oa_openids))
-    out = {openid: Diagnosis(False, None) for openid in openids}
-    # values_list, not .only(): Tortoise builds a model class per .only() call (~2 ms).
-    unionid_of: dict[str, str] = {}
-    for openid, unionid in await OfficialFollower.filter(oa_openid__in=openids).values_list(
-        "oa_openid", "unionid"
-    ):
-        if unionid and openid not in unionid_of:
-            unionid_of[openid] = unionid
-    if not unionid_of:
-        return out
-    for openid in unionid_of:
-        out[openid] = Diagnosis(True, None)
-    user_of: dict[str, int] = {}  # the newest user with that unionid
-    for unionid, user_id in await User.filter(
-        unionid__in=sorted(set(unionid_of.values()))
-    ).values_list("unionid", "id"):
-        if user_id > user_of.get(unionid, -1):
-            user_of[unionid] = user_id
-    if not user_of:
+    link_of = await _link(openids, links)
+    out = {openid: Diagnosis(known, None) for openid, (known, _) in link_of.items()}
+    user_ids = sorted({user_id for _, user_id in link_of.values() if user_id is not None})
+    if not user_ids:
         return out
     since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
     latest: dict[int, Application] = {}
     for app in await Application.filter(
-        binder_id__in=sorted(set(user_of.values())),
+        binder_id__in=user_ids,
         state__in=(FAILED, PENDING_REVIEW),
         updated_at__gte=since,
     ).order_by("-updated_at", "-id"):
@@ -89,8 +148,7 @@ async def diagnose(
     attempts: dict[int, Attempt] = {}
     for binder_id, app in latest.items():
         attempts[binder_id] = await _attempt(app, pii)
-    for openid, unionid in unionid_of.items():
-        user_id = user_of.get(unionid)
+    for openid, (_, user_id) in link_of.items():
         if user_id is not None:
             out[openid] = Diagnosis(True, attempts.get(user_id))
     return out

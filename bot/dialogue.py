@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,10 +96,13 @@ def _is_code(target: str) -> bool:
 
 
 class Dialogue:
-    """One follower's troubleshooting dialogue, kept in Redis (``redis.asyncio`` client)."""
+    """One follower's troubleshooting dialogue, kept in Redis. ``run`` executes one raw
+    Redis command (``RedisBatcher.run``: the dialogue's reads and writes share the reply
+    path's round trips)."""
 
-    def __init__(self, redis: Any, kb: KnowledgeBase, *, ttl_seconds: int = 600) -> None:
-        self._redis = redis
+    def __init__(self, run: Callable[..., Awaitable[Any]], kb: KnowledgeBase, *,
+                 ttl_seconds: int = 600) -> None:
+        self._run = run
         self._kb = kb
         self._ttl = ttl_seconds
         for node in TREE.values():  # a broken tree is a programming error: fail at start
@@ -115,13 +119,13 @@ class Dialogue:
 
     async def start(self, openid: str, *, intro: str = "") -> str:
         """Begin (or restart) the dialogue; answers the first question."""
-        await self._redis.set(self.key(openid), "start", ex=self._ttl)
+        await self._run("SET", self.key(openid), "start", "EX", self._ttl)
         head = intro or "我来帮您一步步排查绑定失败的原因。"
         return f"{head}\n{self._ask('start')}"
 
     async def active(self, openid: str) -> str | None:
         """The current question id, or None when there is no dialogue."""
-        return self.decode(await self._redis.get(self.key(openid)))
+        return self.decode(await self._run("GET", self.key(openid)))
 
     @staticmethod
     def decode(raw: bytes | str | None) -> str | None:
@@ -131,7 +135,7 @@ class Dialogue:
         return raw.decode() if isinstance(raw, bytes) else str(raw)
 
     async def end(self, openid: str) -> None:
-        await self._redis.delete(self.key(openid))
+        await self._run("DEL", self.key(openid))
 
     async def step(
         self, openid: str, text: str, *, node_id: str | None | NotRead = NOT_READ
@@ -154,7 +158,7 @@ class Dialogue:
         node = TREE[node_id]
         choice = int(number.group(1))
         if not 1 <= choice <= len(node.choices):
-            await self._redis.expire(self.key(openid), self._ttl)
+            await self._run("EXPIRE", self.key(openid), self._ttl)
             return f"请回复 1-{len(node.choices)} 之间的数字。\n{self._ask(node_id)}"
         target = node.choices[choice - 1][1]
         if _is_code(target):
@@ -162,7 +166,7 @@ class Dialogue:
             intent = self._kb.by_error_code(target)
             assert intent is not None  # checked in __init__
             return f"排查结果:{intent.title}\n{self._kb.render(intent)}"
-        await self._redis.set(self.key(openid), target, ex=self._ttl)
+        await self._run("SET", self.key(openid), target, "EX", self._ttl)
         return self._ask(target)
 
     @staticmethod

@@ -65,6 +65,7 @@ def learn_in_background(bot: BotService, openid: str) -> None:
             await followers.learn_follower(
                 gateway=bot.wechat, access_token=bot.access_token, oa_openid=openid
             )
+            bot.links.forget(openid)
 
     bot.spawn(learn())
 
@@ -128,6 +129,7 @@ async def on_subscribe(message: BaseMessage, turn: Turn) -> str:
             )
         if unionid is None:  # WeChat unreachable or no unionid: still a follower
             await followers.remember(oa_openid=openid, unionid=None, subscribed=True)
+        bot.links.forget(openid)
 
     bot.spawn(remember_and_learn())
     return topics_text(
@@ -142,6 +144,7 @@ async def on_unsubscribe(message: BaseMessage, turn: Turn) -> None:
     bot = turn.bot
     await bot.dialogue.end(message.source)
     await followers.remember(oa_openid=message.source, unionid=None, subscribed=False)
+    bot.links.forget(message.source)
     return None
 
 

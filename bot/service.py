@@ -121,6 +121,15 @@ def _log_store_failure(future: asyncio.Future[Any]) -> None:
         log.error("storing a bot reply for retries failed: %r", future.exception())
 
 
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _release_when_done(waiter: asyncio.Future[None], _task: asyncio.Task[Any]) -> None:
+    _release(waiter)
+
+
 def dedupe_key(message: BaseMessage) -> str:
     """Messages by FromUserName + MsgId (bare MsgIds have collided under load); events by
     FromUserName + CreateTime + Event + EventKey (SPEC.md "The bot"), plus the MsgID an
@@ -159,7 +168,7 @@ class BotService:
         # Followers ask the same questions over and over ("你好", "怎么解绑"): matching is
         # pure, so its result is cached per exact text.
         self.match = functools.lru_cache(maxsize=4096)(kb.match)
-        self.dialogue = Dialogue(redis, kb, ttl_seconds=config.dialogue_ttl_seconds)
+
         # the official account's token is shared with the push workers (one per app, in
         # Redis, forced refreshes budgeted): this process never forces a refresh itself
         self.tokens = TokenCache(redis, wechat, "oa") if wechat is not None else None
@@ -169,9 +178,11 @@ class BotService:
         # the reply path's commands go through the batcher, on its own client when given
         self._batch_redis = batch_redis
         self.batch = RedisBatcher(batch_redis if batch_redis is not None else redis)
+        self.dialogue = Dialogue(self.batch.run, kb, ttl_seconds=config.dialogue_ttl_seconds)
         self._claim_cached = False  # whether Redis has _CLAIM in its script cache
         # personal diagnosis reads the database: concurrent followers share the queries
         self.diagnoses: Coalescer[str, diagnosis.Diagnosis] = Coalescer(self._diagnose)
+        self.links = diagnosis.Links()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -252,9 +263,19 @@ class BotService:
         return await self.batch.run("EVAL", _CLAIM, len(claim_keys), *claim_keys, *claim_args)
 
     async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
-        task = asyncio.ensure_future(self.get_reply(message, turn))
-        done, _ = await asyncio.wait({task}, timeout=self.config.reply_budget_seconds)
-        if done:
+        # What asyncio.wait({task}, timeout=budget) does, on the loop the batcher already
+        # knows: ensure_future and wait each ask get_running_loop(), a getpid() syscall
+        # that costs several µs on this VM, for every push.
+        loop = self.batch.loop()
+        task = loop.create_task(self.get_reply(message, turn))
+        waiter = loop.create_future()
+        timer = loop.call_later(self.config.reply_budget_seconds, _release, waiter)
+        task.add_done_callback(functools.partial(_release_when_done, waiter))
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+        if task.done():
             return task.result()
         # Too slow for a passive reply: say nothing now, send it when it is ready.
         log.warning("bot reply over budget: finishing through customer service")
@@ -296,7 +317,9 @@ class BotService:
             delay = min(delay * 2, 0.2)
 
     async def _diagnose(self, openids: list[str]) -> dict[str, diagnosis.Diagnosis]:
-        return await diagnosis.diagnose(openids, pii=self.pii, days=self.config.diagnosis_days)
+        return await diagnosis.diagnose(
+            openids, pii=self.pii, days=self.config.diagnosis_days, links=self.links
+        )
 
     # ---- background work (never on the reply path) -----------------------------------
 

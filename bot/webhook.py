@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import binascii
 import logging
+import random
 import secrets
 import struct
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from xml.parsers.expat import ExpatError
 
 from aiohttp import web
 from wechatpy import parse_message
-from wechatpy.crypto import WeChatCrypto
+from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
@@ -85,6 +87,45 @@ def parse_xml(text: str) -> BaseMessage:
     return EVENT_TYPES.get(event_type, UnknownMessage)(data)
 
 
+class _PrpCrypto(PrpCrypto):
+    """wechatpy's message cipher with a cheaper random prefix: ``random_string`` draws 16
+    characters with ``random.sample`` (~10 µs); the prefix only has to differ between
+    messages (the CBC IV is the fixed key[:16]), as wechatpy's own is not secret either."""
+
+    def get_random_string(self) -> str:
+        return f"{_random_bits(64):016x}"
+
+
+_random_bits = random.getrandbits
+
+
+class OfficialCrypto(WeChatCrypto):
+    """``WeChatCrypto`` of one EncodingAESKey, built once: its cipher is reused for every
+    message instead of being rebuilt per call, through the ``crypto_class`` hook wechatpy's
+    own subclasses use. Same wire format, same checks (signature, AppID)."""
+
+    def __init__(self, token: str, encoding_aes_key: str, app_id: str) -> None:
+        super().__init__(token, encoding_aes_key, app_id)
+        self._prp = _PrpCrypto(self.key)
+
+    def _cipher(self, _key: bytes) -> _PrpCrypto:
+        return self._prp
+
+    def encrypt_message(self, msg: str, nonce: str, timestamp: str | None = None) -> str:
+        return self._encrypt_message(msg, nonce, timestamp, self._cipher)
+
+    def decrypt_message(self, msg: Any, signature: str, timestamp: str, nonce: str) -> str:
+        return self._decrypt_message(msg, signature, timestamp, nonce, self._cipher)
+
+
+def _envelope_field(text: str, name: str) -> str:
+    root = ET.fromstring(text)
+    value = root.findtext(name)
+    if root.tag != "xml" or not value:
+        raise ValueError(f"no <{name}> in the envelope")
+    return value
+
+
 class Refused(Exception):
     """A request we do not answer: HTTP ``status`` and no reply."""
 
@@ -121,7 +162,7 @@ class Codec:
         self.window = window_seconds
         self._clock = clock
         self.cryptos: list[WeChatCrypto] = [
-            WeChatCrypto(token, key, appid)
+            OfficialCrypto(token, key, appid)
             for key in (encoding_aes_key, previous_encoding_aes_key)
             if key
         ]
@@ -171,9 +212,15 @@ class Codec:
             raise Refused(403, "missing msg_signature")
         if not self.cryptos:
             raise Refused(403, "safe mode is not configured")
+        try:
+            # the envelope by ElementTree (wechatpy would use xmltodict, 2x slower); its
+            # decrypt_message takes the parsed fields as a dict
+            envelope = {"Encrypt": _envelope_field(text, "Encrypt")}
+        except _PARSE_ERRORS:
+            raise Refused(400, "malformed XML") from None
         for crypto in self.cryptos:
             try:
-                return crypto.decrypt_message(text, msg_signature, timestamp, nonce), crypto
+                return crypto.decrypt_message(envelope, msg_signature, timestamp, nonce), crypto
             except InvalidSignatureException:
                 # The signature does not depend on the key: no other key will do better.
                 raise Refused(403, "bad msg_signature") from None

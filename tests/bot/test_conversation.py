@@ -156,3 +156,26 @@ async def test_a_flooding_follower_is_warned_once_then_ignored(
     assert await wx.reply(text_xml("你好", openid="oa-vic")) is None
     # Others are not affected.
     assert "太频繁" not in await wx.say("你好", "oa-walt")
+
+
+async def test_a_link_found_later_is_used_after_the_short_unlinked_wait(
+    wx: Wx, app: Application, bot: BotService
+) -> None:
+    """The follower → user link is cached per process; "not linked" only briefly, and the
+    applications themselves are always read fresh."""
+    now = [1000.0]
+    bot.links._clock = lambda: now[0]
+    await OfficialFollower.create(oa_openid="oa-olga", unionid="union-olga")
+    first = await wx.say(ASK, "oa-olga")
+    assert "排查" in first  # no user yet: the guided questions
+    # the mini-program user appears (another process): this one has "not linked" cached
+    row = await _failed_application(app, user="olga", member="王小红", code="INFO_MISMATCH")
+    assert "王*红" not in await wx.say(ASK, "oa-olga")
+    now[0] += bot.links.unlinked_ttl + 0.1
+    linked = await wx.say(ASK, "oa-olga")
+    assert "王*红" in linked and "11月20日" in linked
+    # the link is kept, the application is not: a decision shows at once
+    row.state = "effective"
+    await row.save()
+    assert "王*红" not in await wx.say(ASK, "oa-olga")
+    assert bot.links.get("oa-olga") is not None
