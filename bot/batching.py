@@ -7,7 +7,7 @@ event-loop iteration and sends them as one pipeline (no timer: an idle system se
 once), then hands each request its own reply.
 
 The batch goes out on a connection of the client's own pool through redis-py's connection
-API (``pack_commands`` / ``send_packed_command`` / ``read_response``, as its PubSub does),
+API (``send_packed_command`` / ``read_response``, as its PubSub does; packed by hiredis),
 not through ``Pipeline``: the pipeline's per-command bookkeeping and the ``socket_timeout``
 it arms around every single reply cost 2.8x the wire work on this machine (13.6 vs 4.8 µs
 a command, measured). One deadline bounds the whole round trip instead; a connection whose
@@ -22,6 +22,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
+from hiredis import pack_command
 from redis.exceptions import ResponseError
 
 __all__ = ["Coalescer", "RedisBatcher"]
@@ -172,7 +173,9 @@ class RedisBatcher(_Batcher[Command, Any]):
                 await connection.disconnect()
             self._last_sent = now
             try:
-                await connection.send_packed_command(connection.pack_commands(commands))
+                # hiredis packs in C (redis-py's asyncio connection packs in Python,
+                # 6.6 vs 0.9 µs for the claim command, measured)
+                await connection.send_packed_command(b"".join(map(pack_command, commands)))
                 replies = []
                 for _ in commands:
                     try:
