@@ -194,3 +194,24 @@ async def test_xml_bombs_and_entities_are_refused(client: TestClient, sim: WeCha
         text = await resp.text()
         assert resp.status == 400 and text == "", text[:100]
         assert "root:" not in text
+
+
+async def test_an_envelope_without_cdata_is_still_opened(
+    client: TestClient, sim: WeChatSimulator
+) -> None:
+    """<Encrypt> is found without an XML parse in WeChat's CDATA form; any other well-formed
+    envelope goes through ElementTree; a body without <Encrypt> is refused."""
+    import re
+
+    push = sim.push(text_xml(QUESTION, openid="oa-cara", msg_id=777), "safe")
+    plain_envelope = re.sub(
+        rb"<Encrypt><!\[CDATA\[([^\]]+)\]\]></Encrypt>", rb"<Encrypt>\1</Encrypt>", push.body
+    )
+    assert plain_envelope != push.body and b"CDATA" not in plain_envelope.split(b"<Encrypt>")[1]
+    resp = await client.post(PATH, params=push.query, data=plain_envelope)
+    assert resp.status == 200
+    body = await resp.text()
+    assert "被绑定人" in sim.open_reply(body, push)
+    missing = re.sub(rb"<Encrypt>.*</Encrypt>", b"", plain_envelope)
+    resp = await client.post(PATH, params=push.query, data=missing)
+    assert resp.status == 400 and await resp.text() == ""
