@@ -194,10 +194,14 @@ class KnowledgeBase:
     EXAMPLE_WEIGHT = 0.6
     #: Below this score there is no answer (the bot shows the topic menu). Off-topic
     #: questions score ≤ 0.15 except those sharing domain words ("护照", "报销").
-    THRESHOLD = 0.16
+    THRESHOLD = 0.14
     #: Between THRESHOLD and SURE, the winner must lead the runner-up by MARGIN.
     SURE = 0.30
     MARGIN = 0.02
+    #: An off-topic group counts this many times in a feature's document frequency.
+    OFFTOPIC_DF = 3.0
+    #: The winner must lead the best off-topic group by this much, however sure it is.
+    OFFTOPIC_MARGIN = 0.1
 
     def __init__(
         self,
@@ -206,32 +210,43 @@ class KnowledgeBase:
         keywords: dict[str, tuple[str, ...]] | None = None,
         menu: list[str] | None = None,
         caution_text: str = DEFAULT_CAUTION,
+        offtopic: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         if not intents:
             raise ValueError("a knowledge base needs at least one intent")
         self._intents = {i.id: i for i in intents}
         if len(self._intents) != len(intents):
             raise ValueError("duplicate intent id")
-        self._order = [i.id for i in intents]
+        offtopic = offtopic or {}
+        if set(offtopic) & set(self._intents):
+            raise ValueError("an off-topic group has an intent's id")
+        self._order = [i.id for i in intents] + list(offtopic)
+        self._offtopic = frozenset(offtopic)
+        self._offtopic_examples = dict(offtopic)
         self._by_code = {i.error_code: i for i in intents if i.error_code}
         self._menu = [self._intents[i] for i in (menu or [])]
         self.caution_text = caution_text
         keywords = keywords or {}
 
         # Documents: every example (for the best-example score); an intent's centroid
-        # also takes its keywords.
+        # also takes its keywords. Off-topic groups are indexed exactly like intents.
         docs: list[tuple[int, Counter[str]]] = []
         intent_feats: list[list[Counter[str]]] = []
-        for idx, intent in enumerate(intents):
-            ex = [features(e) for e in intent.examples]
+        groups = [(i.id, i.examples) for i in intents] + list(offtopic.items())
+        for idx, (gid, examples) in enumerate(groups):
+            ex = [features(e) for e in examples]
             docs.extend((idx, f) for f in ex)
-            intent_feats.append(ex + [features(k) for k in keywords.get(intent.id, ())])
+            intent_feats.append(ex + [features(k) for k in keywords.get(gid, ())])
 
         # IDF over intents, not examples: a feature is informative when few intents use it.
-        n = len(intents)
-        df: Counter[str] = Counter()
-        for feats_list in intent_feats:
-            df.update({f for feats in feats_list for f in feats})
+        # The off-topic groups count too, so a word shared with questions we do not
+        # answer ("医保", "报销", "社保") weighs less than one only our topics use.
+        n = len(intents) + self.OFFTOPIC_DF * len(offtopic)
+        df: dict[str, float] = {}
+        for idx, feats_list in enumerate(intent_feats):
+            w = self.OFFTOPIC_DF if idx >= len(intents) else 1.0
+            for f in {f for feats in feats_list for f in feats}:
+                df[f] = df.get(f, 0.0) + w
         self._idf = {f: math.log((n + 1) / (d + 0.5)) for f, d in df.items()}
         # A feature no intent knows still counts in the question's norm (it is what makes
         # "今天天气怎么样" dissimilar to everything), at the weight of the rarest known one.
@@ -270,6 +285,7 @@ class KnowledgeBase:
         intents: list[Intent] = []
         keywords: dict[str, tuple[str, ...]] = {}
         menu: list[tuple[int, str]] = []
+        offtopic = {g["id"]: tuple(g["examples"]) for g in data.get("offtopic", ())}
         for raw in data["intent"]:
             intent = Intent(
                 id=raw["id"],
@@ -289,6 +305,7 @@ class KnowledgeBase:
             keywords=keywords,
             menu=[i for _, i in sorted(menu)],
             caution_text=data.get("caution_text", DEFAULT_CAUTION),
+            offtopic=offtopic,
         )
 
     # ── queries ──
@@ -325,9 +342,13 @@ class KnowledgeBase:
             return None
         best, best_id = ranked[0]
         second, runner_up = ranked[1] if len(ranked) > 1 else (0.0, None)
-        if best < self.THRESHOLD:
+        if best < self.THRESHOLD or best_id in self._offtopic:
             return None
         if best < self.SURE and best - second < self.MARGIN:
+            return None
+        # An off-topic group close behind: the overlap is the domain's shared words.
+        off = next((s for s, i in ranked[1:] if i in self._offtopic), 0.0)
+        if best - off < self.OFFTOPIC_MARGIN:
             return None
         return Match(self._intents[best_id], round(best, 4), runner_up)
 
@@ -339,7 +360,11 @@ class KnowledgeBase:
         return self._intents[intent_id]
 
     def intents(self) -> list[Intent]:
-        return [self._intents[i] for i in self._order]
+        return [self._intents[i] for i in self._order if i not in self._offtopic]
+
+    def offtopic(self) -> dict[str, tuple[str, ...]]:
+        """The off-topic groups' examples by group id (questions that get the menu)."""
+        return dict(self._offtopic_examples)
 
     def topics(self) -> list[Intent]:
         """The fallback menu, in its order (number them 1… when showing)."""
