@@ -199,9 +199,9 @@ class KnowledgeBase:
     SURE = 0.30
     MARGIN = 0.02
     #: An off-topic group counts this many times in a feature's document frequency.
-    OFFTOPIC_DF = 3.0
+    OFFTOPIC_DF = 2.0
     #: The winner must lead the best off-topic group by this much, however sure it is.
-    OFFTOPIC_MARGIN = 0.1
+    OFFTOPIC_MARGIN = 0.08
 
     def __init__(
         self,
