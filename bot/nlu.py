@@ -9,6 +9,16 @@ rewards a close paraphrase, the centroid rewards wording spread over several exa
 Below a confidence threshold — or when two intents are too close to call and neither
 is clearly above it — ``match`` answers None and the bot shows the topic menu.
 
+Off-topic questions that share the domain's words ("单位一个月没交医保能报销吗" is about an
+employer's unpaid contributions, not about 亲情账户) are handled by data, not rules: the
+``[[offtopic]]`` groups of intents.toml (单位欠缴, 社保卡, 生育, 异地就医备案, general
+policy, 养老/公积金/个税, chit-chat, health advice) are indexed like intents. A question
+closest to one, or whose best intent leads the best off-topic group by less than
+``OFFTOPIC_MARGIN``, gets the menu; and each group counts ``OFFTOPIC_DF`` times in the
+document frequency, so words those questions use ("医保", "报销", "缴费") weigh less than
+words only our intents use. Measured on the eval sets: main set 93.7 → 98.3 % overall
+(off-topic rejected 25 → 29 of 29), held-out set off-topic rejected 24 → 34 of 36.
+
 Everything is precomputed by ``KnowledgeBase.load``; ``match`` only walks an inverted
 index (~0.1 ms for a chat-sized question; loading takes ~20 ms). No word segmenter:
 adding jieba word features was measured on the eval set — on-topic top-1 96.6 → 97.1 %
@@ -193,14 +203,18 @@ class KnowledgeBase:
     #: Tuned on tests/bot/eval_questions.tsv (0.5–0.7 are within one question).
     EXAMPLE_WEIGHT = 0.6
     #: Below this score there is no answer (the bot shows the topic menu). Off-topic
-    #: questions score ≤ 0.15 except those sharing domain words ("护照", "报销").
+    #: questions that share domain words ("护照", "报销") score higher; the off-topic
+    #: groups catch those.
     THRESHOLD = 0.14
     #: Between THRESHOLD and SURE, the winner must lead the runner-up by MARGIN.
     SURE = 0.30
     MARGIN = 0.02
     #: An off-topic group counts this many times in a feature's document frequency.
+    #: Tuned on eval_questions.tsv with OFFTOPIC_MARGIN (2–3 within one question; 1
+    #: leaves "医保"/"报销" strong enough to win "单位没交医保能报销吗").
     OFFTOPIC_DF = 2.0
-    #: The winner must lead the best off-topic group by this much, however sure it is.
+    #: The winner must lead the best off-topic group by this much, however sure it is
+    #: (0.04–0.10 score the same on eval_questions.tsv).
     OFFTOPIC_MARGIN = 0.08
 
     def __init__(
