@@ -202,14 +202,11 @@ class FakeWeChatState:
         self.receipt_aes_key = ""
         self.receipt_mode = "plain"
         self.receipt_delay = 0.2
-        self._configure_receipts(
-            url=receipt_url,
-            token=receipt_token,
-            aes_key=receipt_aes_key,
-            mode=receipt_mode,
-            delay=receipt_delay,
-        )
         self.reset()
+        self.configure(
+            receipt_url=receipt_url or "", receipt_token=receipt_token,
+            receipt_aes_key=receipt_aes_key, receipt_mode=receipt_mode, receipt_delay=receipt_delay,
+        )
 
     def reset(self) -> None:
         """Forget everything but the credentials and configuration knobs' defaults."""
@@ -296,11 +293,8 @@ class FakeWeChatState:
         ``{openid: status}``.
         """
         self._configure_receipts(
-            url=receipt_url,
-            token=receipt_token,
-            aes_key=receipt_aes_key,
-            mode=receipt_mode,
-            delay=receipt_delay,
+            url=receipt_url, token=receipt_token, aes_key=receipt_aes_key,
+            mode=receipt_mode, delay=receipt_delay,
         )
         if receipt_failures is not None:
             if isinstance(receipt_failures, dict):

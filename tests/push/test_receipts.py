@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.__main__ import self_url
@@ -27,7 +27,7 @@ from server.gateways.fake_wechat import (
     FakeWeChatState,
 )
 from server.settings import Settings
-from tests.conftest import _reset_backends
+from tests.conftest import serving
 from tests.push.factories import make_notice, make_user, worker
 
 
@@ -40,7 +40,9 @@ async def deliver(app: web.Application) -> None:
         await w.close()
 
 
-async def receipts_settled(state: FakeWeChatState, *, expected: int, timeout: float = 5.0) -> dict[str, int]:
+async def receipts_settled(
+    state: FakeWeChatState, *, expected: int, timeout: float = 5.0
+) -> dict[str, int]:
     """Wait until ``expected`` receipts were scheduled and each one posted or failed."""
     deadline = time.monotonic() + timeout
     while True:
@@ -85,7 +87,10 @@ async def test_receipt_marks_the_sent_notice_delivered(
     assert sent["msgid"] == n.wx_msgid
 
     assert await receipts_settled(wechat_state, expected=1) == {
-        "scheduled": 1, "posted": 1, "failed": 0, "cancelled": 0
+        "scheduled": 1,
+        "posted": 1,
+        "failed": 0,
+        "cancelled": 0,
     }
     n = await Notice.get(id=notice.id)
     assert (n.state, n.reason) == ("delivered", None)
@@ -128,7 +133,10 @@ async def test_receipts_to_a_dead_url_never_break_sending(
     first = await make_notice(await make_user("dan", follower=True))
     await deliver(app)
     assert await receipts_settled(wechat_state, expected=1) == {
-        "scheduled": 1, "posted": 0, "failed": 1, "cancelled": 0
+        "scheduled": 1,
+        "posted": 0,
+        "failed": 1,
+        "cancelled": 0,
     }
     # sending goes on: the next notice is accepted too, its receipt fails the same way
     second = await make_notice(await make_user("erin", follower=True))
@@ -176,7 +184,11 @@ async def test_receipt_knobs_over_fake_config(
             config = await r.json()
         assert config["receipt_url"] == knobs["receipt_url"]
         assert config["receipt_failures"] == {"oa-x": "failed:user block"}
-        assert (config["receipt_mode"], config["receipt_delay"], config["down"]) == ("plain", 0.5, False)
+        assert (config["receipt_mode"], config["receipt_delay"], config["down"]) == (
+            "plain",
+            0.5,
+            False,
+        )
         # safe mode without an EncodingAESKey, or an unknown mode: refused, nothing changes
         for bad in ({"receipt_mode": "safe"}, {"receipt_mode": "loud"}, {"receipt_delay": -1}):
             async with http.post(base_url + "/_fake/config", json=bad) as r:
@@ -208,13 +220,8 @@ async def embedded(make_settings: Callable[..., Settings]) -> AsyncIterator[Test
     app = create_app(make_settings(**{**FAST, "wechat.api_base": ""}))
     port = free_port()
     app[keys.self_url_key] = self_url("0.0.0.0", port)
-    client = TestClient(TestServer(app, host="127.0.0.1", port=port))
-    await client.start_server()
-    try:
-        await _reset_backends(app)
+    async with serving(app, host="127.0.0.1", port=port) as client:
         yield client
-    finally:
-        await client.close()
 
 
 async def test_demo_notices_get_receipts_and_reach_delivered(embedded: TestClient) -> None:
