@@ -235,3 +235,34 @@ async def test_demo_notices_get_receipts_and_reach_delivered(embedded: TestClien
     assert (await receipts_settled(state, expected=1))["posted"] == 1
     n = await Notice.get(id=notice.id)
     assert (n.state, n.channel) == ("delivered", "template")
+
+
+async def test_a_receipt_that_beats_the_workers_record_is_applied_after_it(
+    client: TestClient,
+    app: web.Application,
+    settings: Settings,
+    wechat_state: FakeWeChatState,
+) -> None:
+    """WeChat may report a template message's fate before our worker has written the send
+    (msgid and ``sent`` are stored when the send call returns): the receipt is kept and
+    applied as soon as the worker writes the send — not lost, not applied to another."""
+    wechat_state.configure(**receipts_to(client, settings))
+    notice = await make_notice(await make_user("carol", follower=True))
+    other = await make_notice(await make_user("dave", follower=True))
+    msgid = wechat_state.next_msgid  # what the fake will assign to the first send
+    _, query, body = wechat_state.receipt_push(openid="oa-carol", msgid=msgid)
+    resp = await client.post("/wechat/official", params=query, data=body)
+    assert resp.status == 200
+    assert (await Notice.get(id=notice.id)).state == "pending"  # nothing to mark yet
+
+    wechat_state.configure(receipt_url="")  # the fake's own receipts off: only the early one
+    await deliver(app)
+    states = {n.id: n for n in await Notice.filter(id__in=[notice.id, other.id])}
+    first = min(states.values(), key=lambda n: n.wx_msgid or 0)
+    assert first.wx_msgid == msgid and first.state == "delivered"
+    second = max(states.values(), key=lambda n: n.wx_msgid or 0)
+    assert second.state == "sent"  # its receipt has not come
+    # the kept receipt is used once: a replay changes nothing
+    resp = await client.post("/wechat/official", params=query, data=body)
+    assert resp.status == 200
+    assert (await Notice.get(id=first.id)).state == "delivered"
