@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from server.domain.delivery import on_template_send_finished, remember_follower
 from server.gateways.wechat import WeChatError, WeChatGateway
@@ -24,9 +25,10 @@ async def remember(*, oa_openid: str, unionid: str | None, subscribed: bool) -> 
     await remember_follower(oa_openid=oa_openid, unionid=unionid, subscribed=subscribed)
 
 
-async def template_finished(*, msgid: int, status: str) -> None:
-    """WeChat reports the fate of a template message we sent (TEMPLATESENDJOBFINISH)."""
-    await on_template_send_finished(msgid=msgid, status=status)
+async def template_finished(*, msgid: int, status: str, redis: Any) -> None:
+    """WeChat reports the fate of a template message we sent (TEMPLATESENDJOBFINISH);
+    ``redis`` keeps a receipt that beat the worker's record of the send."""
+    await on_template_send_finished(msgid=msgid, status=status, redis=redis)
 
 
 async def learn_follower(

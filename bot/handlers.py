@@ -172,7 +172,9 @@ async def on_view(message: BaseMessage, turn: Turn) -> None:
 async def on_template_finished(message: BaseMessage, turn: Turn) -> None:
     """Delivery receipt of a template message: mark the notice delivered / failed."""
     await followers.template_finished(
-        msgid=int(getattr(message, "id", 0) or 0), status=str(getattr(message, "status", ""))
+        msgid=int(getattr(message, "id", 0) or 0),
+        status=str(getattr(message, "status", "")),
+        redis=turn.bot.redis,
     )
     return None
 

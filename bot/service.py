@@ -168,7 +168,6 @@ class BotService:
         # Followers ask the same questions over and over ("你好", "怎么解绑"): matching is
         # pure, so its result is cached per exact text.
         self.match = functools.lru_cache(maxsize=4096)(kb.match)
-
         # the official account's token is shared with the push workers (one per app, in
         # Redis, forced refreshes budgeted): this process never forces a refresh itself
         self.tokens = TokenCache(redis, wechat, "oa") if wechat is not None else None

@@ -39,14 +39,29 @@ def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         loop.close()
 
 
+def self_url(host: str, port: int) -> str:
+    """The base URL a client on this machine uses to reach a server listening on
+    ``host:port`` (a wildcard address is reached on loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
+    from server import keys
     from server.app import create_app
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     app = create_app(settings)
+    # where this process can reach itself (the embedded fake WeChat's receipts go there)
+    app[keys.self_url_key] = self_url(host, port)
 
     async def announce(_: web.Application) -> None:
         base = f"http://{host}:{port}"

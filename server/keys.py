@@ -32,6 +32,9 @@ registry_key = web.AppKey("registry", "RegistryGateway")
 storage_key = web.AppKey("storage", "LocalStorage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
 binding_key = web.AppKey("binding", "BindingService")
+# this server's base URL as seen from this machine (set by ``python -m server serve``):
+# the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
+self_url_key = web.AppKey("self_url", str)
 
 # per-request storage
 request_id_key = web.RequestKey("request_id", str)
@@ -58,6 +61,7 @@ __all__ = [
     "redis_key",
     "registry_key",
     "request_id_key",
+    "self_url_key",
     "reviewer_key",
     "services_key",
     "settings_key",

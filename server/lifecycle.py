@@ -57,7 +57,11 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
-    """WeChat and face gateways; in embedded mode the fake WeChat runs in-process."""
+    """WeChat and face gateways; in embedded mode the fake WeChat runs in-process.
+
+    When the server knows its own URL (``keys.self_url_key``, set by ``serve``), the
+    embedded fake posts template delivery receipts to this server's ``/wechat/official``.
+    """
     from server.gateways.face import FakeFaceGateway, HttpFaceGateway
     from server.gateways.wechat import WeChatGateway
 
@@ -73,9 +77,22 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
             oa_appid=settings.wechat.oa_appid,
             oa_secret=settings.wechat.oa_secret,
         )
+        self_url = app.get(keys.self_url_key)
+        if self_url:
+            # like WeChat, the fake reports each template message's fate to our webhook
+            # (TEMPLATESENDJOBFINISH), so the demo's notices reach ``delivered``
+            state.configure(
+                receipt_url=f"{self_url.rstrip('/')}/wechat/official",
+                receipt_token=settings.wechat.oa_token,
+                receipt_aes_key=settings.wechat.oa_encoding_aes_key,
+            )
         runner, api_base, _ = await start_fake_wechat(state=state)
         app[keys.fake_wechat_key] = state
-        log.info("WECHAT_API_BASE unset: fake WeChat API serving at %s", api_base)
+        log.info(
+            "WECHAT_API_BASE unset: fake WeChat API serving at %s (receipts to %s)",
+            api_base,
+            state.receipt_url or "nowhere",
+        )
     session = app[keys.http_key]
     app[keys.wechat_key] = WeChatGateway.from_settings(
         session, settings.wechat, api_base=api_base

@@ -8,6 +8,7 @@ Backends come from the environment so the same suite runs twice (scripts/test):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -76,17 +77,24 @@ async def _reset_backends(app: web.Application) -> None:
         await app[keys.redis_key].flushdb()
 
 
-@pytest.fixture
-async def app_client(settings: Settings) -> AsyncIterator[TestClient]:
-    """The whole service on a loopback port; closed here so Tortoise closes too."""
-    app = create_app(settings)
-    client = TestClient(TestServer(app))
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, **server_kwargs: Any) -> AsyncIterator[TestClient]:
+    """``app`` on a loopback port (TestServer keyword arguments), on empty backends;
+    closed on exit so Tortoise closes too."""
+    client = TestClient(TestServer(app, **server_kwargs))
     await client.start_server()
     try:
         await _reset_backends(app)
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def app_client(settings: Settings) -> AsyncIterator[TestClient]:
+    """The whole service on a loopback port."""
+    async with serving(create_app(settings)) as client:
+        yield client
 
 
 @pytest.fixture

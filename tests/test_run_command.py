@@ -51,4 +51,6 @@ async def test_python_m_server_serves_the_demo(tmp_path: Path) -> None:
         output = (await asyncio.wait_for(proc.communicate(), 20))[0].decode()
     assert (tmp_path / "data" / "qinqing.sqlite3").exists()
     assert f"listening on {base}" in output and "curl" in output
+    # the embedded fake WeChat posts template receipts to this server's own webhook
+    assert f"receipts to {base}/wechat/official" in output
     assert proc.returncode == 0, output  # SIGTERM → graceful shutdown

@@ -277,25 +277,67 @@ def backoff_delay(
 # ---- bot callbacks and the mini-program's grant report --------------------------------------
 
 
-async def on_template_send_finished(*, msgid: int, status: str) -> bool:
+EARLY_RECEIPT_TTL = 3600
+
+
+def _early_receipt_key(msgid: int) -> str:
+    return f"push:receipt:{int(msgid)}"
+
+
+def _receipt_values(status: str, msgid: int) -> dict[str, Any] | None:
+    normalized = " ".join(status.lower().replace(":", ": ").split())
+    if normalized == "success":
+        return {"state": "delivered"}
+    if "user block" in normalized:
+        return {"state": "failed", "reason": REASON_USER_BLOCK}
+    if normalized.startswith("failed"):
+        return {"state": "failed", "reason": REASON_SYSTEM_FAILED}
+    log.warning("TEMPLATESENDJOBFINISH with unknown status %r (msgid %s)", status, msgid)
+    return None
+
+
+async def on_template_send_finished(*, msgid: int, status: str, redis: Any = None) -> bool:
     """TEMPLATESENDJOBFINISH: ``success`` → delivered; ``failed:user block`` → failed
     (用户拒收); ``failed: system failed`` → failed. Returns whether a notice changed.
 
-    Only a ``sent`` notice moves: replays and late events change nothing.
+    Only a ``sent`` notice moves: replays and late events change nothing. WeChat's receipt
+    can arrive before the worker has written the send it reports (msgid and ``sent`` are
+    stored when the send call returns): with ``redis``, a receipt for a msgid no notice
+    carries yet is kept for an hour and applied by the worker right after it writes the
+    send (``apply_early_receipts``); the update is tried again after parking, so whichever
+    side comes second applies it.
     """
-    normalized = " ".join(status.lower().replace(":", ": ").split())
-    now = datetime.now(timezone.utc)
-    if normalized == "success":
-        values: dict[str, Any] = {"state": "delivered"}
-    elif "user block" in normalized:
-        values = {"state": "failed", "reason": REASON_USER_BLOCK}
-    elif normalized.startswith("failed"):
-        values = {"state": "failed", "reason": REASON_SYSTEM_FAILED}
-    else:
-        log.warning("TEMPLATESENDJOBFINISH with unknown status %r (msgid %s)", status, msgid)
+    values = _receipt_values(status, msgid)
+    if values is None:
         return False
-    changed = await Notice.filter(wx_msgid=msgid, state="sent").update(**values, updated_at=now)
-    return bool(changed)
+
+    async def apply() -> bool:
+        now = datetime.now(timezone.utc)
+        return bool(
+            await Notice.filter(wx_msgid=msgid, state="sent").update(**values, updated_at=now)
+        )
+
+    if await apply():
+        return True
+    if redis is None or await Notice.filter(wx_msgid=msgid).exists():
+        return False
+    await redis.set(_early_receipt_key(msgid), status, ex=EARLY_RECEIPT_TTL)
+    return await apply()
+
+
+async def apply_early_receipts(redis: Any, msgids: Sequence[int]) -> int:
+    """Receipts that came before the worker wrote their sends (see above): apply them."""
+    if not msgids:
+        return 0
+    keys = [_early_receipt_key(m) for m in msgids]
+    applied = 0
+    for msgid, raw in zip(msgids, await redis.mget(keys), strict=True):
+        if raw is None:
+            continue
+        status = raw.decode() if isinstance(raw, bytes) else str(raw)
+        applied += await on_template_send_finished(msgid=msgid, status=status)
+        await redis.delete(_early_receipt_key(msgid))
+    return applied
 
 
 async def remember_follower(*, oa_openid: str, unionid: str | None, subscribed: bool) -> None:
@@ -678,6 +720,9 @@ class Dispatcher:
                 await self._release(chunk, delay=await self.breaker.open_for())
                 continue
             await self._write([*self._finish(outcomes), *unreachable])
+            await apply_early_receipts(
+                self.redis, [o.msgid for o in outcomes if o.msgid is not None]
+            )
         return 0.0
 
     def _lease_left(self, chunk: Sequence[_Plan]) -> bool:

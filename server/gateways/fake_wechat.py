@@ -16,6 +16,14 @@ Demo conventions (API.md "Demo mode and test doubles"):
 Everything the fake remembers lives in :class:`FakeWeChatState`; tests poke it
 directly, other processes drive it over ``/_fake/*``. Every call is O(1) and nothing
 sleeps unless ``stall_seconds`` is set, so benchmarks can run against it.
+
+Delivery receipts (optional): with ``receipt_url`` set (constructor, :meth:`configure`
+or ``/_fake/config``) every accepted template message is followed, ``receipt_delay``
+seconds later, by one TEMPLATESENDJOBFINISH event POSTed to that URL, signed (and in
+``compat`` / ``safe`` mode encrypted) with the official account's Token and
+EncodingAESKey exactly as WeChat pushes it (:class:`bot.simulator.WeChatSimulator`).
+Status is ``success``, or what ``receipt_failures`` says for the openid. A callback
+that fails is logged and counted in ``stats()["receipts"]``, never raised.
 """
 
 from __future__ import annotations
@@ -24,25 +32,32 @@ import asyncio
 import base64
 import collections
 import json
+import logging
 import os
 import random
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 __all__ = [
     "ERRMSG",
     "FAKE_STATE_KEY",
     "FakeWeChatState",
+    "RECEIPT_SUCCESS",
+    "RECEIPT_SYSTEM_FAILED",
+    "RECEIPT_USER_BLOCK",
     "create_fake_wechat_app",
     "start_fake_wechat",
 ]
+
+log = logging.getLogger(__name__)
 
 #: WeChat's own errmsg texts (English, as the real API sends them).
 ERRMSG: dict[int, str] = {
@@ -120,6 +135,14 @@ _KEYWORD_RULES: dict[str, tuple[int, re.Pattern[str] | None]] = {
     "name": (20, None),
 }
 
+# TEMPLATESENDJOBFINISH statuses (模板消息 事件推送: 送达成功 / 用户拒收 / 其他原因失败).
+RECEIPT_SUCCESS = "success"
+RECEIPT_USER_BLOCK = "failed:user block"
+RECEIPT_SYSTEM_FAILED = "failed: system failed"
+RECEIPT_MODES = ("plain", "compat", "safe")
+# WeChatCrypto wants a key even when nothing is encrypted (plain mode): any valid one.
+_UNUSED_AES_KEY = base64.b64encode(bytes(32)).decode()[:43]
+
 FAKE_STATE_KEY = web.AppKey("fake_wechat_state", "FakeWeChatState")
 
 
@@ -157,6 +180,11 @@ class FakeWeChatState:
         seed: int = 0,
         clock: Callable[[], float] = time.time,
         max_sent: int = 100_000,
+        receipt_url: str | None = None,
+        receipt_token: str = "",
+        receipt_aes_key: str = "",
+        receipt_mode: str = "plain",
+        receipt_delay: float = 0.2,
     ) -> None:
         self.credentials: dict[str, tuple[str, str]] = {
             "mp": (mp_appid, mp_secret),
@@ -167,7 +195,18 @@ class FakeWeChatState:
         self.seed = seed
         self.clock = clock
         self.max_sent = max_sent
+        # the receipt callback (our official account's server URL and its secrets) is
+        # configuration like the credentials: reset() keeps it
+        self.receipt_url: str | None = None
+        self.receipt_token = ""
+        self.receipt_aes_key = ""
+        self.receipt_mode = "plain"
+        self.receipt_delay = 0.2
         self.reset()
+        self.configure(
+            receipt_url=receipt_url or "", receipt_token=receipt_token,
+            receipt_aes_key=receipt_aes_key, receipt_mode=receipt_mode, receipt_delay=receipt_delay,
+        )
 
     def reset(self) -> None:
         """Forget everything but the credentials and configuration knobs' defaults."""
@@ -193,6 +232,9 @@ class FakeWeChatState:
         self.strict_custom_window = False  # True: custom sends need a recent interaction
         self.interactions: dict[str, list[float]] = {}  # openid → [at, remaining]
         self.menu: dict[str, Any] | None = None
+        # delivery receipts: openid → status other than success; counters
+        self.receipt_failures: dict[str, str] = {}
+        self.receipts: collections.Counter[str] = collections.Counter()
         # counters and faults
         self.calls: collections.Counter[str] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
@@ -237,8 +279,31 @@ class FakeWeChatState:
         seed: int | None = None,
         strict_subscribe: bool | None = None,
         strict_custom_window: bool | None = None,
+        receipt_url: str | None = None,
+        receipt_token: str | None = None,
+        receipt_aes_key: str | None = None,
+        receipt_mode: str | None = None,
+        receipt_delay: float | None = None,
+        receipt_failures: Iterable[str] | dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Set the knobs given; return the whole configuration."""
+        """Set the knobs given; return the whole configuration.
+
+        ``receipt_url=""`` turns receipts off. ``receipt_failures`` replaces the map of
+        openids whose receipts fail: a list of openids (``failed:user block``) or
+        ``{openid: status}``.
+        """
+        self._configure_receipts(
+            url=receipt_url, token=receipt_token, aes_key=receipt_aes_key,
+            mode=receipt_mode, delay=receipt_delay,
+        )
+        if receipt_failures is not None:
+            if isinstance(receipt_failures, dict):
+                failures = {str(k): str(v) for k, v in receipt_failures.items()}
+            elif isinstance(receipt_failures, str):
+                raise ValueError("receipt_failures must be a list of openids or a mapping")
+            else:
+                failures = {str(openid): RECEIPT_USER_BLOCK for openid in receipt_failures}
+            self.receipt_failures = failures
         if down is not None:
             self.down = bool(down)
         if stall_seconds is not None:
@@ -267,7 +332,67 @@ class FakeWeChatState:
             "seed": self.seed,
             "strict_subscribe": self.strict_subscribe,
             "strict_custom_window": self.strict_custom_window,
+            "receipt_url": self.receipt_url,
+            "receipt_mode": self.receipt_mode,
+            "receipt_delay": self.receipt_delay,
+            "receipt_failures": dict(self.receipt_failures),
         }
+
+    # ---- delivery receipts ------------------------------------------------------------
+
+    def _configure_receipts(
+        self,
+        *,
+        url: str | None,
+        token: str | None,
+        aes_key: str | None,
+        mode: str | None,
+        delay: float | None,
+    ) -> None:
+        """Validate first, then apply: a bad value changes nothing."""
+        new_mode = self.receipt_mode if mode is None else mode
+        new_key = self.receipt_aes_key if aes_key is None else str(aes_key)
+        if new_mode not in RECEIPT_MODES:
+            raise ValueError(f"receipt_mode must be one of {RECEIPT_MODES}")
+        if new_mode != "plain" and len(new_key) != 43:
+            raise ValueError("receipt_mode compat / safe needs a 43-character receipt_aes_key")
+        if delay is not None and delay < 0:
+            raise ValueError("receipt_delay must be >= 0")
+        if url is not None:
+            self.receipt_url = str(url) or None
+        if token is not None:
+            self.receipt_token = str(token)
+        self.receipt_aes_key = new_key
+        self.receipt_mode = new_mode
+        if delay is not None:
+            self.receipt_delay = float(delay)
+
+    def fail_receipts(self, openid: str, status: str | None = RECEIPT_USER_BLOCK) -> None:
+        """Receipts for ``openid`` say ``status`` from now on (None: ``success`` again)."""
+        if status is None:
+            self.receipt_failures.pop(openid, None)
+        else:
+            self.receipt_failures[openid] = status
+
+    def receipt_push(self, *, openid: str, msgid: int) -> tuple[str, dict[str, str], bytes]:
+        """The signed TEMPLATESENDJOBFINISH push for one accepted template message:
+        ``(url, query, body)``. Call only with ``receipt_url`` set."""
+        from bot.simulator import WeChatSimulator, event_xml
+
+        assert self.receipt_url is not None
+        status = self.receipt_failures.get(openid, RECEIPT_SUCCESS)
+        xml = event_xml(
+            "TEMPLATESENDJOBFINISH",
+            openid=openid,
+            extra={"MsgID": str(msgid), "Status": status},
+        )
+        simulator = WeChatSimulator(
+            token=self.receipt_token,
+            appid=self.credentials["oa"][0],
+            encoding_aes_key=self.receipt_aes_key or _UNUSED_AES_KEY,
+        )
+        push = simulator.push(xml, self.receipt_mode)  # type: ignore[arg-type]
+        return self.receipt_url, push.query, push.body
 
     # ---- tokens -----------------------------------------------------------------------
 
@@ -382,6 +507,9 @@ class FakeWeChatState:
             "sent": dict(self.sent_counts),
             "tokens_issued": self.tokens_issued,
             "force_refreshes": {app: v[1] for app, v in self.force_refreshes.items()},
+            "receipts": {
+                k: self.receipts[k] for k in ("scheduled", "posted", "failed", "cancelled")
+            },
         }
 
 
@@ -449,6 +577,63 @@ def _check_data(data: Any) -> dict[str, str]:
 
 
 Handler = Callable[[web.Request, FakeWeChatState], Awaitable[web.Response]]
+
+
+class _ReceiptSender:
+    """Posts delivery receipts in the background, on the fake app's own ClientSession
+    (opened at the first receipt, closed with the app, pending posts cancelled)."""
+
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def schedule(self, state: FakeWeChatState, *, openid: str, msgid: int) -> None:
+        if state.receipt_url is None:
+            return
+        push = state.receipt_push(openid=openid, msgid=msgid)
+        state.receipts["scheduled"] += 1
+        task = asyncio.create_task(self._post(state, state.receipt_delay, *push))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _post(
+        self, state: FakeWeChatState, delay: float, url: str, query: dict[str, str], body: bytes
+    ) -> None:
+        try:
+            await asyncio.sleep(delay)
+            if self.session is None:
+                # WeChat gives the server 5 s to answer a push
+                self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+            async with self.session.post(
+                url, params=query, data=body, headers={"Content-Type": "text/xml"}
+            ) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}")
+        except asyncio.CancelledError:
+            state.receipts["cancelled"] += 1
+            raise
+        except Exception as exc:  # a receipt that cannot be delivered never breaks sending
+            state.receipts["failed"] += 1
+            log.warning("fake WeChat: receipt POST to %s failed: %r", url, exc)
+        else:
+            state.receipts["posted"] += 1
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+RECEIPTS_KEY = web.AppKey("fake_wechat_receipts", _ReceiptSender)
+
+
+async def _receipts_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[RECEIPTS_KEY].close()
 
 
 def _api(
@@ -576,6 +761,8 @@ async def _template_send(request: web.Request, state: FakeWeChatState) -> web.Re
             "msgid": msgid,
         }
     )
+    # WeChat reports the outcome later, to the official account's server (receipts on)
+    request.app[RECEIPTS_KEY].schedule(state, openid=openid, msgid=msgid)
     return _json({"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
 
@@ -756,6 +943,12 @@ async def _ctl_config(request: web.Request) -> web.Response:
             "seed",
             "strict_subscribe",
             "strict_custom_window",
+            "receipt_url",
+            "receipt_token",
+            "receipt_aes_key",
+            "receipt_mode",
+            "receipt_delay",
+            "receipt_failures",
         }
         unknown = set(body) - allowed
         if unknown:
@@ -826,6 +1019,8 @@ def create_fake_wechat_app(state: FakeWeChatState | None = None) -> web.Applicat
     """Build the fake WeChat application; its state is ``app[FAKE_STATE_KEY]``."""
     app = web.Application()
     app[FAKE_STATE_KEY] = state if state is not None else FakeWeChatState()
+    app[RECEIPTS_KEY] = _ReceiptSender()
+    app.cleanup_ctx.append(_receipts_ctx)
     api: list[tuple[str, Handler, bool, bool]] = [
         # path, handler, post_only, text/plain answers
         (P_CODE2SESSION, _jscode2session, False, True),
