@@ -23,8 +23,8 @@ import asyncio
 import functools
 import hashlib
 import logging
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
@@ -41,7 +41,7 @@ from bot.webhook import Codec
 from server.domain.pii import PiiCipher
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
-from server.settings import Settings
+from server.settings import Settings, typed_table
 
 __all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
 
@@ -95,17 +95,6 @@ class BotConfig:
     miniprogram_appid: str = ""
     miniprogram_path: str = "pages/index/index"
 
-    @classmethod
-    def from_section(cls, section: Mapping[str, Any]) -> BotConfig:
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = set(section) - set(known)
-        if unknown:
-            raise ValueError(f"unknown setting bot.{sorted(unknown)[0]}")
-        values: dict[str, Any] = {}
-        for name, value in section.items():
-            default = getattr(cls, name)
-            values[name] = type(default)(value)
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -195,7 +184,7 @@ class BotService:
         pii: PiiCipher,
         wechat: WeChatGateway | None,
     ) -> BotService:
-        config = BotConfig.from_section(settings.section("bot"))
+        config = typed_table(BotConfig, settings.section("bot"), "bot")
         codec = Codec(
             token=settings.wechat.oa_token,
             appid=settings.wechat.oa_appid,

@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -179,16 +179,9 @@ class Settings:
             "pii": PiiSettings,
             "institution": InstitutionSettings,
         }
-        kwargs: dict[str, Any] = {}
-        for name, klass in sections.items():
-            raw = dict(data.get(name, {}))
-            defaults = klass()
-            values: dict[str, Any] = {}
-            for key, value in raw.items():
-                if not hasattr(defaults, key):
-                    raise ValueError(f"unknown setting {name}.{key}")
-                values[key] = _coerce(value, getattr(defaults, key), f"{name}.{key}")
-            kwargs[name] = klass(**values)
+        kwargs: dict[str, Any] = {
+            name: typed_table(klass, data.get(name, {}), name) for name, klass in sections.items()
+        }
         kwargs["extra"] = {k: v for k, v in data.items() if k not in sections}
         return cls(**kwargs)
 
@@ -265,8 +258,27 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
+T = TypeVar("T")
+
+
+def typed_table(klass: type[T], raw: Mapping[str, Any], name: str, **fixed: Any) -> T:
+    """A settings table as the dataclass ``klass`` (every field with a default): unknown
+    keys are refused, values take the type of the field's default; ``fixed`` fields come
+    from elsewhere (not settable in the table)."""
+    defaults = klass()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in fixed or not hasattr(defaults, key):
+            raise ValueError(f"unknown setting {name}.{key}")
+        values[key] = _coerce(value, getattr(defaults, key), f"{name}.{key}")
+    return klass(**values, **fixed)
+
+
 def _coerce(value: Any, default: Any, name: str) -> Any:
-    """Turn environment strings into the type of the default value."""
+    """Turn environment strings into the type of the default value (and TOML integers
+    into floats where the default is one)."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
     if not isinstance(value, str) or isinstance(default, str):
         if isinstance(default, Mapping) and not isinstance(value, Mapping):
             raise ValueError(f"{name} must be a table")

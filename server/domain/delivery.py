@@ -53,7 +53,7 @@ from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatError, WeChatGateway, WeChatUnavailable
 from server.metrics import Metrics
 from server.ratelimit import TokenBucket
-from server.settings import Settings
+from server.settings import Settings, typed_table
 
 __all__ = [
     "CircuitBreaker",
@@ -135,14 +135,8 @@ class PushConfig:
             for name, table in dict(raw.pop("kinds", {})).items()
         }
         med_types = {str(k): str(v) for k, v in dict(raw.pop("med_types", {})).items()}
-        defaults = cls()
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if not hasattr(defaults, key):
-                raise ValueError(f"unknown setting push.{key}")
-            values[key] = type(getattr(defaults, key))(value)
-        config = cls(
-            **values,
+        config = typed_table(
+            cls, raw, "push",
             mp_appid=settings.wechat.mp_appid,
             send_timeout_seconds=settings.wechat.timeout_seconds,
             med_types=med_types,

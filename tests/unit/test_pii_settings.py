@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import replace
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -91,3 +92,20 @@ def test_production_accepts_real_secrets() -> None:
         Settings.load(env=env)  # the demo institution secret still comes from default.toml
     s = Settings.load(env=env, overrides={"institution.demo_secret": "", "review.reviewers": {"ann": "r" * 32}})
     assert s.is_production
+
+
+def test_feature_tables_are_typed_and_refuse_unknown_keys() -> None:
+    """[bot] and [push] go through the same typed_table as the core sections."""
+    from bot.service import BotConfig
+    from server.domain.delivery import PushConfig
+    from server.settings import typed_table
+
+    bot = typed_table(BotConfig, {"reply_budget_seconds": 3, "rate_limit_per_minute": "5"}, "bot")
+    assert bot.reply_budget_seconds == 3.0 and isinstance(bot.reply_budget_seconds, float)
+    assert bot.rate_limit_per_minute == 5
+    with pytest.raises(ValueError, match="unknown setting bot.rate_limit"):
+        typed_table(BotConfig, {"rate_limit": 5}, "bot")
+    s = Settings.load(env={})
+    with pytest.raises(ValueError, match="unknown setting push.mp_appid"):
+        # fields that come from elsewhere cannot be set in the table
+        PushConfig.from_settings(replace(s, extra={**s.extra, "push": {"mp_appid": "x"}}))
