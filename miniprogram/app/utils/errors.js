@@ -128,4 +128,9 @@ function describe(err) {
   }
 }
 
-module.exports = { ApiError, fromResponse, network, describe, fixFor, FIELD_LABELS }
+// A problem the page finds before asking the server (an incomplete form), shown the same way.
+function form(message, fix) {
+  return describe(new ApiError({ status: 422, code: 'FORM_INCOMPLETE', message, fix }))
+}
+
+module.exports = { form, ApiError, fromResponse, network, describe, fixFor, FIELD_LABELS }

@@ -9,12 +9,25 @@ function yuan(fen) {
   return sign + Math.floor(a / 100) + '.' + (cents.length < 2 ? '0' + cents : cents) + ' 元'
 }
 
+// '123.45' (元, as typed) → 12345 分 exactly, no floating point; null when not an amount
+function fenFromYuan(text) {
+  const m = /^(\d{1,9})(?:\.(\d{1,2}))?$/.exec(String(text || '').trim())
+  if (!m) return null
+  return Number(m[1]) * 100 + Number(((m[2] || '') + '00').slice(0, 2))
+}
+
 // '2026-12-02T10:30:00+08:00' → '2026年12月2日 10:30' (read as written: the API speaks +08:00)
 function datetime(iso) {
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}))?/.exec(iso || '')
   if (!m) return ''
   const date = m[1] + '年' + Number(m[2]) + '月' + Number(m[3]) + '日'
   return m[4] ? date + ' ' + m[4] + ':' + m[5] : date
+}
+
+// '…T00:33:16+08:00' → '00:33:16'
+function clock(iso) {
+  const m = /T(\d{2}):(\d{2}):(\d{2})/.exec(iso || '')
+  return m ? m[1] + ':' + m[2] + ':' + m[3] : ''
 }
 
 function date(iso) {
@@ -118,8 +131,10 @@ function choiceLabel(list, value) {
 
 module.exports = {
   yuan,
+  fenFromYuan,
   datetime,
   date,
+  clock,
   label,
   state,
   choiceLabel,

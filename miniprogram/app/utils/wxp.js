@@ -6,8 +6,16 @@ function call(name, options) {
   })
 }
 
+// Like call, but a user who cancels (closes a picker) answers null instead of an error.
+function pick(name, options) {
+  return call(name, options).catch((e) => {
+    if (e && /cancel/i.test(e.errMsg || '')) return null
+    throw e
+  })
+}
+
 function canUse(name) {
   return typeof wx !== 'undefined' && typeof wx[name] === 'function'
 }
 
-module.exports = { call, canUse }
+module.exports = { call, pick, canUse }
