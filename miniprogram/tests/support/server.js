@@ -4,6 +4,7 @@
 
 const { spawn, spawnSync } = require('child_process')
 const fs = require('fs')
+const http = require('http')
 const net = require('net')
 const os = require('os')
 const path = require('path')
@@ -34,6 +35,25 @@ function env(dataDir) {
   return e
 }
 
+function get(url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode))
+    })
+    req.on('error', () => resolve(0))
+  })
+}
+
+async function ready(baseUrl, log) {
+  const deadline = Date.now() + 60000
+  while (Date.now() < deadline) {
+    if ((await get(baseUrl + '/healthz')) === 200) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error('server not ready in 60 s:\n' + log())
+}
+
 async function start() {
   const py = python()
   if (!fs.existsSync(py)) throw new Error('no ' + py + ': run `make test` (or create .venv, see README) first')
@@ -48,7 +68,7 @@ async function start() {
   const baseUrl = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start in 60 s:\n' + log)), 60000)
     const onData = (d) => {
-      log += d.toString()
+      log = (log + d.toString()).slice(-20000)
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log)
       if (m) {
         clearTimeout(timer)
@@ -62,9 +82,8 @@ async function start() {
       reject(new Error('server exited with ' + code + ':\n' + log))
     })
   })
-  // keep draining the pipes so the server never blocks on a full one
-  child.stdout.on('data', () => {})
-  child.stderr.on('data', () => {})
+  // the banner comes before the socket is bound: ready when /healthz answers (bounded)
+  await ready(baseUrl, () => log)
   return { baseUrl, pid: child.pid, dataDir, child }
 }
 
@@ -72,7 +91,7 @@ async function start() {
 function cli(dataDir, args) {
   const r = spawnSync(python(), ['-m', 'server'].concat(args), { cwd: REPO, env: env(dataDir), encoding: 'utf8' })
   if (r.status !== 0) throw new Error('python -m server ' + args.join(' ') + ' failed:\n' + r.stdout + r.stderr)
-  return r.stdout + r.stderr
+  return { stdout: r.stdout, stderr: r.stderr }
 }
 
 module.exports = { start, cli, freePort, REPO }

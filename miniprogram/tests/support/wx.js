@@ -206,7 +206,7 @@ function installWx({ transport, user = 'alice' }) {
         lineCap: 'butt',
         lineJoin: 'miter',
         scale: (x, y) => ops.push(['scale', x, y]),
-        fillRect: (x, y, wd, h) => ops.push(['fillRect', x, y, wd, h]),
+        fillRect: (x, y, wd, h) => ops.push(['fillRect', x, y, wd, h, ctx.fillStyle]),
         clearRect: (x, y, wd, h) => ops.push(['clearRect', x, y, wd, h]),
         beginPath: () => ops.push(['beginPath']),
         moveTo: (x, y) => ops.push(['moveTo', x, y]),
