@@ -6,6 +6,7 @@ const os = require('os')
 const path = require('path')
 const { start } = require('./server')
 const { send } = require('./http-transport')
+const probes = require('./probes')
 
 module.exports = async function globalSetup() {
   const server = await start()
@@ -23,4 +24,9 @@ module.exports = async function globalSetup() {
   fs.writeFileSync(file, JSON.stringify(state))
   process.env.QQ_JOURNEY_STATE = file
   globalThis.__QQ_SERVER__ = server
+  const missing = probes.missing(state)
+  process.stdout.write(
+    '\njourney tests: real server at ' + server.baseUrl +
+      (missing.length ? '; v1.1 steps skipped until it serves them:\n  - ' + missing.join('\n  - ') + '\n' : '; every v1.1 step runs\n'),
+  )
 }

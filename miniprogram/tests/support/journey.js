@@ -10,6 +10,7 @@ const http = require('./http-transport')
 const { installWx } = require('./wx')
 const { MiniProgram } = require('./pages')
 const { cli } = require('./server')
+const probes = require('./probes')
 
 const state = JSON.parse(fs.readFileSync(process.env.QQ_JOURNEY_STATE, 'utf8'))
 const HUKOU = path.join(__dirname, '..', 'fixtures', 'hukou.png')
@@ -18,15 +19,10 @@ function serves(method, p) {
   return (state.paths[p] || []).indexOf(method.toLowerCase()) >= 0
 }
 
-// test or test.skip, whose name says what the server lacks
-function whenServed(method, p) {
-  if (serves(method, p)) return test
-  return (name, fn) => test.skip(name + ' — skipped: the server does not serve ' + method + ' ' + p + ' yet (API.md v1.1)', fn)
-}
-
-function whenSchemaHas(word, what) {
-  if (state.schemas.indexOf(word) >= 0) return test
-  return (name, fn) => test.skip(name + ' — skipped: the server has no ' + what + ' yet (API.md v1.1)', fn)
+// test, or test.skip with a name that says what the server lacks (support/probes.js)
+function when(probe) {
+  if (probes.served(state, probe)) return test
+  return (name, fn) => test.skip(name + ' — skipped: ' + probes.reason(probe), fn)
 }
 
 function start(user) {
@@ -64,6 +60,15 @@ async function realname(mp, fake, person) {
   await mp.follow()
   expect(mp.route).toBe('pages/index/index')
   expect(mp.text()).toContain('已实名认证')
+}
+
+// A user on the home page, past the privacy notice, real-name verified as `person`.
+async function signIn(user, person) {
+  const { fake, mp } = start(user)
+  await mp.open('pages/index/index')
+  await passPrivacy(mp, fake)
+  if (!mp.data.me || !mp.data.me.realname_verified) await realname(mp, fake, person)
+  return { fake, mp }
 }
 
 // Home → 添加家人 → precheck → application → materials → 承诺书 (read, signed by hand) → the
@@ -131,4 +136,4 @@ function institution(code, name) {
   }
 }
 
-module.exports = { state, serves, whenServed, whenSchemaHas, start, passPrivacy, realname, prepareBinding, institution, HUKOU }
+module.exports = { state, serves, when, start, signIn, passPrivacy, realname, prepareBinding, institution, HUKOU }
