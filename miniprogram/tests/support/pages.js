@@ -8,6 +8,17 @@ const simulate = require('miniprogram-simulate')
 const ROOT = path.join(__dirname, '..', '..', 'app')
 const ids = {}
 
+// Shared components are loaded once per test file and handed to every page: simulate runs a
+// component's js with require(), which jest caches, so a second load of the same component
+// would never call Component() again.
+let shared = null
+function components() {
+  if (!shared) {
+    shared = { 'error-panel': simulate.load(path.join(ROOT, 'components/error-panel/index'), 'error-panel', { rootPath: ROOT }) }
+  }
+  return shared
+}
+
 function parse(url) {
   const [p, q] = String(url).replace(/^\//, '').split('?')
   const query = {}
@@ -35,7 +46,7 @@ class MiniProgram {
 
   async open(url) {
     const { route, query } = parse(url)
-    if (!ids[route]) ids[route] = simulate.load(path.join(ROOT, route), { rootPath: ROOT })
+    if (!ids[route]) ids[route] = simulate.load(path.join(ROOT, route), { rootPath: ROOT, usingComponents: components() })
     const comp = simulate.render(ids[route])
     comp.attach(document.createElement('parent-wrapper'))
     this.stack.push({ route, query, comp })
