@@ -372,3 +372,17 @@ describe('提交与结果', () => {
     expect(mp.text()).toContain('已订阅通知')
   })
 })
+
+test('a reviewer’s correction request: upload again, then submit again', async () => {
+  const server = baseServer()
+  const fake = installWx({ transport: server })
+  const mp = new MiniProgram(fake)
+  server.on('GET', '/family/applications/:id', () =>
+    Object.assign({}, APP, { state: 'correction_requested', failure: { code: 'REVIEW_CORRECTION', message: '户口本照片不清晰', fix: '请重新拍摄户口本' } }),
+  )
+  await mp.open('pages/bind/submit/index?id=a1')
+  expect(mp.text()).toContain('! 审核要求补充材料')
+  expect(mp.text()).toContain('原因:户口本照片不清晰')
+  await mp.tap('#fix-step')
+  expect(mp.pendingNav()).toEqual([{ type: 'navigateTo', url: '/pages/bind/materials/index?id=a1' }])
+})

@@ -46,7 +46,8 @@ Component({
     show(app) {
       const st = format.state(format.APPLICATION_STATES, app.state)
       const failure = app.failure || null
-      const code = failure ? failure.code : app.state === 'correction_requested' ? 'CORRECTION_REQUESTED' : null
+      // a reviewer's correction request is fixed by uploading, whatever its reason code
+      const code = app.state === 'correction_requested' ? 'CORRECTION_REQUESTED' : failure ? failure.code : null
       this.setData({
         app,
         view: {
@@ -61,7 +62,6 @@ Component({
           review: app.state === 'pending_review',
           activated: !!app.member_activated,
           failure,
-          faceFailed: !!failure && failure.code === 'FACE_CHECK_FAILED',
           step: code ? fixStep(code, app.id) : null,
           bindingId: app.binding_id || null,
         },
