@@ -18,11 +18,13 @@ Component({
     async reload() {
       const c = await this.guard(() => api.get('/commitments/current'))
       if (c === undefined) return
-      this.setData({ commitment: c })
-      // a text shorter than the box has no end to scroll to
+      // a text shorter than its box has no end to scroll to: measure once it is rendered
+      this.setData({ commitment: c }, () => this.measure('#commitment-text'))
+    },
+    measure(selector) {
       wx.createSelectorQuery()
         .in(this)
-        .select('#commitment-text')
+        .select(selector)
         .fields({ size: true, scrollOffset: true })
         .exec((res) => {
           const r = res && res[0]

@@ -63,8 +63,8 @@ Component({
       const v = await this.guard(() => api.get('/family/members/' + this.data.id + '/voucher'))
       if (v === undefined) return
       const ttl = (v.ttl_seconds || 60) * 1000
-      this.setData({ voucher: v, expiresText: format.clock(v.expires_at), refreshedAt: Date.now() })
-      this.draw(v.qr_token)
+      // the canvas exists once the view shows the voucher: draw after that render
+      this.setData({ voucher: v, expiresText: format.clock(v.expires_at), refreshedAt: Date.now() }, () => this.draw(v.qr_token))
       this.timer = setTimeout(() => this.reload(), Math.max(ttl - EARLY_MS, 5000))
     },
     draw(text) {

@@ -31,10 +31,13 @@ Component({
     async reload() {
       const n = await this.guard(() => api.get('/mutual-aid/notice'))
       if (n === undefined) return
-      this.setData({ notice: n })
+      // a text shorter than its box has no end to scroll to: measure once it is rendered
+      this.setData({ notice: n }, () => this.measure('#notice-text'))
+    },
+    measure(selector) {
       wx.createSelectorQuery()
         .in(this)
-        .select('#notice-text')
+        .select(selector)
         .fields({ size: true, scrollOffset: true })
         .exec((res) => {
           const r = res && res[0]
