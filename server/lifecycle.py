@@ -33,8 +33,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings_key]
     if settings.redis.url:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
-        client: Redis = Redis.from_url(settings.redis.url, health_check_interval=30)
+        # A pooled connection that died (Redis restarted) fails when a command is sent on
+        # it: reconnect and send again, twice at most, then the request fails clean (503).
+        client: Redis = Redis.from_url(
+            settings.redis.url,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),
+            retry_on_error=[RedisConnectionError],
+        )
     else:
         from fakeredis import FakeAsyncRedis
 
@@ -122,6 +132,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         revocation_cache_seconds=float(
             settings.section("auth").get("revocation_cache_seconds", REVOCATION_CACHE_SECONDS)
         ),
+        logins_per_ip_per_minute=int(settings.section("auth").get("logins_per_ip_per_minute", 120)),
     )
     yield
 
