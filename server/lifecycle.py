@@ -130,6 +130,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     """亲情账户: registry gateway, material storage, 个人承诺书, the binding service."""
     from server.domain.binding import BindingService, Limits
     from server.domain.documents import DocumentBook
+    from server.domain.guessing import GuessBudget
     from server.gateways.registry import LocalRegistryGateway
     from server.gateways.storage import LocalStorage
 
@@ -149,6 +150,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         storage=storage,
         documents=documents,
         limits=Limits.from_section(family),
+        guesses=GuessBudget.from_section(family),
     )
     yield
 

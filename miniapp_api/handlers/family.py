@@ -65,7 +65,7 @@ async def commitment_current(request: web.Request) -> web.Response:
     body=PrecheckIn,
     response=PrecheckOut,
     tags=TAGS,
-    errors=("INVALID_FIELD", "SELF_NOT_ALLOWED"),
+    errors=("INVALID_FIELD", "SELF_NOT_ALLOWED", "RATE_LIMITED"),
 )
 async def precheck(request: web.Request, body: PrecheckIn) -> web.Response:
     out = await _service(request).precheck(
@@ -74,6 +74,7 @@ async def precheck(request: web.Request, body: PrecheckIn) -> web.Response:
         id_type=body.id_type,
         id_number=body.id_number,
         relationship=body.relationship,
+        ip=request.remote,
     )
     return json_response(out)
 
@@ -201,6 +202,7 @@ async def submit(request: web.Request, body: SubmitIn) -> web.Response:
         request[keys.user_id_key],
         request.match_info["id"],
         member_face_token=body.member_face_token,
+        ip=request.remote,
     )
     return json_response(out)
 
