@@ -194,9 +194,16 @@ async def test_demo_result_for_a_session_is_for_the_session_person(wx: WeChatEnv
 async def test_control_endpoint_plays_the_users_check(wx: WeChatEnv) -> None:
     """Other processes (benchmarks, the mini-program team) drive the check over HTTP."""
     token = await _mp_token(wx)
-    key = await wx.gateway.face_user_id_key(token, name=NAME, id_card_number=ID_NUMBER)
+    # straight to the fake, with a lower-case x: it hashes the number as WeChat does
+    async with wx.session.post(
+        f"{wx.base_url}{P_FACE_USERIDKEY}",
+        params={"access_token": token},
+        json={"name": NAME, "id_card_number": ID_NUMBER},
+    ) as resp:
+        answer = await resp.json(content_type=None)
+    assert answer["errcode"] == 0 and answer["expires_in"] == 3600
     url = f"{wx.base_url}/_fake/face/verify"
-    body = {"user_id_key": key.user_id_key, "openid": "demo-alice"}
+    body = {"user_id_key": answer["user_id_key"], "openid": "demo-alice"}
     async with wx.session.post(url, json=body) as resp:
         assert resp.status == 200
         verify_result = (await resp.json())["verify_result"]
