@@ -1,4 +1,8 @@
-"""Demo data for the embedded run: the registry CSV in config/ and one demo hospital."""
+"""The embedded demo: demo data (the registry CSV in config/, one demo hospital) and the
+in-process fake WeChat that stands in when no real ``WECHAT_API_BASE`` is configured.
+
+This is the one production module that imports the test doubles in ``fakes/``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server import keys
 from server.domain.institutions import add_institution
 from server.domain.registry import import_csv
-from server.settings import CONFIG_DIR
+from server.settings import CONFIG_DIR, WeChatSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,3 +32,38 @@ async def demo_data_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     log.info("demo data: %d insured persons (%d new), institution %s", result.created + result.updated, result.created, inst.demo_code)
     yield
+
+
+class EmbeddedWeChat:
+    """The fake WeChat running in this process on a free loopback port."""
+
+    def __init__(self, runner: web.AppRunner, api_base: str, state: FakeWeChatState) -> None:
+        self.api_base = api_base
+        self.state = state
+        self._runner = runner
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_embedded_wechat(
+    wechat: WeChatSettings, *, receipts_to: str | None = None
+) -> EmbeddedWeChat:
+    """Start the fake WeChat with our app credentials (used when ``wechat.api_base`` is
+    empty). With ``receipts_to`` (this server's base URL) it reports each template
+    message's fate to our ``/wechat/official`` as WeChat does (TEMPLATESENDJOBFINISH), so
+    the demo's notices reach ``delivered``."""
+    state = FakeWeChatState(
+        mp_appid=wechat.mp_appid,
+        mp_secret=wechat.mp_secret,
+        oa_appid=wechat.oa_appid,
+        oa_secret=wechat.oa_secret,
+    )
+    if receipts_to:
+        state.configure(
+            receipt_url=f"{receipts_to.rstrip('/')}/wechat/official",
+            receipt_token=wechat.oa_token,
+            receipt_aes_key=wechat.oa_encoding_aes_key,
+        )
+    runner, api_base, _ = await start_fake_wechat(state=state)
+    return EmbeddedWeChat(runner, api_base, state)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from aiohttp import web
 
+from fakes.wechat import P_STABLE_TOKEN, P_SUBSCRIBE, P_TEMPLATE, FakeWeChatState
 from server.domain.models import Notice, SubscriptionGrant
-from server.gateways.fake_wechat import P_STABLE_TOKEN, P_SUBSCRIBE, P_TEMPLATE, FakeWeChatState
 from server.settings import Settings
 from tests.push.factories import make_notice, make_notices, make_user, notice_id_of, worker
 
@@ -184,7 +184,7 @@ async def test_token_revoked_elsewhere_uses_the_new_one_without_forcing(
     user = await make_user("hank", follower=True)
     await make_notice(user)
     await drain(app)
-    wechat_state._stable_token("oa", True)  # another system force-refreshed our token
+    wechat_state.issue_stable_token("oa", True)  # another system force-refreshed our token
     second = await make_notice(user)
     await drain(app)
     assert (await Notice.get(id=second.id)).state == "sent"

@@ -18,14 +18,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from fakes.wechat import (
+    RECEIPT_SYSTEM_FAILED,
+    FakeWeChatState,
+)
 from server import keys
 from server.__main__ import self_url
 from server.app import create_app
 from server.domain.models import Notice
-from server.gateways.fake_wechat import (
-    RECEIPT_SYSTEM_FAILED,
-    FakeWeChatState,
-)
 from server.settings import Settings
 from tests.conftest import serving
 from tests.push.factories import make_notice, make_user, worker

@@ -8,10 +8,10 @@ import random
 import pytest
 from aiohttp import web
 
+from fakes.wechat import P_STABLE_TOKEN, FakeWeChatState
 from server import keys
 from server.domain.delivery import backoff_delay, format_keyword, render_data
 from server.domain.errors import DomainError
-from server.gateways.fake_wechat import P_STABLE_TOKEN, FakeWeChatState
 from server.gateways.token_cache import TokenCache
 from server.ratelimit import TokenBucket, hit
 
