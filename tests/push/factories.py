@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from server.domain.models import Notice, OfficialFollower, SubscriptionGrant, User
-from server.worker import Worker
+from server.push.worker import Worker
 
 _seq = itertools.count(1)
 

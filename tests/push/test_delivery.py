@@ -31,7 +31,7 @@ async def drain(app: web.Application, *, concurrency: int = 8, timeout: float = 
 async def test_template_message_to_follower_then_delivered_by_event(
     app: web.Application, wechat_state: FakeWeChatState
 ) -> None:
-    from server.domain.delivery import on_template_send_finished
+    from server.push.receipts import on_template_send_finished
 
     user = await make_user("alice", follower=True)
     notice = await make_notice(user)
@@ -64,7 +64,7 @@ async def test_template_message_to_follower_then_delivered_by_event(
 async def test_template_send_job_finish_failures(
     app: web.Application, wechat_state: FakeWeChatState, status: str, reason: str
 ) -> None:
-    from server.domain.delivery import on_template_send_finished
+    from server.push.receipts import on_template_send_finished
 
     notice = await make_notice(await make_user("bob", follower=True))
     await drain(app)
@@ -100,7 +100,7 @@ async def test_subscribe_message_uses_one_grant_each(
 async def test_official_account_wins_over_subscribe_and_unfollowed_is_not_used(
     app: web.Application, wechat_state: FakeWeChatState
 ) -> None:
-    from server.domain.delivery import remember_follower
+    from server.push.recipients import remember_follower
 
     both = await make_user("dave", follower=True, grants=1)
     gone = await make_user("erin", grants=1)

@@ -9,10 +9,11 @@ import pytest
 from aiohttp import web
 
 from server import keys
-from server.domain.delivery import backoff_delay, format_keyword, render_data
 from server.domain.errors import DomainError
 from server.gateways.fake_wechat import P_STABLE_TOKEN, FakeWeChatState
 from server.gateways.token_cache import TokenCache
+from server.push.dispatcher import backoff_delay
+from server.push.templates import format_keyword, render_data
 from server.ratelimit import TokenBucket, hit
 
 
@@ -141,7 +142,7 @@ async def test_forced_refresh_budget(app: web.Application, wechat_state: FakeWeC
     ],
 )
 def test_bad_push_settings_are_refused(key: str, value: object) -> None:
-    from server.domain.delivery import PushConfig
+    from server.push.config import PushConfig
     from server.settings import Settings
 
     settings = Settings.load("test.toml", env={}, overrides={key: value})
