@@ -59,8 +59,8 @@ def backoff_delay(
     Equal jitter keeps at least half the step (no hot retries) and spreads the rest, so
     notices that failed together do not come back together.
     """
-    step = min(cap, base * (2 ** max(0, attempt - 1)))
-    r = (rng or random).random()
+    step = min(cap, base * 2.0 ** max(0, attempt - 1))
+    r = rng.random() if rng is not None else random.random()
     return step / 2 + r * step / 2
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -138,5 +139,5 @@ async def queue_stats(*, now: datetime) -> QueueStats:
     depth = await pending.count()
     due = await pending.filter(_due(now)).count()
     oldest = await pending.order_by("created_at").limit(1).values_list("created_at", flat=True)
-    age = (now - oldest[0]).total_seconds() if oldest else 0.0
+    age = (now - cast(datetime, oldest[0])).total_seconds() if oldest else 0.0
     return QueueStats(depth=depth, due=due, oldest_seconds=age)

@@ -53,7 +53,7 @@ def new_worker_id() -> str:
 def outage_backoff(failures: int) -> float:
     """Seconds before the next round after ``failures`` failed rounds in a row (the
     database or Redis is down): 1, 2, 4 … s, at most 30 s."""
-    return min(30.0, 0.5 * 2 ** min(failures, 6))
+    return min(30.0, 0.5 * 2.0 ** min(failures, 6))
 
 
 def build_dispatcher(

@@ -47,11 +47,12 @@ async def redis_that_can_fail(
     embedded store switched off."""
     if REDIS_URL:
         async with relayed(REDIS_URL) as (url, relay):
-            async with serving(create_app(make_settings(**{**FAST, "redis.url": url}))) as c:
-                yield c.server.app, relay  # type: ignore[misc]
+            app = create_app(make_settings(**{**FAST, "redis.url": url}))
+            async with serving(app):
+                yield app, relay
     else:
-        async with serving(create_app(make_settings(**FAST))) as c:
-            app: web.Application = c.server.app  # type: ignore[assignment]
+        app = create_app(make_settings(**FAST))
+        async with serving(app):
             yield app, await EmbeddedRedisOutage.of(app[keys.redis_key])
 
 
@@ -61,8 +62,9 @@ async def database_that_can_fail(
 ) -> AsyncIterator[tuple[web.Application, Outage]]:
     """The app on a PostgreSQL reached through a relay that a test can cut."""
     async with relayed(PG_URL) as (url, relay):
-        async with serving(create_app(make_settings(**{**FAST, "database.url": url}))) as c:
-            yield c.server.app, relay  # type: ignore[misc]
+        app = create_app(make_settings(**{**FAST, "database.url": url}))
+        async with serving(app):
+            yield app, relay
 
 
 async def _outage_then_recovery(
