@@ -207,10 +207,7 @@ async def test_token_expiry_mid_batch_refreshes_once(
     wechat_state.configure(stall_seconds=0.01)
     w = worker(app, concurrency=4)
     task = asyncio.create_task(w.drain(timeout=10))
-    for _ in range(500):  # bounded: until a few were sent
-        if wechat_state.sent_counts["template"] >= 8:
-            break
-        await asyncio.sleep(0.005)
+    await until(lambda: wechat_state.sent_counts["template"] >= 8, what="a few sends")
     wechat_state.expire_all_tokens()
     await task
     await w.close()
@@ -458,11 +455,11 @@ async def test_embedded_mode_delivers_in_process(
     try:
         await _reset_backends(app)
         notice = await make_notice(await make_user("rosa", follower=True))
-        for _ in range(250):
-            if (await Notice.get(id=notice.id)).state == "sent":
-                break
-            await asyncio.sleep(0.02)
-        assert (await Notice.get(id=notice.id)).state == "sent"
+
+        async def sent() -> bool:
+            return (await Notice.get(id=notice.id)).state == "sent"
+
+        await until(sent, what="the embedded worker's send")
         metrics = await (await client.get("/metrics")).text()
         assert 'push_sends_total{channel="template",errcode="0",result="ok"} 1.0' in metrics
         assert "push_queue_depth" in metrics
@@ -554,10 +551,11 @@ async def test_demo_mode_delivers_to_the_fake_followers(
     try:
         await _reset_backends(app)
         notice = await make_notice(await make_user("tina"))  # no follower row, no grant
-        for _ in range(250):
-            if (await Notice.get(id=notice.id)).state != "pending":
-                break
-            await asyncio.sleep(0.02)
+
+        async def handled() -> bool:
+            return (await Notice.get(id=notice.id)).state != "pending"
+
+        await until(handled, what="the embedded worker")
         assert (await Notice.get(id=notice.id)).state == "sent"
         fake: FakeWeChatState = app[keys.fake_wechat_key]  # type: ignore[assignment]
         assert [m["openid"] for m in fake.sent_messages()] == ["oa-tina"]
