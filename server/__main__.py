@@ -139,7 +139,7 @@ def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from server.worker import main as worker_main
+    from server.push.worker import main as worker_main
 
     return int(run(lambda: worker_main(settings, concurrency=args.concurrency)) or 0)
 

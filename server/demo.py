@@ -1,5 +1,6 @@
-"""The embedded demo: demo data (the registry CSV in config/, one demo hospital) and the
-in-process fake WeChat that stands in when no real ``WECHAT_API_BASE`` is configured.
+"""The embedded demo: demo data (the registry CSV in config/, one demo hospital), the
+demo's follower rule for the push worker, and the in-process fake WeChat that stands in
+when no real ``WECHAT_API_BASE`` is configured.
 
 This is the one production module that imports the test doubles in ``fakes/``.
 """
@@ -7,6 +8,7 @@ This is the one production module that imports the test doubles in ``fakes/``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -15,7 +17,7 @@ from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server import keys
 from server.domain.institutions import add_institution
 from server.domain.registry import import_csv
-from server.settings import CONFIG_DIR, WeChatSettings
+from server.settings import CONFIG_DIR, Settings, WeChatSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +69,21 @@ async def start_embedded_wechat(
         )
     runner, api_base, _ = await start_fake_wechat(state=state)
     return EmbeddedWeChat(runner, api_base, state)
+
+
+def demo_follower(unionid: str) -> str | None:
+    """The fake WeChat's convention (API.md "Demo mode"): the official-account openid
+    ``oa-<user>`` follows with unionid ``union-<user>``, even before the bot has seen its
+    subscribe event — so the demo's notices arrive as template messages."""
+    if unionid.startswith("union-"):
+        return "oa-" + unionid.removeprefix("union-")
+    return None
+
+
+def push_follower_fallback(settings: Settings) -> Callable[[str], str | None] | None:
+    """The push worker's follower rule beyond our table: the demo's, only with demo data
+    and the in-process fake WeChat (no ``WECHAT_API_BASE``); None otherwise — always in
+    production, which refuses to start without a real WeChat base URL."""
+    if settings.server.demo_data and not settings.wechat.api_base:
+        return demo_follower
+    return None

@@ -162,7 +162,7 @@ async def test_no_receipt_without_a_callback(
 ) -> None:
     notice = await make_notice(await make_user("gus", follower=True))
     await deliver(app)
-    await asyncio.sleep(0.3)  # longer than the default receipt delay
+    # the fake schedules a receipt while it answers the send: none was, none will come
     assert wechat_state.stats()["receipts"]["scheduled"] == 0
     assert (await Notice.get(id=notice.id)).state == "sent"
 

@@ -107,7 +107,7 @@ def test_production_accepts_real_secrets() -> None:
 def test_feature_tables_are_typed_and_refuse_unknown_keys() -> None:
     """[bot] and [push] go through the same typed_table as the core sections."""
     from bot.service import BotConfig
-    from server.domain.delivery import PushConfig
+    from server.push.config import PushConfig
     from server.settings import typed_table
 
     bot = typed_table(BotConfig, {"reply_budget_seconds": 3, "rate_limit_per_minute": "5"}, "bot")
