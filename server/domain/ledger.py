@@ -19,28 +19,16 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from tortoise.expressions import Q
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
+from server.domain.clock import SHANGHAI, parse_uuid
 from server.domain.errors import DomainError
 from server.domain.models import Account, Authorization, LedgerEntry
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def cn_iso(dt: datetime) -> str:
-    """API.md times: ISO 8601 with the +08:00 offset."""
-    return dt.astimezone(SHANGHAI).isoformat(timespec="seconds")
-
-
-def cn_today(now: datetime | None = None) -> date:
-    """Today's calendar date in Asia/Shanghai (policy dates, natural months, years)."""
-    return (now or datetime.now(SHANGHAI)).astimezone(SHANGHAI).date()
 
 
 @dataclass(frozen=True)
@@ -92,7 +80,11 @@ async def lock_quotas(authorization_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID,
         .order_by("id")
         .only("id", "state", "quota_remaining_fen")
     )
-    return {_uuid(a.id): (a.state, a.quota_remaining_fen or 0) for a in rows}
+    return {
+        auth_id: (a.state, a.quota_remaining_fen or 0)
+        for a in rows
+        if (auth_id := parse_uuid(a.id)) is not None
+    }
 
 
 async def apply_postings(
@@ -239,10 +231,6 @@ async def person_account_ids(person_ids: Iterable[int]) -> dict[int, int]:
         return {}
     rows = await Account.filter(person_id__in=ids).values_list("person_id", "id")
     return {int(p): int(a) for p, a in rows}
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 __all__ = [

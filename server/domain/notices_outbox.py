@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from server.domain import ledger
+from server.domain.clock import cn_iso
 from server.domain.models import Notice
 
 FAMILY = "family_settlement"
@@ -120,11 +120,11 @@ async def list_for_user(user_id: int, *, limit: int = 50) -> dict[str, Any]:
             "kind": n.kind,
             "state": n.state,
             "title": n.title,
-            "created_at": ledger.cn_iso(n.created_at),
+            "created_at": cn_iso(n.created_at),
             "data": n.data,
         }
         if n.sent_at is not None:
-            item["sent_at"] = ledger.cn_iso(n.sent_at)
+            item["sent_at"] = cn_iso(n.sent_at)
         if n.state in ("failed", "undeliverable"):
             item["reason"] = n.reason
             item["errcode"] = n.errcode

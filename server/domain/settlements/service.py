@@ -1,41 +1,34 @@
-"""Settlements (national 2207 / 2208): the split engine and the transactional service.
+"""Settlements (national 2207 / 2208): the use cases, with their I/O.
 
 SPEC.md "Settlements" / "家庭共济" / "Money":
-* the 个人负担 ``psn_part_amt`` is paid from the member's own personal account first
-  (``acct_pay``), then from the authorizers' accounts in the order the authorizations
-  were made (``acct_mulaid_pay``, per authorizer), the rest in cash (``psn_cash_pay``)
-  — seed 001, deduction order a policy setting;
-* 统筹 (``hifp_pay``) never touches personal accounts (seed 000);
+* the split of the 个人负担 is :func:`server.domain.settlements.split.compute_split`
+  (own account first, then the authorizers in authorization order, the rest cash);
 * inpatient (住院, ``med_type`` 2x) 共济 only where the member's and the authorizer's
   regions allow it (seed 004: Zhejiang does not);
 * a cross-province authorization pays from its 共济额度 only (2026-01-09 notice);
 * applied at most once per ``setl_id``: the same body again answers the same split, a
   different body 409; a reversal (2208) returns every 分 to the bucket it came from, once;
 * no balance goes negative, even with concurrent settlements: the accounts are locked
-  (``SELECT … FOR UPDATE`` in id order) for the whole transaction.
-
-``compute_split`` is the pure rule (property-tested); ``settle`` / ``reverse`` do the I/O.
+  (``SELECT … FOR UPDATE`` in id order) for the whole transaction, through the ledger;
+* the notices (binders, authorizers, the member) go to the outbox in the same transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from redis.asyncio import Redis
 from tortoise.exceptions import IntegrityError
-from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger, notices_outbox, vouchers
+from server.domain.clock import SHANGHAI, cn_iso, cn_today, parse_uuid
 from server.domain.errors import DomainError
+from server.domain.institutions import InstitutionInfo
 from server.domain.models import (
     InsuredPerson,
     LedgerEntry,
@@ -46,194 +39,8 @@ from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import PolicyEngine
 from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash
-
-INPATIENT_PREFIX = "2"  # national med_type 21 普通住院, 22…, 2x: hospitalization
-_YUAN_RE = re.compile(r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$")
-
-
-# --- amounts ------------------------------------------------------------------------
-
-
-def yuan_to_fen(value: Any, name: str) -> int:
-    """A decimal yuan string with at most 2 decimals → exact integer 分; anything else 422."""
-    if not isinstance(value, str) or not _YUAN_RE.match(value):
-        raise _field_error(
-            name, "INVALID_AMOUNT", f"{name} 必须是元为单位、最多两位小数的非负金额字符串"
-        )
-    try:
-        fen = Decimal(value) * 100
-    except InvalidOperation:  # pragma: no cover - the pattern already guarantees a number
-        raise _field_error(name, "INVALID_AMOUNT", f"{name} 金额格式不正确") from None
-    return int(fen)
-
-
-def fen_to_yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
-
-
-def _field_error(name: str, code: str, message: str) -> DomainError:
-    return DomainError("VALIDATION_FAILED", message, 422, fields={name: code})
-
-
-# --- the request ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SettlementRequest:
-    """A validated 2207 request, amounts in 分."""
-
-    setl_id: str
-    med_type: str
-    setl_time: datetime
-    medfee_fen: int
-    hifp_fen: int
-    fund_pay_fen: int
-    psn_part_fen: int
-    body_sha256: str
-    mdtrt_id: str | None = None
-    qr_token: str | None = None
-    certno: str | None = None
-    id_type: str = "resident_id"
-    psn_no: str | None = None
-
-    @property
-    def inpatient(self) -> bool:
-        return self.med_type.startswith(INPATIENT_PREFIX)
-
-
-def parse_request(data: Mapping[str, Any], *, institution_code: str) -> SettlementRequest:
-    """Convert a 2207 body (already schema-checked) exactly; inconsistent totals → 422.
-
-    ``medfee_sumamt`` = ``fund_pay_sumamt`` + ``psn_part_amt``; ``hifp_pay`` ≤
-    ``fund_pay_sumamt`` (absent: ``fund_pay_sumamt`` = ``hifp_pay``).
-    """
-    medfee = yuan_to_fen(data.get("medfee_sumamt"), "medfee_sumamt")
-    hifp = yuan_to_fen(data.get("hifp_pay"), "hifp_pay")
-    fund = (
-        yuan_to_fen(data["fund_pay_sumamt"], "fund_pay_sumamt")
-        if data.get("fund_pay_sumamt") is not None
-        else hifp
-    )
-    psn_part = yuan_to_fen(data.get("psn_part_amt"), "psn_part_amt")
-    if hifp > fund:
-        raise DomainError(
-            "AMOUNTS_INCONSISTENT",
-            "统筹基金支付(hifp_pay)不能大于基金支付总额(fund_pay_sumamt)",
-            422,
-            fields={"hifp_pay": "AMOUNTS_INCONSISTENT"},
-        )
-    if fund + psn_part != medfee:
-        raise DomainError(
-            "AMOUNTS_INCONSISTENT",
-            "医疗费总额(medfee_sumamt)应等于基金支付总额与个人负担之和",
-            422,
-            fields={"medfee_sumamt": "AMOUNTS_INCONSISTENT"},
-        )
-    ids = [k for k in ("qr_token", "certno", "psn_no") if data.get(k)]
-    if len(ids) != 1:
-        raise DomainError(
-            "MEMBER_IDENTIFIER_REQUIRED",
-            "请提供且只提供一种参保人标识:qr_token(医保码)、certno 或 psn_no",
-            422,
-            fields={"qr_token": "ONE_OF_REQUIRED"},
-        )
-    try:
-        setl_time = datetime.fromisoformat(str(data.get("setl_time")))
-    except ValueError:
-        raise _field_error("setl_time", "INVALID_FORMAT", "结算时间格式不正确(ISO 8601)") from None
-    if setl_time.tzinfo is None:  # the national format is Beijing time without offset
-        setl_time = setl_time.replace(tzinfo=ledger.SHANGHAI)
-    # stored as Beijing time, like the ORM's own timestamps (SQLite compares them as text)
-    setl_time = setl_time.astimezone(ledger.SHANGHAI)
-    canonical = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return SettlementRequest(
-        setl_id=str(data["setl_id"]),
-        mdtrt_id=data.get("mdtrt_id"),
-        med_type=str(data["med_type"]),
-        setl_time=setl_time,
-        medfee_fen=medfee,
-        hifp_fen=hifp,
-        fund_pay_fen=fund,
-        psn_part_fen=psn_part,
-        body_sha256=hashlib.sha256(f"{institution_code}\n{canonical}".encode()).hexdigest(),
-        qr_token=data.get("qr_token"),
-        certno=data.get("certno"),
-        id_type=data.get("id_type") or "resident_id",
-        psn_no=data.get("psn_no"),
-    )
-
-
-# --- the pure split -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Payer:
-    """One source of personal-account money: the member's own account or an authorization.
-
-    ``bucket`` names the balance it draws on (``acct:<id>`` or ``quota:<authorization>``);
-    ``allowed`` is False where the policy excludes it (e.g. inpatient in Zhejiang).
-    """
-
-    key: str
-    bucket: str
-    allowed: bool = True
-
-
-@dataclass(frozen=True)
-class Split:
-    acct_pay_fen: int
-    mulaid: tuple[tuple[str, int], ...]  # (payer key, amount) in deduction order, amount > 0
-    psn_cash_pay_fen: int
-    taken: Mapping[str, int] = field(default_factory=dict)  # by bucket
-
-    @property
-    def mulaid_fen(self) -> int:
-        return sum(a for _, a in self.mulaid)
-
-
-def compute_split(
-    psn_part_fen: int,
-    own: Payer | None,
-    authorizers: Sequence[Payer],
-    available: Mapping[str, int],
-) -> Split:
-    """Split the 个人负担: own account first, then authorizers in order, the rest cash.
-
-    Never takes more than ``psn_part_fen`` in all, nor more than a bucket holds (two
-    payers on one bucket share it). 统筹 is not an input: it never reaches accounts.
-    """
-    if psn_part_fen < 0:
-        raise ValueError("psn_part_fen must not be negative")
-    left = psn_part_fen
-    remaining = {k: max(v, 0) for k, v in available.items()}
-    taken: dict[str, int] = {}
-
-    def take(payer: Payer) -> int:
-        nonlocal left
-        if not payer.allowed or left == 0:
-            return 0
-        amount = min(left, remaining.get(payer.bucket, 0))
-        if amount:
-            remaining[payer.bucket] -= amount
-            taken[payer.bucket] = taken.get(payer.bucket, 0) + amount
-            left -= amount
-        return amount
-
-    acct = take(own) if own is not None else 0
-    mulaid = tuple((p.key, a) for p in authorizers if (a := take(p)) > 0)
-    return Split(acct, mulaid, left, taken)
-
-
-# --- the service ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InstitutionInfo:
-    code: str
-    name: str
-    region_code: str
+from server.domain.settlements.request import SettlementRequest, fen_to_yuan
+from server.domain.settlements.split import Payer, compute_split
 
 
 @dataclass(frozen=True)
@@ -411,7 +218,7 @@ async def _apply(
     pii: PiiCipher,
     policy: PolicyEngine,
 ) -> dict[str, Any]:
-    setl_day = ledger.cn_today(req.setl_time)
+    setl_day = cn_today(req.setl_time)
     # One connection for the whole request: every statement below runs in this transaction.
     async with in_transaction() as conn:
         member = await _find_member(conn, req, member_id, pii=pii)
@@ -425,7 +232,9 @@ async def _apply(
         rows = await _rows(conn, _LOCK_SQL.format(ids=_params(1, len(person_ids))), person_ids)
         account_of = {int(r["person_id"]): int(r["id"]) for r in rows}
         available = {ledger.bucket_key(int(r["id"]), None): int(r["balance_fen"]) for r in rows}
-        quota_ids = [_uuid(a["id"]) for a in auths if a["quota_fen"] is not None]
+        quota_ids = [
+            q for a in auths if a["quota_fen"] is not None and (q := parse_uuid(a["id"])) is not None
+        ]
         if quota_ids:
             quotas = await ledger.lock_quotas(quota_ids)
             for qid, (state, remaining) in quotas.items():
@@ -485,14 +294,14 @@ async def _apply(
                     a["account_id"],
                     -amount,
                     "mutual_aid",
-                    authorization_id=_uuid(key) if a["quota"] else None,
+                    authorization_id=parse_uuid(key) if a["quota"] else None,
                     note=req.setl_id,
                 )
             )
             uid = int(a["authorizer_id"])
             authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
 
-        now = datetime.now(ledger.SHANGHAI)
+        now = datetime.now(SHANGHAI)
         settlement = AppliedSettlement(
             setl_id=req.setl_id,
             institution_id=institution.code,
@@ -541,7 +350,7 @@ async def _apply(
             setl_id=req.setl_id,
             member_name=mask_name(pii.decrypt(member.name_enc, purpose="name")),
             institution=institution.name,
-            setl_time=ledger.cn_iso(req.setl_time),
+            setl_time=cn_iso(req.setl_time),
             med_type=req.med_type,
             medfee_fen=req.medfee_fen,
             psn_part_fen=req.psn_part_fen,
@@ -592,7 +401,7 @@ def result_of(s: Settlement | AppliedSettlement) -> dict[str, Any]:
         "setl_id": s.setl_id,
         "psn_no": detail.get("psn_no"),
         "med_type": s.med_type,
-        "setl_time": ledger.cn_iso(s.setl_time),
+        "setl_time": cn_iso(s.setl_time),
         "medfee_sumamt": fen_to_yuan(s.medfee_sumamt_fen),
         "hifp_pay": fen_to_yuan(s.hifp_pay_fen),
         "fund_pay_sumamt": fen_to_yuan(s.fund_pay_sumamt_fen),
@@ -608,7 +417,7 @@ def result_of(s: Settlement | AppliedSettlement) -> dict[str, Any]:
         "state": s.state,
     }
     if s.reversed_at is not None:
-        out["reversed_at"] = ledger.cn_iso(s.reversed_at)
+        out["reversed_at"] = cn_iso(s.reversed_at)
     return out
 
 
@@ -638,11 +447,11 @@ async def reverse(
         available = {ledger.bucket_key(i, None): b for i, b in balances.items()}
         postings = []
         for e in entries:
-            auth_id = e["authorization_id"]
-            if auth_id is not None and quotas[_uuid(auth_id)][0] != "active":
+            auth_id = parse_uuid(e["authorization_id"])
+            if auth_id is not None and quotas[auth_id][0] != "active":
                 auth_id = None
             if auth_id is not None:
-                available[ledger.bucket_key(0, auth_id)] = quotas[_uuid(auth_id)][1]
+                available[ledger.bucket_key(0, auth_id)] = quotas[auth_id][1]
             postings.append(
                 ledger.Posting(
                     e["account_id"],
@@ -670,94 +479,8 @@ async def reverse(
             setl_id=setl_id,
             settlement_id=s.id,
             reason=s.reversal_reason,
-            reversed_at=ledger.cn_iso(s.reversed_at),
+            reversed_at=cn_iso(s.reversed_at),
         )
         if notices:
             await Notice.bulk_create(notices)
     return result_of(s)
-
-
-# --- queries for the binding flow (GET /family/members/{id}/settlements, /summary) ----
-
-
-def _year_bounds(year: int) -> tuple[datetime, datetime]:
-    return datetime(year, 1, 1, tzinfo=ledger.SHANGHAI), datetime(
-        year + 1, 1, 1, tzinfo=ledger.SHANGHAI
-    )
-
-
-async def list_for_member(
-    member_id: int, year: int, *, limit: int = 200, offset: int = 0
-) -> tuple[list[dict[str, Any]], int]:
-    """A member's settlements in a calendar year (Asia/Shanghai), newest first.
-
-    Items use the national names with amounts in 分, plus ``institution`` and ``state``.
-    """
-    start, end = _year_bounds(year)
-    query = Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end)
-    total = await query.count()
-    rows = (
-        await query.order_by("-setl_time", "-id")
-        .offset(offset)
-        .limit(limit)
-        .select_related("institution")
-    )
-    items = [
-        {
-            "setl_id": s.setl_id,
-            "institution": s.institution.name,
-            "med_type": s.med_type,
-            "setl_time": ledger.cn_iso(s.setl_time),
-            # the national names, amounts in 分 (the mini-program API's unit)
-            "medfee_sumamt": s.medfee_sumamt_fen,
-            "hifp_pay": s.hifp_pay_fen,
-            "fund_pay_sumamt": s.fund_pay_sumamt_fen,
-            "psn_part_amt": s.psn_part_amt_fen,
-            "acct_pay": s.acct_pay_fen,
-            "acct_mulaid_pay": s.acct_mulaid_pay_fen,
-            "psn_cash_pay": s.psn_cash_pay_fen,
-            "state": s.state,
-            "reversed_at": ledger.cn_iso(s.reversed_at) if s.reversed_at else None,
-        }
-        for s in rows
-    ]
-    return items, total
-
-
-async def yearly_summary(member_id: int, year: int) -> dict[str, Any]:
-    """Balance now and the year's totals, amounts in 分 under the national names (reversed
-    settlements excluded)."""
-    start, end = _year_bounds(year)
-    row = await (
-        Settlement.filter(
-            member_id=member_id, setl_time__gte=start, setl_time__lt=end, state="settled"
-        )
-        .annotate(
-            n=Count("id"),
-            medfee=Sum("medfee_sumamt_fen"),
-            hifp=Sum("hifp_pay_fen"),
-            psn_part=Sum("psn_part_amt_fen"),
-            acct=Sum("acct_pay_fen"),
-            mulaid=Sum("acct_mulaid_pay_fen"),
-            cash=Sum("psn_cash_pay_fen"),
-        )
-        .first()
-        .values("n", "medfee", "hifp", "psn_part", "acct", "mulaid", "cash")
-    )
-    row = row or {}
-    return {
-        "year": year,
-        # None: the member has no personal account (e.g. 城乡居民医保)
-        "balance": await ledger.balance_of(member_id),
-        "count": int(row.get("n") or 0),
-        "medfee_sumamt": int(row.get("medfee") or 0),
-        "hifp_pay": int(row.get("hifp") or 0),
-        "psn_part_amt": int(row.get("psn_part") or 0),
-        "acct_pay": int(row.get("acct") or 0),
-        "acct_mulaid_pay": int(row.get("mulaid") or 0),
-        "psn_cash_pay": int(row.get("cash") or 0),
-    }
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
