@@ -15,18 +15,19 @@ SPEC.md "Settlements" / "家庭共济" / "Money":
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from redis.asyncio import Redis
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from server.domain import ledger, notices_outbox, vouchers
-from server.domain.clock import SHANGHAI, cn_iso, cn_today, parse_uuid
+from server.domain import ledger, money_sql, notices_outbox, vouchers
+from server.domain.clock import cn_iso, cn_today, parse_uuid
 from server.domain.errors import DomainError
 from server.domain.institutions import InstitutionInfo
 from server.domain.models import (
@@ -40,7 +41,7 @@ from server.domain.policy import PolicyEngine
 from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash
 from server.domain.settlements.request import SettlementRequest, fen_to_yuan
-from server.domain.settlements.split import Payer, compute_split
+from server.domain.settlements.split import Payer, Split, compute_split
 
 
 @dataclass(frozen=True)
@@ -49,103 +50,21 @@ class SettleResult:
     body: dict[str, Any]
 
 
-# --- the hot path's statements ---------------------------------------------------------
-# The settlement path runs a fixed handful of statements per request; they are written
-# once as SQL (PostgreSQL syntax: $n placeholders, FOR UPDATE) instead of being rebuilt by
-# the ORM's query builder on every call, which cost more CPU than the database work.
-# On SQLite (tests, demo) ``ledger.dialect_sql`` adapts them.
-
-# The member, their active authorizations (in authorization order, with each authorizer's
-# region, status and name) and who to notify (binders, the member's own users): one trip.
-_MEMBER_SQL = (
-    "SELECT m.id, m.psn_no, m.name_enc, m.region_code, m.status, "
-    "(SELECT string_agg(CAST(b.binder_id AS TEXT), ',') FROM bindings b "
-    " WHERE b.member_id = m.id AND b.state = 'active') AS binders, "
-    "(SELECT string_agg(CAST(u.id AS TEXT), ',') FROM users u WHERE u.person_id = m.id) AS member_users, "
-    "a.id AS auth_id, a.authorizer_id, a.authorizer_person_id, a.quota_fen, "
-    "p.region_code AS auth_region, p.status AS auth_status, p.name_enc AS auth_name_enc "
-    "FROM insured_persons m "
-    "LEFT JOIN authorizations a ON a.member_id = m.id AND a.state = 'active' "
-    "LEFT JOIN insured_persons p ON p.id = a.authorizer_person_id "
-    "WHERE m.{col} = $1 ORDER BY a.created_at, a.id"
-)
-_LOCK_SQL = "SELECT id, person_id, balance_fen FROM accounts WHERE person_id IN ({ids}) ORDER BY id FOR UPDATE"
-_INSERT_SQL = (
-    "INSERT INTO settlements (setl_id, institution_id, member_id, mdtrt_id, med_type, setl_time, body_sha256, "
-    "medfee_sumamt_fen, hifp_pay_fen, fund_pay_sumamt_fen, psn_part_amt_fen, acct_pay_fen, acct_mulaid_pay_fen, "
-    "psn_cash_pay_fen, balc_fen, detail, state, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'settled', $17) RETURNING id"
-)
-
-
-async def _rows(conn: Any, sql: str, values: Sequence[Any]) -> list[dict[str, Any]]:
-    return [
-        dict(r)
-        for r in await conn.execute_query_dict(
-            ledger.dialect_sql(conn.capabilities.dialect, sql), list(values)
-        )
-    ]
-
-
-def _params(start: int, n: int) -> str:
-    return ", ".join(f"${i}" for i in range(start, start + n))
-
-
-@dataclass(frozen=True)
-class _Member:
-    id: int
-    psn_no: str
-    name_enc: str
-    region_code: str
-    status: str
-    binder_ids: list[int]
-    user_ids: list[int]
-    auths: list[
-        dict[str, Any]
-    ]  # id, authorizer_id, authorizer_person_id, quota_fen, region_code, status, name_enc
-
-
-def _ids(csv: str | None) -> list[int]:
-    return [int(x) for x in dict.fromkeys(csv.split(","))] if csv else []
-
-
 async def _find_member(
-    conn: Any, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
-) -> _Member:
+    conn: BaseDBAsyncClient, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
+) -> money_sql.PayingMember:
     """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
     if member_id is not None:
-        col, value = "id", member_id
+        member = await money_sql.paying_member(conn, "id", member_id)
     elif req.certno:
-        col, value = "id_hash", id_hash(pii, req.id_type, req.certno.upper())
+        member = await money_sql.paying_member(
+            conn, "id_hash", id_hash(pii, req.id_type, req.certno.upper())
+        )
     else:
-        col, value = "psn_no", req.psn_no
-    rows = await _rows(conn, _MEMBER_SQL.format(col=col), [value])
-    if not rows:
+        member = await money_sql.paying_member(conn, "psn_no", req.psn_no or "")
+    if member is None:
         raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
-    m = rows[0]
-    auths = [
-        {
-            "id": r["auth_id"],
-            "authorizer_id": r["authorizer_id"],
-            "authorizer_person_id": r["authorizer_person_id"],
-            "quota_fen": r["quota_fen"],
-            "region_code": r["auth_region"],
-            "status": r["auth_status"],
-            "name_enc": r["auth_name_enc"],
-        }
-        for r in rows
-        if r["auth_id"] is not None
-    ]
-    return _Member(
-        int(m["id"]),
-        m["psn_no"],
-        m["name_enc"],
-        m["region_code"],
-        m["status"],
-        _ids(m["binders"]),
-        _ids(m["member_users"]),
-        auths,
-    )
+    return member
 
 
 async def verify_voucher(qr_token: str, *, redis: Redis, pii: PiiCipher) -> dict[str, Any]:
@@ -210,6 +129,93 @@ def _replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
     return result_of(existing)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a settlement does to the locked buckets (decided on the locked values)."""
+
+    split: Split
+    available: dict[str, int]  # the locked values by bucket
+    balc_fen: int  # the member's own balance afterwards
+    postings: list[ledger.Posting]
+    detail: dict[str, Any]  # psn_no, parts (where each 分 came from), mulaid_detail
+    authorizer_amounts: dict[int, int]  # by authorizer user id, for the notices
+
+
+def _plan(
+    req: SettlementRequest,
+    member: money_sql.PayingMember,
+    accounts: Sequence[money_sql.LockedAccount],
+    quotas: Mapping[uuid.UUID, tuple[str, int]],
+    *,
+    pii: PiiCipher,
+    policy: PolicyEngine,
+) -> _Plan:
+    """The split and the postings for this member and these balances (no I/O)."""
+    setl_day = cn_today(req.setl_time)
+    account_of = {a.person_id: a.id for a in accounts}
+    available = {ledger.bucket_key(a.id, None): a.balance_fen for a in accounts}
+    for qid, (state, remaining) in quotas.items():
+        available[ledger.bucket_key(0, qid)] = remaining if state == "active" else 0
+
+    own_account = account_of.get(member.id)
+    own = Payer("own", ledger.bucket_key(own_account, None)) if own_account is not None else None
+    member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
+    payers: list[Payer] = []
+    by_key: dict[str, tuple[money_sql.PayingAuthorization, int]] = {}
+    for a in member.authorizations:
+        account_id = account_of.get(a.authorizer_person_id)
+        if account_id is None:
+            continue
+        allowed = a.status == "active"
+        if req.inpatient:
+            region_rules = policy.mutual_aid_rules(a.region_code, setl_day)
+            allowed = allowed and member_rules.inpatient_allowed and region_rules.inpatient_allowed
+        key = str(a.id)
+        quota = a.id if a.quota_fen is not None else None
+        payers.append(Payer(key, ledger.bucket_key(account_id, quota), allowed))
+        by_key[key] = (a, account_id)
+    split = compute_split(req.psn_part_fen, own, payers, available)
+
+    parts: list[dict[str, Any]] = []
+    postings: list[ledger.Posting] = []
+    if split.acct_pay_fen and own_account is not None:
+        parts.append({"source": "own", "account_id": own_account, "amount_fen": split.acct_pay_fen})
+        postings.append(
+            ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id)
+        )
+    mulaid_detail: list[dict[str, Any]] = []
+    authorizer_amounts: dict[int, int] = {}
+    for key, amount in split.mulaid:
+        a, account_id = by_key[key]
+        quota = a.id if a.quota_fen is not None else None
+        name = mask_name(pii.decrypt(a.name_enc, purpose="name"))
+        mulaid_detail.append({"authorizer": name, "amount_fen": amount})
+        parts.append(
+            {
+                "source": "quota" if quota else "mulaid",
+                "account_id": account_id,
+                "authorization_id": key,
+                "authorizer_user_id": a.authorizer_user_id,
+                "amount_fen": amount,
+            }
+        )
+        postings.append(
+            ledger.Posting(
+                account_id, -amount, "mutual_aid", authorization_id=quota, note=req.setl_id
+            )
+        )
+        uid = a.authorizer_user_id
+        authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
+    return _Plan(
+        split=split,
+        available=available,
+        balc_fen=available[own.bucket] - split.acct_pay_fen if own is not None else 0,
+        postings=postings,
+        detail={"psn_no": member.psn_no, "parts": parts, "mulaid_detail": mulaid_detail},
+        authorizer_amounts=authorizer_amounts,
+    )
+
+
 async def _apply(
     req: SettlementRequest,
     member_id: int | None,
@@ -218,94 +224,25 @@ async def _apply(
     pii: PiiCipher,
     policy: PolicyEngine,
 ) -> dict[str, Any]:
-    setl_day = cn_today(req.setl_time)
     # One connection for the whole request: every statement below runs in this transaction.
     async with in_transaction() as conn:
         member = await _find_member(conn, req, member_id, pii=pii)
-        member_id = member.id
         if member.status != "active":
             raise reason_error("MEMBER_NOT_INSURED")
-        member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
-        auths = member.auths
-        person_ids = [member_id, *(int(a["authorizer_person_id"]) for a in auths)]
-        # Lock every account this settlement may touch, in id order (no deadlock cycles).
-        rows = await _rows(conn, _LOCK_SQL.format(ids=_params(1, len(person_ids))), person_ids)
-        account_of = {int(r["person_id"]): int(r["id"]) for r in rows}
-        available = {ledger.bucket_key(int(r["id"]), None): int(r["balance_fen"]) for r in rows}
-        quota_ids = [
-            q for a in auths if a["quota_fen"] is not None and (q := parse_uuid(a["id"])) is not None
-        ]
-        if quota_ids:
-            quotas = await ledger.lock_quotas(quota_ids)
-            for qid, (state, remaining) in quotas.items():
-                available[ledger.bucket_key(0, qid)] = remaining if state == "active" else 0
-
-        own_account = account_of.get(member_id)
-        own = (
-            Payer("own", ledger.bucket_key(own_account, None)) if own_account is not None else None
+        # Lock every account this settlement may touch, in id order (no deadlock cycles),
+        # then the quotas (ledger module doc: accounts before quotas, always).
+        auths = member.authorizations
+        accounts = await money_sql.lock_person_accounts(
+            conn, [member.id, *(a.authorizer_person_id for a in auths)]
         )
-        payers: list[Payer] = []
-        by_key: dict[str, dict[str, Any]] = {}
-        for a in auths:
-            account_id = account_of.get(int(a["authorizer_person_id"]))
-            if account_id is None:
-                continue
-            allowed = a["status"] == "active"
-            if req.inpatient:
-                region_rules = policy.mutual_aid_rules(a["region_code"], setl_day)
-                allowed = (
-                    allowed and member_rules.inpatient_allowed and region_rules.inpatient_allowed
-                )
-            key = str(a["id"])
-            quota = a["quota_fen"] is not None
-            payers.append(
-                Payer(key, ledger.bucket_key(account_id, key if quota else None), allowed)
-            )
-            by_key[key] = {**a, "account_id": account_id, "quota": quota}
-        split = compute_split(req.psn_part_fen, own, payers, available)
-
-        balc = available[own.bucket] - split.acct_pay_fen if own is not None else 0
-        mulaid_detail = []
-        parts: list[dict[str, Any]] = []
-        postings: list[ledger.Posting] = []
-        if split.acct_pay_fen and own_account is not None:
-            parts.append(
-                {"source": "own", "account_id": own_account, "amount_fen": split.acct_pay_fen}
-            )
-            postings.append(
-                ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id)
-            )
-        authorizer_amounts: dict[int, int] = {}
-        for key, amount in split.mulaid:
-            a = by_key[key]
-            name = mask_name(pii.decrypt(a["name_enc"], purpose="name"))
-            mulaid_detail.append({"authorizer": name, "amount_fen": amount})
-            parts.append(
-                {
-                    "source": "quota" if a["quota"] else "mulaid",
-                    "account_id": a["account_id"],
-                    "authorization_id": key,
-                    "authorizer_user_id": int(a["authorizer_id"]),
-                    "amount_fen": amount,
-                }
-            )
-            postings.append(
-                ledger.Posting(
-                    a["account_id"],
-                    -amount,
-                    "mutual_aid",
-                    authorization_id=parse_uuid(key) if a["quota"] else None,
-                    note=req.setl_id,
-                )
-            )
-            uid = int(a["authorizer_id"])
-            authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
-
-        now = datetime.now(SHANGHAI)
-        settlement = AppliedSettlement(
+        quotas = await ledger.lock_quotas(a.id for a in auths if a.quota_fen is not None)
+        plan = _plan(req, member, accounts, quotas, pii=pii, policy=policy)
+        split = plan.split
+        settlement = await Settlement.create(
+            using_db=conn,
             setl_id=req.setl_id,
             institution_id=institution.code,
-            member_id=member_id,
+            member_id=member.id,
             mdtrt_id=req.mdtrt_id,
             med_type=req.med_type,
             setl_time=req.setl_time,
@@ -317,34 +254,11 @@ async def _apply(
             acct_pay_fen=split.acct_pay_fen,
             acct_mulaid_pay_fen=split.mulaid_fen,
             psn_cash_pay_fen=split.psn_cash_pay_fen,
-            balc_fen=balc,
-            detail={"psn_no": member.psn_no, "parts": parts, "mulaid_detail": mulaid_detail},
+            balc_fen=plan.balc_fen,
+            detail=plan.detail,
+            state="settled",
         )
-        inserted = await _rows(
-            conn,
-            _INSERT_SQL,
-            [
-                req.setl_id,
-                institution.code,
-                member_id,
-                req.mdtrt_id,
-                req.med_type,
-                req.setl_time,
-                req.body_sha256,
-                req.medfee_fen,
-                req.hifp_fen,
-                req.fund_pay_fen,
-                req.psn_part_fen,
-                split.acct_pay_fen,
-                split.mulaid_fen,
-                split.psn_cash_pay_fen,
-                balc,
-                json.dumps(settlement.detail, ensure_ascii=False),
-                now,
-            ],
-        )
-        settlement_id = int(inserted[0]["id"])
-        await ledger.apply_postings(postings, available, settlement_id=settlement_id)
+        await ledger.apply_postings(plan.postings, plan.available, settlement_id=settlement.id)
 
         facts = notices_outbox.SettlementFacts(
             setl_id=req.setl_id,
@@ -360,41 +274,17 @@ async def _apply(
         )
         notices = notices_outbox.settlement_notices(
             facts,
-            settlement_id=settlement_id,
+            settlement_id=settlement.id,
             binder_ids=member.binder_ids,
-            authorizer_amounts=authorizer_amounts,
+            authorizer_amounts=plan.authorizer_amounts,
             member_user_ids=member.user_ids,
         )
         if notices:
-            await Notice.bulk_create(notices)
+            await Notice.bulk_create(notices, using_db=conn)
     return result_of(settlement)
 
 
-@dataclass
-class AppliedSettlement:
-    """A settlement as just written (the hot path answers from it, not from a model row)."""
-
-    setl_id: str
-    institution_id: str
-    member_id: int
-    mdtrt_id: str | None
-    med_type: str
-    setl_time: datetime
-    body_sha256: str
-    medfee_sumamt_fen: int
-    hifp_pay_fen: int
-    fund_pay_sumamt_fen: int
-    psn_part_amt_fen: int
-    acct_pay_fen: int
-    acct_mulaid_pay_fen: int
-    psn_cash_pay_fen: int
-    balc_fen: int
-    detail: dict[str, Any]
-    state: str = "settled"
-    reversed_at: datetime | None = None
-
-
-def result_of(s: Settlement | AppliedSettlement) -> dict[str, Any]:
+def result_of(s: Settlement) -> dict[str, Any]:
     """The 2207 answer in the national names (amounts in yuan strings)."""
     detail = s.detail or {}
     out: dict[str, Any] = {
@@ -442,7 +332,7 @@ async def reverse(
         )
         balances = await ledger.lock_accounts(e["account_id"] for e in entries)
         quotas = await ledger.lock_quotas(
-            e["authorization_id"] for e in entries if e["authorization_id"]
+            q for e in entries if (q := parse_uuid(e["authorization_id"])) is not None
         )
         available = {ledger.bucket_key(i, None): b for i, b in balances.items()}
         postings = []
