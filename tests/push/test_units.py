@@ -11,11 +11,10 @@ from aiohttp import web
 
 from fakes.wechat import P_STABLE_TOKEN, FakeWeChatState
 from server import keys
-from server.domain.errors import DomainError
 from server.gateways.token_cache import TokenCache
 from server.push.dispatcher import backoff_delay
 from server.push.templates import format_keyword, render_data
-from server.ratelimit import TokenBucket, hit
+from server.ratelimit import RateLimited, TokenBucket, hit
 from server.settings import Settings
 from tests.push.factories import until
 
@@ -56,14 +55,13 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
     assert len(spread) > 10  # notices that failed together come back apart
 
 
-async def test_hit_raises_429_with_retry_after(app: web.Application) -> None:
+async def test_hit_raises_rate_limited_with_retry_after(app: web.Application) -> None:
     redis = app[keys.redis_key]
     for _ in range(3):
         await hit(redis, "t:user1", limit=3, per_seconds=60)
-    with pytest.raises(DomainError) as err:
+    with pytest.raises(RateLimited) as err:
         await hit(redis, "t:user1", limit=3, per_seconds=60)
-    assert err.value.status == 429 and err.value.code == "RATE_LIMITED"
-    assert 1 <= int(err.value.headers["Retry-After"]) <= 60
+    assert 1 <= err.value.retry_after <= 60
     await hit(redis, "t:user2", limit=3, per_seconds=60)  # other keys unaffected
 
 
