@@ -58,13 +58,20 @@ test('every page is reachable from the home page by taps', () => {
 })
 
 test('the pages the backend sends (menu, push messages) exist', () => {
-  const sources = ['config/default.toml', 'bot/menu.py', 'bot/service.py', 'server/domain/delivery.py']
+  // every "pages/…" string in the backend's code and config (tests hold made-up ones)
   const sent = new Set()
-  for (const s of sources) {
-    const file = path.join(REPO, s)
-    if (!fs.existsSync(file)) continue
-    for (const m of fs.readFileSync(file, 'utf8').matchAll(/["'](pages\/[A-Za-z0-9_\-/]+)/g)) sent.add(m[1])
+  const skip = new Set(['tests', 'miniprogram', 'node_modules', '.venv', '.git', 'bench', 'docs'])
+  const scan = (dir) => {
+    for (const f of fs.readdirSync(dir)) {
+      const p = path.join(dir, f)
+      if (fs.statSync(p).isDirectory()) {
+        if (!skip.has(f) && !f.startsWith('.')) scan(p)
+      } else if (/\.(py|toml)$/.test(f)) {
+        for (const m of fs.readFileSync(p, 'utf8').matchAll(/["'](pages\/[A-Za-z0-9_\-/]+)/g)) sent.add(m[1])
+      }
+    }
   }
+  scan(REPO)
   expect(sent).toContain('pages/index/index')
   expect(sent).toContain('pages/notices/index')
   for (const p of sent) expect(PAGES).toContain(p)
@@ -73,7 +80,7 @@ test('the pages the backend sends (menu, push messages) exist', () => {
 test('project.config.json carries the demo appid the backend is configured with', () => {
   const project = JSON.parse(fs.readFileSync(path.join(ROOT, '..', 'project.config.json'), 'utf8'))
   const toml = fs.readFileSync(path.join(REPO, 'config', 'default.toml'), 'utf8')
-  const appid = /^miniprogram_appid\s*=\s*"([^"]+)"/m.exec(toml)[1]
+  const appid = /^mp_appid\s*=\s*"([^"]+)"/m.exec(toml)[1] // [wechat] mp_appid (WECHAT_MP_APPID)
   expect(project.appid).toBe(appid)
   expect(project.miniprogramRoot).toBe('app/')
 })
