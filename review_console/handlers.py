@@ -21,7 +21,7 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: Literal["pending_review", "failed", "active", "submitted"] = "pending_review"
     limit: int = Field(50, ge=1, le=200)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=10_000_000)  # beyond an int64 was a 500 (issue #17)
 
 
 class DecisionIn(BaseModel):

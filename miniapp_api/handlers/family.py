@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from miniapp_api.schemas import (
     ApplicationIn,
@@ -65,7 +68,7 @@ async def commitment_current(request: web.Request) -> web.Response:
     body=PrecheckIn,
     response=PrecheckOut,
     tags=TAGS,
-    errors=("INVALID_FIELD", "SELF_NOT_ALLOWED"),
+    errors=("INVALID_FIELD", "SELF_NOT_ALLOWED", "RATE_LIMITED"),
 )
 async def precheck(request: web.Request, body: PrecheckIn) -> web.Response:
     out = await _service(request).precheck(
@@ -74,6 +77,7 @@ async def precheck(request: web.Request, body: PrecheckIn) -> web.Response:
         id_type=body.id_type,
         id_number=body.id_number,
         relationship=body.relationship,
+        ip=request.remote,
     )
     return json_response(out)
 
@@ -137,9 +141,12 @@ async def upload_material(request: web.Request) -> web.Response:
         )
     kind: str | None = request.query.get("kind")
     stored = None
-    reader = await request.multipart()
     try:
-        while (part := await reader.next()) is not None:
+        reader = await request.multipart()
+    except ValueError:  # no boundary
+        raise _malformed_multipart() from None
+    try:
+        while (part := await _next_part(reader)) is not None:
             name = getattr(part, "name", None)
             if name == "kind":
                 kind = (await part.text()).strip()[:64]  # type: ignore[union-attr]
@@ -152,9 +159,11 @@ async def upload_material(request: web.Request) -> web.Response:
                     422,
                     fields={str(name or "body"): "UNKNOWN_FIELD"},
                 )
-    except BaseException:
+    except BaseException as exc:
         if stored is not None:
             await service.discard_upload(stored)
+        if isinstance(exc, (ValueError, HttpProcessingError)):  # truncated mid-part
+            raise _malformed_multipart() from None
         raise
     if stored is None:
         raise DomainError(
@@ -162,6 +171,18 @@ async def upload_material(request: web.Request) -> web.Response:
         )
     out = await service.attach_material(user_id, app_id, kind=kind, stored=stored)
     return json_response(out, status=201)
+
+
+def _malformed_multipart() -> DomainError:
+    return DomainError("MALFORMED_MULTIPART", "上传的表单格式有误,请重新选择文件上传", 400)
+
+
+async def _next_part(reader: Any) -> Any:
+    """The next part; a truncated body, an oversized or endless part header is 400."""
+    try:
+        return await reader.next()
+    except (ValueError, HttpProcessingError):
+        raise _malformed_multipart() from None
 
 
 @endpoint(summary="查看本人上传的材料(已去除元数据)", tags=TAGS)
@@ -201,6 +222,7 @@ async def submit(request: web.Request, body: SubmitIn) -> web.Response:
         request[keys.user_id_key],
         request.match_info["id"],
         member_face_token=body.member_face_token,
+        ip=request.remote,
     )
     return json_response(out)
 

@@ -48,6 +48,7 @@ async def get_notice(request: web.Request) -> web.Response:
         "NOTICE_REQUIRED",
         "NOTICE_OUTDATED",
         "INSUFFICIENT_BALANCE",
+        "RATE_LIMITED",
     ),
 )
 async def create_authorization(request: web.Request, body: AuthorizationCreate) -> web.Response:
@@ -62,6 +63,9 @@ async def create_authorization(request: web.Request, body: AuthorizationCreate) 
         quota_fen=body.quota_fen,
         pii=request.config_dict[keys.pii_key],
         policy=request.config_dict[keys.policy_key],
+        redis=request.config_dict[keys.redis_key],
+        guesses=request.config_dict[keys.binding_key].guesses,
+        ip=request.remote,
     )
     return json_response(out, status=201)
 

@@ -22,6 +22,8 @@ from server.responses import json_response
         "FACE_CHECK_FAILED",
         "BINDER_NOT_VERIFIED",
         "IDENTITY_IN_USE",
+        "REALNAME_ALREADY_VERIFIED",
+        "RATE_LIMITED",
         "SYSTEM_BUSY",
     ),
 )
@@ -37,5 +39,8 @@ async def realname(request: web.Request, body: RealnameIn) -> web.Response:
         face=request.config_dict[keys.face_key],
         pii=request.config_dict[keys.pii_key],
         today=service.today(),
+        redis=request.config_dict[keys.redis_key],
+        guesses=service.guesses,
+        ip=request.remote,
     )
     return json_response(out)

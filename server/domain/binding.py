@@ -37,6 +37,7 @@ from tortoise.transactions import in_transaction
 
 from server.domain import reasons, vouchers
 from server.domain.errors import DomainError
+from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
 from server.domain.models import (
     Application,
@@ -56,6 +57,7 @@ from server.domain.policy import (
     BindingContext,
     BindingDecision,
     PolicyEngine,
+    blocker,
     requirement_label,
 )
 from server.domain.queries import S_INT as _S_INT
@@ -225,7 +227,8 @@ class _Counts:
 
     binder_count: int  # the binder's active or pending members
     month: frozenset[str]  # binders with an effective binding to the member this month
-    current: frozenset[str]  # binders holding one now
+    current: frozenset[str]  # binders holding one now (and the binder's own pending one)
+    guardians: frozenset[str] = frozenset()  # those of ``month`` the registry names guardians
 
 
 class BindingService:
@@ -242,6 +245,7 @@ class BindingService:
         storage: LocalStorage | None,
         documents: DocumentBook | None,
         limits: Limits | None = None,
+        guesses: GuessBudget | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.policy = policy
@@ -252,6 +256,7 @@ class BindingService:
         self.storage = storage
         self.documents = documents
         self.limits = limits or Limits()
+        self.guesses = guesses or GuessBudget()
         # Tests move the clock (a new month, a new commitment version); production: now.
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
 
@@ -304,13 +309,25 @@ class BindingService:
         return record.region_code if record is not None else NATIONAL
 
     async def _counts(
-        self, *, binder_id: int, member_id: int | None, now: datetime, exclude: uuid.UUID | None
+        self,
+        *,
+        binder_id: int,
+        member_id: int | None,
+        now: datetime,
+        exclude: uuid.UUID | None,
+        guardian_hashes: frozenset[str] = frozenset(),
     ) -> _Counts:
-        """The limit facts, in two queries (they run inside the submit's transaction).
+        """The limit facts, in two or three queries (inside the submit's transaction).
 
         Effective bindings in the natural month (Asia/Shanghai): bound before the month
-        ends and not unbound before it began (SPEC.md binders per member). A
-        ``pending_review`` application holds a slot too: it becomes effective on approval.
+        ends and not unbound before it began (SPEC.md binders per member) — except a
+        binding the member ended themselves: the member removing a binder they did not
+        want frees that slot at once (slot squatting, issue #17).
+        A ``pending_review`` application holds a slot of its binder's five, but not one of
+        the member's monthly slots: strangers' applications waiting for a reviewer must
+        not lock the member's real family out; the approval checks the member's limit
+        again (``decide_review``). The binder's own pending application for the member
+        counts as already bound.
         """
         start, end = month_bounds(now)
         wanted = Q(binder_id=binder_id, state="active")
@@ -319,23 +336,31 @@ class BindingService:
             wanted |= Q(member_id=member_id, bound_at__lt=end) & (
                 Q(unbound_at__isnull=True) | Q(unbound_at__gte=start)
             )
-            held |= Q(member_id=member_id)
-        rows = await Binding.filter(wanted).values_list("binder_id", "member_id", "state")
+        rows = await Binding.filter(wanted).values_list(
+            "binder_id", "member_id", "state", "unbound_by"
+        )
         pending_q = Application.filter(held, state="pending_review")
         if exclude is not None:
             pending_q = pending_q.exclude(id=exclude)
         pending = await pending_q.values_list("binder_id", "member_id")
-        count = sum(1 for b, _, s in rows if b == binder_id and s == "active")
-        count += sum(1 for b, _ in pending if b == binder_id)
+        count = sum(1 for b, _, s, _u in rows if b == binder_id and s == "active")
+        count += len(pending)
         if member_id is None:
             return _Counts(count, frozenset(), frozenset())
-        # rows of this member all satisfy the month condition (the query's second branch)
-        held_by = {str(b) for b, m in pending if m == member_id}
-        month = frozenset({str(b) for b, m, _ in rows if m == member_id} | held_by)
-        current = frozenset(
-            {str(b) for b, m, s in rows if m == member_id and s == "active"} | held_by
+        mine_pending = {str(binder_id)} if any(m == member_id for _, m in pending) else set()
+        month = frozenset(
+            str(b)
+            for b, m, s, by in rows
+            if m == member_id and not (s == "unbound" and (by or "").startswith("member:"))
         )
-        return _Counts(count, month, current)
+        current = frozenset(
+            {str(b) for b, m, s, _u in rows if m == member_id and s == "active"} | mine_pending
+        )
+        guardians: frozenset[str] = frozenset()
+        if guardian_hashes and month:
+            users = await User.filter(id__in=[int(b) for b in month]).values_list("id", "id_hash")
+            guardians = frozenset(str(u) for u, h in users if h in guardian_hashes)
+        return _Counts(count, month, current, guardians)
 
     def _context(
         self,
@@ -353,6 +378,12 @@ class BindingService:
     ) -> BindingContext:
         result, record = found
         counts = counts or _Counts(0, frozenset(), frozenset())
+        is_guardian = bool(
+            result == "match"
+            and record is not None
+            and binder.id_hash
+            and binder.id_hash in record.guardian_hashes
+        )
         return BindingContext(
             today=self.today(now),
             binder_id=str(binder.id),
@@ -371,6 +402,8 @@ class BindingService:
             stage=stage,
             member_face_passed=face_passed,
             member_binders_now=counts.current,
+            binder_is_guardian=is_guardian,
+            member_guardian_binders=counts.guardians,
         )
 
     async def _found(
@@ -379,6 +412,11 @@ class BindingService:
         if doc is None:
             return "not_found", None
         return await match(self.registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
+
+    @staticmethod
+    def _guardians(found: tuple[Match, RegistryRecord | None]) -> frozenset[str]:
+        result, record = found
+        return record.guardian_hashes if record is not None and result == "match" else frozenset()
 
     def _decorate(self, decision: BindingDecision) -> dict[str, Any]:
         return {
@@ -421,11 +459,35 @@ class BindingService:
     # -- precheck ------------------------------------------------------------------
 
     async def precheck(
-        self, user_id: int, *, name: str, id_type: str, id_number: str, relationship: str
+        self,
+        user_id: int,
+        *,
+        name: str,
+        id_type: str,
+        id_number: str,
+        relationship: str,
+        ip: str | None = None,
     ) -> dict[str, Any]:
-        """Would this binding work? The policy's answer at the precheck stage; nothing stored."""
+        """Would this binding work? The policy's answer at the precheck stage; nothing stored.
+
+        Only a real-name verified binder learns anything about the member: an unverified
+        one is told that, and nothing is looked up (the registry is no oracle — issue #17);
+        every look-up spends the identity-guessing budget (``GuessBudget``)."""
         now = self.clock()
         binder = await self._binder(user_id)
+        if not binder.realname_verified:
+            return self._decorate(
+                BindingDecision(
+                    ok=False,
+                    blocking=(blocker("BINDER_NOT_VERIFIED"),),
+                    required_materials=(),
+                    face_check_required=False,
+                    review_required=False,
+                    minor=False,
+                    policy_sources={},
+                )
+            )
+        await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
         try:
             doc: IdDocument | None = parse_id(id_type, id_number, today=self.today(now))
         except DomainError as err:
@@ -436,7 +498,13 @@ class BindingService:
             self._self_check(binder, doc)
         found = await self._found(doc, name)
         member_id = found[1].person_id if found[1] is not None and found[0] == "match" else None
-        counts = await self._counts(binder_id=binder.id, member_id=member_id, now=now, exclude=None)
+        counts = await self._counts(
+            binder_id=binder.id,
+            member_id=member_id,
+            now=now,
+            exclude=None,
+            guardian_hashes=self._guardians(found),
+        )
         ctx = self._context(
             binder, doc=doc, relationship=relationship, now=now, found=found, counts=counts
         )
@@ -738,7 +806,12 @@ class BindingService:
     # -- submit --------------------------------------------------------------------
 
     async def submit(
-        self, user_id: int, application_id: str, *, member_face_token: str | None
+        self,
+        user_id: int,
+        application_id: str,
+        *,
+        member_face_token: str | None,
+        ip: str | None = None,
     ) -> dict[str, Any]:
         """Submit: the policy decides with every fact, the limits counted under locks.
 
@@ -750,6 +823,7 @@ class BindingService:
         """
         await self._limit(user_id, "submits")
         app = await self._editable(user_id, application_id, "提交")
+        await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
         actor = f"user:{user_id}"
         now = self.clock()
         name = self.pii.decrypt(app.member_name_enc, purpose="name")
@@ -801,7 +875,11 @@ class BindingService:
                     await InsuredPerson.filter(id=member_id).select_for_update().first()
                 await User.filter(id=user_id).select_for_update().first()
             counts = await self._counts(
-                binder_id=user_id, member_id=member_id, now=now, exclude=app.id
+                binder_id=user_id,
+                member_id=member_id,
+                now=now,
+                exclude=app.id,
+                guardian_hashes=self._guardians(found),
             )
             ctx = self._context(
                 binder,
@@ -893,6 +971,7 @@ class BindingService:
             actor = f"reviewer:{reviewer}"
             app.decided_at = now
             if approve:
+                await self._limits_at_approval(app, now)
                 await transition(app, "active", actor=actor)
                 await Binding.create(
                     binder_id=app.binder_id,
@@ -908,6 +987,42 @@ class BindingService:
                 app.failure_code, app.failure_message = r.code, r.message
             await app.save()
         return await self.application_view(app)
+
+    async def _limits_at_approval(self, app: Application, now: datetime) -> None:
+        """Pending applications hold no monthly slot of the member (``_counts``), so the
+        approval asks the policy again, under the member's row lock: a member who got two
+        binders meanwhile is not given a third (409 with the code; still pending)."""
+        if app.member_id is None:
+            return
+        if self._row_locks():
+            await InsuredPerson.filter(id=app.member_id).select_for_update().first()
+        binder = await self._binder(app.binder_id)
+        try:
+            doc: IdDocument | None = parse_id(
+                app.id_type,
+                self.pii.decrypt(app.id_number_enc, purpose="id_number"),
+                today=self.today(now),
+            )
+        except DomainError:
+            doc = None
+        found = await self._found(doc, self.pii.decrypt(app.member_name_enc, purpose="name"))
+        counts = await self._counts(
+            binder_id=app.binder_id,
+            member_id=app.member_id,
+            now=now,
+            exclude=app.id,
+            guardian_hashes=self._guardians(found),
+        )
+        ctx = self._context(
+            binder, doc=doc, relationship=app.relationship, now=now, found=found, counts=counts
+        )
+        limits = ("ALREADY_BOUND", "MEMBER_LIMIT_REACHED", "MONTHLY_BINDER_LIMIT")
+        for b in self.policy.check_binding(ctx).blocking:
+            if b.code in limits:
+                err = reasons.error(b.code)
+                err.message, err.status = b.message, 409
+                err.detail = {"fix": b.fix, "application_id": str(app.id), "state": app.state}
+                raise err
 
     # -- after binding -------------------------------------------------------------
 

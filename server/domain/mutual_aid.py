@@ -34,10 +34,12 @@ from tortoise.transactions import in_transaction
 from server.domain import ledger
 from server.domain.clock import cn_iso, cn_today, parse_uuid
 from server.domain.errors import DomainError
+from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
 from server.domain.models import Authorization, InsuredPerson, User
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import AuthorizationContext, Blocker, PolicyEngine, add_months
+from server.domain.policy import blocker as policy_blocker
 from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
@@ -109,10 +111,23 @@ async def authorize(
     quota_fen: int | None,
     pii: PiiCipher,
     policy: PolicyEngine,
+    redis: Any,
+    guesses: GuessBudget,
+    ip: str | None,
     today: date | None = None,
 ) -> dict[str, Any]:
-    """Create a 家庭共济 authorization from ``user_id`` to the named relative (see module doc)."""
+    """Create a 家庭共济 authorization from ``user_id`` to the named relative (see module doc).
+
+    An authorizer who is not real-name verified learns nothing about the relative (no
+    registry look-up); every look-up spends the identity-guessing budget (issue #17)."""
     today = today or cn_today()
+    verified = await User.filter(
+        id=user_id, realname_verified=True, person_id__isnull=False
+    ).exists()
+    if not verified:
+        first = policy_blocker("AUTHORIZER_NOT_VERIFIED")
+        raise refusal(first, [first])
+    await guesses.spend(redis, user_id=user_id, ip=ip)
     doc: IdDocument | None
     parse_error: DomainError | None = None
     try:

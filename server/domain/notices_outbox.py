@@ -3,8 +3,9 @@
 SPEC.md "Settlement notices": one notice per recipient — each binder of the member
 (家人就医结算通知), each authorizer whose balance paid (共济账户支出通知), the member if
 they use WeChat — and a correcting notice on reversal (2208). Rows start ``pending``;
-the push worker delivers them. ``dedupe_key`` makes every notice unique, so a notice can
-never be created twice for the same settlement, kind and recipient.
+the push worker (``server.push``) delivers them. ``dedupe_key`` makes every notice
+unique, so a notice can never be created twice for the same settlement, kind and
+recipient.
 
 ``Notice.data`` holds semantic fields (not WeChat keywords; the push side maps them):
 member_name (masked), institution, setl_time (ISO +08:00), med_type, medfee_fen,

@@ -291,9 +291,13 @@ class Blocker:
     fix: str
 
 
-def _blocker(code: str, **fmt: Any) -> Blocker:
+def blocker(code: str, **fmt: Any) -> Blocker:
+    """A blocker worded from the reasons catalogue."""
     r = reason(code, **fmt)
     return Blocker(r.code, r.message, r.fix)
+
+
+_blocker = blocker
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,10 @@ class BindingContext:
     stage: Literal["precheck", "submit"] = "precheck"
     member_face_passed: bool | None = None  # submit only
     member_binders_now: frozenset[str] = frozenset()
+    # The registry records the binder as the (minor) member's guardian (SPEC.md "a minor's
+    # guardian"); ``member_guardian_binders``: which of the month's binders are guardians.
+    binder_is_guardian: bool = False
+    member_guardian_binders: frozenset[str] = frozenset()
 
 
 class _Blocked:
@@ -635,9 +643,14 @@ class PolicyEngine:
         guardian); the registry does not match; the member is not insured / their voucher
         is not activated (a minor's is activated by the guardian where the policy says
         so); already bound; the binder has ``max_members_per_binder``; the member had
-        ``max_binders_per_member_per_month`` other binders this month; and, on submit
+        ``max_binders_per_member_per_month`` other binders this month (for a minor's
+        registered guardian only other guardians count); and, on submit
         only: missing birth papers for a minor, missing materials, the member's face
         check, the commitment (个人承诺书) missing or outdated.
+
+        Review (``pending_review``) where the document type or a material asks for it, and
+        for a minor whose binder the registry does not record as a guardian (SPEC.md "a
+        minor's guardian").
         """
         p = self.settings(ctx.binder_region, ctx.today)
         doc = ctx.member_doc
@@ -688,6 +701,10 @@ class PolicyEngine:
                 if p.unbind_frees_monthly_slot
                 else ctx.member_binders_this_month
             )
+            if minor and ctx.binder_is_guardian:
+                # A registered guardian is never locked out of their own child by others
+                # (slot squatting, adversarial review 2026-12): only guardians count.
+                holders = holders & ctx.member_guardian_binders
             # A binder already counted this month does not take a second slot.
             if ctx.binder_id not in holders and len(holders) >= p.max_binders_per_member_per_month:
                 next_month = add_months(ctx.today.replace(day=1), 1)
@@ -709,6 +726,9 @@ class PolicyEngine:
         face_required = doc is not None and not minor and p.face_check_for_adults
         review_set = frozenset(p.review_required_for)
         review = doc is not None and doc.id_type in review_set
+        # A document image proves nothing by itself: a minor is bound at once only by a
+        # guardian the registry records; anyone else's application goes to a reviewer.
+        review = review or (minor and not ctx.binder_is_guardian)
 
         if ctx.stage == "submit":
             review = review or bool(ctx.materials & review_set)

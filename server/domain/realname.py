@@ -5,13 +5,18 @@ real-name verified with an activated own 医保电子凭证 before adding family
 Verification here means, in this order:
 
 1. the ID document is well formed (``INVALID_ID_NUMBER``);
-2. name + ID match the insurance registry (``INFO_MISMATCH``);
-3. the face check (人脸核身) through the face gateway passes (``FACE_CHECK_FAILED``);
-   a face service that is down answers ``SYSTEM_BUSY`` and changes nothing;
-4. the person's own 医保电子凭证 is activated (``BINDER_NOT_VERIFIED``, whose fix says
+2. a user already verified stays who they are: verifying again as someone else is
+   ``REALNAME_ALREADY_VERIFIED`` (issue #17 finding 3);
+3. one unit of the identity-guessing budget is spent (``RATE_LIMITED`` beyond it);
+4. the face check (人脸核身) through the face gateway passes (``FACE_CHECK_FAILED``);
+   a face service that is down answers ``SYSTEM_BUSY`` and changes nothing. It comes
+   *before* the registry: otherwise a bad face token told a registered name + ID
+   (``FACE_CHECK_FAILED``) from an unknown one (``INFO_MISMATCH``) — an oracle;
+5. name + ID match the insurance registry (``INFO_MISMATCH``);
+6. the person's own 医保电子凭证 is activated (``BINDER_NOT_VERIFIED``, whose fix says
    how to activate it);
-5. no other mini-program user is already verified as that person
-   (``IDENTITY_IN_USE``).
+7. no other mini-program user is verified as that person (``IDENTITY_IN_USE``), enforced
+   by the unique index on ``users.id_hash`` so concurrent attempts cannot both pass.
 
 Then the user is linked to the registry person and their name / ID are kept encrypted.
 """
@@ -21,10 +26,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server.domain import reasons
 from server.domain.errors import DomainError
+from server.domain.guessing import GuessBudget
 from server.domain.identity import parse_id
 from server.domain.models import User
 from server.domain.pii import PiiCipher
@@ -45,44 +52,82 @@ async def verify_realname(
     face: FaceGateway,
     pii: PiiCipher,
     today: date,
+    redis: Any,
+    guesses: GuessBudget,
+    ip: str | None = None,
 ) -> dict[str, Any]:
     """Verify the user as the insured person holding this ID; returns their profile."""
     doc = parse_id(id_type, id_number, today=today)
-    result, record = await match(registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
-    if result != "match" or record is None:
-        raise reasons.error("INFO_MISMATCH")
+    hashed = id_hash(pii, doc.id_type, doc.id_number)
+    current = await User.get_or_none(id=user_id).only("id", "realname_verified", "id_hash")
+    if current is None:
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+    if current.realname_verified and current.id_hash != hashed:
+        raise DomainError(
+            "REALNAME_ALREADY_VERIFIED",
+            "您已以本人身份完成实名认证,不能再认证为其他人。",
+            409,
+        )
+    await guesses.spend(redis, user_id=user_id, ip=ip)
     if not await face.verify(face_token, id_number=doc.id_number, name=name):
         err = reasons.error("FACE_CHECK_FAILED")
         err.message = "人脸核验未通过,请本人正对手机摄像头重新完成人脸识别。"
         err.fields = {"face_token": "FACE_CHECK_FAILED"}
         raise err
+    result, record = await match(registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
+    if result != "match" or record is None:
+        raise reasons.error("INFO_MISMATCH")
     if not record.voucher_activated:
         err = reasons.error("BINDER_NOT_VERIFIED")
         err.message = "您本人的医保电子凭证尚未激活,暂不能完成实名认证。"
         raise err
 
-    hashed = id_hash(pii, doc.id_type, doc.id_number)
+    try:
+        await _link(
+            user_id,
+            record.person_id,
+            name=name,
+            doc_type=doc.id_type,
+            doc_number=doc.id_number,
+            hashed=hashed,
+            pii=pii,
+        )
+    except IntegrityError:
+        raise _identity_in_use() from None
+    return await profile(user_id, pii=pii)
+
+
+def _identity_in_use() -> DomainError:
+    return DomainError(
+        "IDENTITY_IN_USE",
+        "该身份已由另一个微信账号完成实名认证;如非本人操作,请联系当地医保经办机构。",
+        409,
+    )
+
+
+async def _link(
+    user_id: int,
+    person_id: int,
+    *,
+    name: str,
+    doc_type: str,
+    doc_number: str,
+    hashed: str,
+    pii: PiiCipher,
+) -> None:
+    """Link the user to the registry person (the unique index decides a race)."""
     async with in_transaction():
         user = await User.filter(id=user_id).select_for_update().first()
         if user is None:
             raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
-        taken = (
-            await User.filter(person_id=record.person_id, realname_verified=True)
-            .exclude(id=user_id)
-            .exists()
-        )
+        taken = await User.filter(id_hash=hashed).exclude(id=user_id).exists()
         if taken:
-            raise DomainError(
-                "IDENTITY_IN_USE",
-                "该身份已由另一个微信账号完成实名认证;如非本人操作,请联系当地医保经办机构。",
-                409,
-            )
+            raise _identity_in_use()
         user.realname_verified = True
         user.realname_verified_at = datetime.now(UTC)
         user.name_enc = pii.encrypt(name, purpose="name")
-        user.id_type = doc.id_type
-        user.id_number_enc = pii.encrypt(doc.id_number, purpose="id_number")
+        user.id_type = doc_type
+        user.id_number_enc = pii.encrypt(doc_number, purpose="id_number")
         user.id_hash = hashed
-        user.person_id = record.person_id
+        user.person_id = person_id
         await user.save()
-    return await profile(user_id, pii=pii)

@@ -1,7 +1,9 @@
 """The insurance registry: import (CLI / demo) and look-ups by ID number.
 
 CSV header (API.md "Demo mode"): name,id_type,id_number,insurance_type,region_code,
-has_personal_account,voucher_activated,status,balance_fen. Re-importing a person updates
+has_personal_account,voucher_activated,status,balance_fen, and optionally (v1.1)
+guardian_id_numbers: the ``;``-separated resident ID numbers of a minor's registered
+guardians, kept only as blind indexes. Re-importing a person updates
 them; a balance line credits the personal account through the ledger (kind ``import``)
 only by the difference, so importing the same file twice changes nothing.
 """
@@ -12,12 +14,14 @@ import asyncio
 import csv
 import hashlib
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger
 from server.domain.errors import DomainError
+from server.domain.identity import parse_id
 from server.domain.models import InsuredPerson
 from server.domain.pii import PiiCipher
 
@@ -32,6 +36,7 @@ HEADER = [
     "status",
     "balance_fen",
 ]
+OPTIONAL = ["guardian_id_numbers"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,24 @@ def name_hash(pii: PiiCipher, name: str) -> str:
     return pii.blind_index(name, purpose="name")
 
 
+def guardian_hashes(pii: PiiCipher, cell: str, line: int) -> str:
+    """The guardians' resident ID numbers as comma-separated blind indexes (never stored
+    in clear: the registry only needs to recognise a guardian, not to name one)."""
+    out: list[str] = []
+    for raw in (cell or "").split(";"):
+        number = raw.strip().upper()
+        if not number:
+            continue
+        try:
+            doc = parse_id("resident_id", number, today=date(2100, 1, 1))
+        except DomainError:
+            raise DomainError(
+                "REGISTRY_CSV_INVALID", f"第 {line} 行 guardian_id_numbers 含无效身份证号", 422
+            ) from None
+        out.append(id_hash(pii, doc.id_type, doc.id_number))
+    return ",".join(sorted(set(out)))
+
+
 def psn_no_for(hashed_id: str) -> str:
     """A stable 人员编号 derived from the blind index (the demo has no national one)."""
     return "P" + str(int(hashlib.sha256(hashed_id.encode()).hexdigest()[:15], 16)).zfill(19)[:19]
@@ -63,8 +86,13 @@ def psn_no_for(hashed_id: str) -> str:
 def _read_rows(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or [h.strip() for h in reader.fieldnames] != HEADER:
-            raise DomainError("REGISTRY_CSV_INVALID", "CSV 表头必须是: " + ",".join(HEADER), 422)
+        names = [h.strip() for h in reader.fieldnames or ()]
+        if names not in (HEADER, HEADER + OPTIONAL):
+            raise DomainError(
+                "REGISTRY_CSV_INVALID",
+                "CSV 表头必须是: " + ",".join(HEADER) + "[," + ",".join(OPTIONAL) + "]",
+                422,
+            )
         return list(reader)
 
 
@@ -88,6 +116,7 @@ async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
                 raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 balance_fen 不能为负", 422)
             id_number = row["id_number"].upper()
             hid = id_hash(pii, row["id_type"], id_number)
+            guardians = guardian_hashes(pii, row.get("guardian_id_numbers", ""), i)
             values = dict(
                 name_enc=pii.encrypt(row["name"], purpose="name"),
                 name_hash=name_hash(pii, row["name"]),
@@ -98,6 +127,7 @@ async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
                 has_personal_account=_bool(row["has_personal_account"], i, "has_personal_account"),
                 voucher_activated=_bool(row["voucher_activated"], i, "voucher_activated"),
                 status=row["status"],
+                guardian_hashes=guardians,
             )
             person = await InsuredPerson.get_or_none(id_hash=hid)
             if person is None:

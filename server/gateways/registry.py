@@ -33,6 +33,7 @@ class RegistryRecord:
     voucher_activated: bool
     status: str  # active | suspended
     name_hash: str
+    guardian_hashes: frozenset[str] = frozenset()  # a minor's registered guardians
 
 
 class RegistryGateway(Protocol):
@@ -65,6 +66,7 @@ class LocalRegistryGateway:
             voucher_activated=bool(r["voucher_activated"]),
             status=r["status"],
             name_hash=r["name_hash"],
+            guardian_hashes=frozenset(h for h in (r["guardian_hashes"] or "").split(",") if h),
         )
 
     def name_matches(self, record: RegistryRecord, name: str) -> bool:
@@ -81,23 +83,10 @@ _FIELDS = (
     "voucher_activated",
     "status",
     "name_hash",
+    "guardian_hashes",
 )
 # Every submit and precheck looks a person up: the SQL is built once (server.domain.queries).
 _BY_ID_HASH = Compiled(lambda h: InsuredPerson.filter(id_hash=h).limit(1).values(*_FIELDS), S_STR)
-
-
-def record_of(person: InsuredPerson) -> RegistryRecord:
-    return RegistryRecord(
-        person_id=person.id,
-        psn_no=person.psn_no,
-        id_type=person.id_type,
-        insurance_type=person.insurance_type,
-        region_code=person.region_code,
-        has_personal_account=person.has_personal_account,
-        voucher_activated=person.voucher_activated,
-        status=person.status,
-        name_hash=person.name_hash,
-    )
 
 
 async def match(

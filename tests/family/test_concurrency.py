@@ -160,7 +160,11 @@ async def test_limits_hold_across_server_processes(
             assert sorted(st for st, _ in got) == [200] * 5 + [409], got
             assert [b["error"]["code"] for st, b in got if st == 409] == ["MEMBER_LIMIT_REACHED"]
             dave_id = (await (await client.get("/api/v1/me", headers=dave)).json())["id"]
-            assert await Binding.filter(binder_id=dave_id, state="active").count() == 5
+            # dave is no registered guardian: his minors wait for a reviewer (issue #17),
+            # holding his slots all the same
+            active = await Binding.filter(binder_id=dave_id, state="active").count()
+            waiting = await Application.filter(binder_id=dave_id, state="pending_review").count()
+            assert active + waiting == 5 and active >= 1
     finally:
         for proc in procs:
             _stop(proc)

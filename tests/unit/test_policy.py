@@ -300,6 +300,22 @@ def test_limits_at_the_boundary(engine: PolicyEngine) -> None:
     assert "2025年7月1日" in d.blocking[0].fix
 
 
+def test_guardian_is_never_locked_out_of_their_child(engine: PolicyEngine) -> None:
+    full = dict(
+        member_doc=MINOR,
+        relationship="child",
+        member_face_passed=None,
+        materials=frozenset({"birth_certificate"}),
+        member_binders_this_month=frozenset({"x", "y"}),
+    )
+    assert "MONTHLY_BINDER_LIMIT" in engine.check_binding(binding(**full)).codes
+    guardian = binding(**full, binder_is_guardian=True)
+    assert engine.check_binding(guardian).ok
+    # ... but two other guardians this month still count
+    both = replace(guardian, member_guardian_binders=frozenset({"x", "y"}))
+    assert "MONTHLY_BINDER_LIMIT" in engine.check_binding(both).codes
+
+
 def test_unbind_frees_slot_setting(engine: PolicyEngine) -> None:
     data = _raw()
     data["entry"][0]["unbind_frees_monthly_slot"]["value"] = True
@@ -316,9 +332,13 @@ def test_minor_binding(engine: PolicyEngine) -> None:
         member_voucher_activated=False,  # activated by the guardian
         member_face_passed=None,
         materials=frozenset({"birth_certificate"}),
+        binder_is_guardian=True,
     )
     d = engine.check_binding(ctx)
     assert d.ok and d.minor and not d.face_check_required and not d.review_required
+    # a binder the registry does not record as the guardian: a reviewer decides
+    stranger = engine.check_binding(replace(ctx, binder_is_guardian=False))
+    assert stranger.ok and stranger.review_required
     assert d.required_materials == ("birth_certificate|household_register|relationship_notarization",)
     assert engine.check_binding(replace(ctx, materials=frozenset({"household_register"}))).ok
     notarized = engine.check_binding(replace(ctx, materials=frozenset({"relationship_notarization"})))

@@ -21,6 +21,9 @@ class InsuredPerson(Model):
     has_personal_account = fields.BooleanField(default=False)
     voucher_activated = fields.BooleanField(default=False)
     status = fields.CharField(max_length=16, default="active")  # active | suspended
+    # A minor's registered guardians (户籍 / 出生医学证明 records): their ID blind indexes,
+    # comma-separated. SPEC.md "a minor's guardian": only they bind the child at once.
+    guardian_hashes = fields.TextField(default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -18,7 +18,8 @@ class User(Model):
     name_enc = fields.TextField(null=True)
     id_type = fields.CharField(max_length=32, null=True)
     id_number_enc = fields.TextField(null=True)
-    id_hash = fields.CharField(max_length=64, null=True, db_index=True)
+    # One verified account per person, enforced by the database (issue #17 finding 3).
+    id_hash = fields.CharField(max_length=64, null=True, unique=True)
     phone_enc = fields.TextField(null=True)
     # the insured person this user is, once real-name verified against the registry
     person = fields.ForeignKeyField(
