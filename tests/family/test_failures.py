@@ -160,7 +160,7 @@ async def test_monthly_binder_limit_and_unbind_keeps_the_slot(
     client: TestClient, app: web.Application
 ) -> None:
     await load_registry(app)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     service.clock = lambda: datetime(2026, 11, 10, 12, tzinfo=SH)
     alice = await verified_user(client, "alice", ALICE)
     bob = await verified_user(client, "bob", BOB)
@@ -245,7 +245,7 @@ async def test_materials_missing_and_face_check_failed(
 async def test_materials_rejected_by_a_reviewer(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
     h = await verified_user(client, "alice", ALICE)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     app_id = await prepare(client, h, HK, "spouse", kinds=("travel_permit",))
     resp = await submit(client, h, app_id)
     assert resp.status == 200 and (await resp.json())["state"] == "pending_review"
@@ -323,7 +323,7 @@ async def test_commitment_required(client: TestClient, app: web.Application) -> 
 
 async def test_commitment_outdated(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     service.clock = lambda: datetime(2025, 5, 20, 10, tzinfo=SH)  # before version 2025.1
     h = await verified_user(client, "alice", ALICE)
     app_id = await prepare(client, h, MOTHER, "parent")

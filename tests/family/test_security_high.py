@@ -77,7 +77,7 @@ async def test_a_stranger_cannot_take_a_child(client: TestClient, app: web.Appli
 
     # a reviewer approving both strangers: the first gets the second slot, the third is
     # refused at approval (the waiting applications held no slot of the child's)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     approved = await service.decide_review(app_id, reviewer="r1", approve=True)
     assert approved["state"] == "active"
     try:
@@ -97,7 +97,7 @@ async def test_squatted_slots_do_not_lock_the_guardian_out(
     """Two others bound (after review) and unbound the child this month: both slots are
     used, yet the registered guardian still binds their own child."""
     await load_registry(app)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     for user, person in (("mallory", BOB), ("trudy", CAROL)):
         h = await verified_user(client, user, person)
         app_id = await prepare(client, h, SON, "child", kinds=("birth_certificate",))
