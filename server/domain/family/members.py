@@ -3,7 +3,7 @@ member's dynamic 医保码 and their spending (SPEC.md after binding)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -19,37 +19,26 @@ from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import RELATIONSHIP_LABELS
 
 
-def member_row(
-    pii: PiiCipher,
-    binding_id: Any,
-    relationship: str,
-    state: str,
-    bound_at: datetime,
-    name_enc: str,
-    id_number_enc: str,
-    insurance_type: str,
-    region_code: str,
-    status: str,
-    voucher_activated: Any,
-) -> dict[str, Any]:
-    """One family member as the binder sees them (masked), from a binding and the member's
-    registry row (the columns of ``queries.active_members``)."""
+def member_row(pii: PiiCipher, r: Mapping[str, Any]) -> dict[str, Any]:
+    """One family member as the binder sees them (masked), from a binding joined with the
+    member's registry row (``queries.MEMBER_COLUMNS``)."""
+    relationship = r["relationship"]
     return {
-        "id": str(binding_id),
-        "state": state,
+        "id": str(r["id"]),
+        "state": r["state"],
         "relationship": relationship,
         "relationship_label": RELATIONSHIP_LABELS.get(relationship, relationship),
         "member": {
-            "name": mask_name(pii.decrypt(name_enc, purpose="name")),
-            "id_number": mask_id(pii.decrypt(id_number_enc, purpose="id_number")),
+            "name": mask_name(pii.decrypt(r["member__name_enc"], purpose="name")),
+            "id_number": mask_id(pii.decrypt(r["member__id_number_enc"], purpose="id_number")),
         },
         "insurance": {
-            "insurance_type": insurance_type,
-            "region_code": region_code,
-            "status": status,
-            "voucher_activated": bool(voucher_activated),
+            "insurance_type": r["member__insurance_type"],
+            "region_code": r["member__region_code"],
+            "status": r["member__status"],
+            "voucher_activated": bool(r["member__voucher_activated"]),  # SQLite: 0 / 1
         },
-        "bound_at": cn_iso(bound_at),
+        "bound_at": cn_iso(r["bound_at"]),
     }
 
 
@@ -58,16 +47,18 @@ def member_view(pii: PiiCipher, binding: Binding) -> dict[str, Any]:
     person: InsuredPerson = binding.member
     return member_row(
         pii,
-        binding.id,
-        binding.relationship,
-        binding.state,
-        binding.bound_at,
-        person.name_enc,
-        person.id_number_enc,
-        person.insurance_type,
-        person.region_code,
-        person.status,
-        person.voucher_activated,
+        {
+            "id": binding.id,
+            "relationship": binding.relationship,
+            "state": binding.state,
+            "bound_at": binding.bound_at,
+            "member__name_enc": person.name_enc,
+            "member__id_number_enc": person.id_number_enc,
+            "member__insurance_type": person.insurance_type,
+            "member__region_code": person.region_code,
+            "member__status": person.status,
+            "member__voucher_activated": person.voucher_activated,
+        },
     )
 
 
@@ -87,7 +78,7 @@ class MembersPart(FamilyBase):
 
     async def list_members(self, user_id: int) -> list[dict[str, Any]]:
         """The binder's effective bindings (masked), oldest first."""
-        return [member_row(self.pii, *r) for r in await queries.active_members(user_id)]
+        return [member_row(self.pii, r) for r in await queries.active_members(user_id)]
 
     async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> None:
         """End a binding: the binder (``DELETE /family/members/{id}``) or the member
