@@ -3,12 +3,17 @@ on SQLite and PostgreSQL.
 
 Each is built by the ORM once per database dialect and afterwards only executed
 (``server.domain.queries.Compiled``): on these small indexed look-ups building the query
-costs more than running it. Measured in-process (2026-12, per call, CPU of the server
-process, SQLite / PostgreSQL): owned application 155 / 178 µs vs 370 µs with the ORM,
-binder 50–70 / 120–145 vs 360–480, materials 95–130 / 120–160 vs 230–330, latest
-signature 95–105 / 115–170 vs 255–340, members list 57 / 110–150 vs 600–790; the binding
-flow runs each several times per binding and the members list is the home page. Every
-other read and all writes of the area use the ORM as usual.
+costs more than running it. Every other read and all writes of the area use the ORM.
+
+Measured 2026-12 on a busy 2-CPU machine (CPU of the server process per call, SQLite /
+PostgreSQL, pre-built vs plain ORM): owned application 155 / 160–180 µs vs 370–440;
+binder 50–70 / 110–145 vs 360–480; materials 95–130 / 120–160 vs 230–330; latest
+signature 95–105 / 115–175 vs 255–340; members list 57–75 / 110–150 vs 590–790. The
+binding flow runs the first four several times per binding; the members list is the
+mini-program's home page: ``python -m bench --only family_members`` gave 532 CPU
+µs/request pre-built vs 1,275 with the ORM (881 vs 232 req/s). A hand-written statement
+for the members list (as before) was within noise of the pre-built one (439 µs/request;
+in-process ~10 µs less per list), so the area keeps one way of bypassing the ORM.
 """
 
 from __future__ import annotations
