@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server import keys
 from server.domain import review
 from server.domain.errors import DomainError
+from server.domain.family.materials import read_document
 from server.openapi import endpoint
 from server.responses import document_response, json_response
 
@@ -47,8 +48,7 @@ async def get_application(request: web.Request) -> web.Response:
 @endpoint(summary="查看材料(已去除元数据)", auth="reviewer", tags=("review",))
 async def get_material(request: web.Request) -> web.Response:
     material = await review.material_for_review(request.match_info["application_id"], request.match_info["material_id"])
-    storage = request.config_dict[keys.storage_key]
-    data, content_type = await storage.read_clean(material.storage_key)
+    data, content_type = await read_document(request.config_dict[keys.storage_key], material.storage_key)
     return document_response(data, content_type)
 
 
@@ -57,7 +57,7 @@ async def get_material(request: web.Request) -> web.Response:
 async def decide(request: web.Request, body: DecisionIn) -> web.Response:
     if body.decision == "reject" and not body.reason:
         raise DomainError("REASON_REQUIRED", "驳回时请填写理由", 422, fields={"reason": "REQUIRED"})
-    out = await request.config_dict[keys.binding_key].decide_review(
+    out = await request.config_dict[keys.family_key].decide_review(
         request.match_info["application_id"],
         reviewer=request[keys.reviewer_key],
         approve=body.decision == "approve",

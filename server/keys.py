@@ -28,10 +28,11 @@ services_key = web.AppKey("services", dict)  # feature services registered by na
 institution_directory_key = web.AppKey("institution_directory", object)
 bot_key = web.AppKey("bot", "BotService")  # the official-account bot (on the /wechat sub-app)
 # 亲情账户 (issue #3)
-registry_key = web.AppKey("registry", "RegistryGateway")
-storage_key = web.AppKey("storage", "LocalStorage")
+registry_key = web.AppKey("registry", "Registry")
+storage_key = web.AppKey("storage", "Storage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
-binding_key = web.AppKey("binding", "BindingService")
+family_key = web.AppKey("family", "FamilyService")
+realname_key = web.AppKey("realname", "RealnameService")
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -45,10 +46,10 @@ institution_key = web.RequestKey("institution", object)  # the signed caller's I
 __all__ = [
     "Any",
     "auth_key",
-    "binding_key",
     "bot_key",
     "documents_key",
     "face_key",
+    "family_key",
     "fake_wechat_key",
     "http_key",
     "institution_directory_key",
@@ -58,6 +59,7 @@ __all__ = [
     "pii_key",
     "push_worker_key",
     "policy_key",
+    "realname_key",
     "redis_key",
     "registry_key",
     "request_id_key",

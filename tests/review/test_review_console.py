@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import Application, ApplicationEvent, Notice, User
-from tests.factories import error_of
+from tests.factories import bearer, error_of, verified_user
 
 REVIEWER = {"Authorization": "Bearer demo-reviewer-token"}
 
@@ -83,10 +83,10 @@ async def test_notice_queue_counts(client: TestClient) -> None:
 
 async def test_reviewer_sees_materials_and_approves_or_rejects_over_http(client: TestClient, app) -> None:
     """The whole review path as the console drives it: queue → detail → material → decision."""
-    from tests.family.helpers import ALICE, HK, load_registry, prepare, submit, verified_user
+    from tests.family.helpers import ALICE, HK, load_registry, prepare, submit
 
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, HK, "spouse", kinds=("travel_permit",))
     assert (await (await submit(client, h, app_id)).json())["state"] == "pending_review"
 
