@@ -32,6 +32,9 @@ registry_key = web.AppKey("registry", "RegistryGateway")
 storage_key = web.AppKey("storage", "LocalStorage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
 binding_key = web.AppKey("binding", "BindingService")
+# the bureau's console (issue #14): staff sessions and the review desk
+staff_key = web.AppKey("staff", "StaffService")
+review_desk_key = web.AppKey("review_desk", "ReviewDesk")
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -40,6 +43,7 @@ self_url_key = web.AppKey("self_url", str)
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
 reviewer_key = web.RequestKey("reviewer", str)
+staff_session_key = web.RequestKey("staff_session", object)  # the console's StaffSession
 institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
@@ -63,8 +67,11 @@ __all__ = [
     "request_id_key",
     "self_url_key",
     "reviewer_key",
+    "review_desk_key",
     "services_key",
     "settings_key",
+    "staff_key",
+    "staff_session_key",
     "storage_key",
     "user_id_key",
     "wechat_key",
