@@ -69,12 +69,7 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
         binding=app[keys.binding_key],
     )
     if settings.is_production:
-        demo = await staff_domain.active_demo_staff()
-        if demo:
-            raise RuntimeError(
-                "refusing to start in production: demo staff accounts are active "
-                f"({', '.join(demo)}); disable them with `python -m server staff disable NAME`"
-            )
+        await staff_domain.refuse_demo_staff()
     elif settings.server.demo_data:
         names = await staff_domain.ensure_demo_staff(hasher=hasher, password=c.demo_staff_password)
         log.warning(

@@ -51,14 +51,15 @@ def _correction_available(request: web.Request) -> bool:
 
 
 async def login_page(request: web.Request) -> web.Response:
-    if request.get(keys.staff_session_key) is not None:
-        raise web.HTTPSeeOther("/review/")
+    """The form (also for someone logged in: a shared counter PC switches accounts; the
+    old session ends at the new login)."""
     return _login_form(request)
 
 
 def _login_form(request: web.Request, *, error: str = "", name: str = "", status: int = 200) -> web.Response:
     token = new_login_token()
-    response = render(request, "login.html", {"login_token": token, "error": error, "name": name}, status=status)
+    context = {"login_token": token, "error": error, "name": name, "me": None}
+    response = render(request, "login.html", context, status=status)
     set_cookie(response, request, LOGIN_COOKIE, token)
     return response
 

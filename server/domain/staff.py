@@ -240,8 +240,15 @@ async def ensure_demo_staff(*, hasher: PasswordHasher, password: str) -> list[st
     return names
 
 
-async def active_demo_staff() -> list[str]:
-    return list(await Staff.filter(demo=True, active=True).values_list("name", flat=True))
+async def refuse_demo_staff() -> None:
+    """Production start-up: active demo accounts are a refusal to start (the demo
+    password is public)."""
+    demo = list(await Staff.filter(demo=True, active=True).values_list("name", flat=True))
+    if demo:
+        raise RuntimeError(
+            "refusing to start in production: demo staff accounts are active "
+            f"({', '.join(demo)}); disable them with `python -m server staff disable NAME`"
+        )
 
 
 # -- sessions -------------------------------------------------------------------------
