@@ -235,3 +235,36 @@ async def test_counter_looks_a_person_up_in_its_region(console: TestClient, capp
     assert resp.status == 422
     refs = await StaffAuditEntry.filter(action="counter_lookup").values_list("person_ref", flat=True)
     assert len(refs) == 3 and all(r.startswith(("person:", "idx:")) for r in refs)
+
+
+async def test_postgres_trigger_refuses_changes_to_the_audit_log(capp: web.Application) -> None:
+    """PostgreSQL pass: the migration's PL/pgSQL trigger, installed on the test schema
+    (the suite generates its tables), refuses UPDATE and DELETE."""
+    import importlib
+
+    from tortoise import connections
+
+    client = connections.get("default")
+    if client.capabilities.dialect != "postgres":
+        pytest.skip("PostgreSQL only (the SQLite trigger has its own test)")
+    module = next((ROOT_MIGRATIONS).glob("*_staff.py")).stem
+    migration = importlib.import_module(f"server.migrations.{module}")
+
+    class Editor:
+        pass
+
+    editor = Editor()
+    editor.client = client  # type: ignore[attr-defined]
+    await migration._append_only(None, editor)
+    try:
+        entry = await StaffAuditEntry.create(staff_name="ann", action="login", target_kind="session")
+        with pytest.raises(Exception, match="append-only"):
+            await StaffAuditEntry.filter(id=entry.id).update(action="logout")
+        with pytest.raises(Exception, match="append-only"):
+            await StaffAuditEntry.filter(id=entry.id).delete()
+        assert (await StaffAuditEntry.get(id=entry.id)).action == "login"
+    finally:
+        await migration._drop_guard(None, editor)
+
+
+ROOT_MIGRATIONS = Path(__file__).resolve().parents[2] / "server" / "migrations"
