@@ -28,7 +28,7 @@ ACTIONS: Mapping[str, str] = {
     "login_failed": "登录失败",
     "login_throttled": "登录受限",
     "logout": "退出",
-    "view_queue": "查看审核队列",
+    "search": "按证件号码或姓名查找",
     "view_application": "查看申请",
     "unmask": "查看完整身份信息",
     "view_material": "查看材料",

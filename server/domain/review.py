@@ -146,6 +146,12 @@ class ReviewDesk:
             q = q.filter(relationship=f.relationship)
         if f.waited_days:
             q = q.filter(submitted_at__lte=self.clock() - timedelta(days=f.waited_days))
+        if f.id_number or f.name:
+            # a look-up by someone's ID number or name is itself an access to their data
+            await audit.record(
+                who.actor, "search", target_kind="application",
+                detail={"by": "+".join(k for k in ("id_number", "name") if getattr(f, k))},
+            )
         if f.id_number:
             hashes = self._id_hashes(f.id_number)
             binders = await User.filter(id_hash__in=hashes).values_list("id", flat=True)

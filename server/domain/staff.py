@@ -285,9 +285,14 @@ class StaffService:
         self.hasher = hasher
         self.policy = policy
         self.clock = clock
-        # verified against when the name is unknown: the same work as a real check, so
-        # the time taken does not tell which names exist
-        self._dummy_hash = hasher.hash(secrets.token_urlsafe(12))
+        self._dummy: str | None = None
+
+    def _dummy_hash(self) -> str:
+        """Verified against when the name is unknown: the same work as a real check, so
+        the time taken does not tell which names exist (made at the first such login)."""
+        if self._dummy is None:
+            self._dummy = self.hasher.hash(secrets.token_urlsafe(12))
+        return self._dummy
 
     # throttling
     def _fail_keys(self, name: str, ip: str | None) -> tuple[str, str]:
@@ -331,7 +336,7 @@ class StaffService:
             )
         staff = await Staff.get_or_none(name=name) if name else None
         ok = await asyncio.to_thread(
-            self._verify, staff.password_hash if staff else self._dummy_hash, password
+            self._verify, staff.password_hash if staff else self._dummy_hash(), password
         )
         usable = staff is not None and staff.active and not (staff.demo and self.policy.refuse_demo)
         if not ok or not usable or staff is None:

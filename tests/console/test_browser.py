@@ -66,6 +66,8 @@ class Shots:
 async def _login(page: Any, base: str, name: str, password: str) -> None:
     """With the keyboard only: the name field has focus, Tab to the password, Enter."""
     await page.goto(f"{base}/review/login")
+    # the name field takes the focus itself (autofocus); type only once it has it
+    await page.wait_for_function("document.activeElement && document.activeElement.id === 'name'")
     await page.keyboard.type(name)
     await page.keyboard.press("Tab")
     await page.keyboard.type(password)

@@ -212,3 +212,5 @@ async def test_search_by_exact_id_number_or_name_posted_not_in_the_url(console: 
     assert ids["far"] in html and ids["hk"] not in html
     html = await (await console.post("/review/queue", data={"csrf": csrf, "name": "张小"})).text()
     assert "没有符合条件" in html  # exact match only: a blind index finds no prefixes
+    searches = await StaffAuditEntry.filter(action="search").values_list("detail", flat=True)
+    assert [d["by"] for d in searches] == ["id_number", "name", "id_number", "name"]
