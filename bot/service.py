@@ -92,7 +92,7 @@ class BotConfig:
     rate_limit_per_minute: int = 20
     diagnosis_days: int = 30
     max_body_bytes: int = 65_536
-    miniprogram_appid: str = ""
+    # the menu's mini-program page; the mini-program's appid is wechat.mp_appid
     miniprogram_path: str = "pages/index/index"
 
 

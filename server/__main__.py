@@ -175,7 +175,7 @@ def cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from server.worker import main as worker_main
+    from server.push.worker import main as worker_main
 
     return int(run(lambda: worker_main(settings, concurrency=args.concurrency)) or 0)
 
@@ -184,12 +184,31 @@ def cmd_menu(args: argparse.Namespace, settings: Settings) -> int:
     from bot.menu import publish_from_settings
     from server.gateways.wechat import WeChatError
 
+    async def publish() -> tuple[dict[str, Any], bool]:
+        if settings.wechat.api_base:
+            return await publish_from_settings(settings, api_base=settings.wechat.api_base), False
+        # no WeChat configured: the embedded fake checks the menu as WeChat would
+        from server.demo import start_embedded_wechat
+
+        fake = await start_embedded_wechat(settings.wechat)
+        try:
+            return await publish_from_settings(settings, api_base=fake.api_base), True
+        finally:
+            await fake.close()
+
     try:
-        menu = run(lambda: publish_from_settings(settings))
+        menu, to_fake = run(publish)
     except WeChatError as exc:
         print(f"menu not published: {exc.message_zh} (errcode {exc.errcode})", file=sys.stderr)
         return 1
-    print(f"menu published: {', '.join(b['name'] for b in menu['button'])}")
+    names = ", ".join(b["name"] for b in menu["button"])
+    if to_fake:
+        print(
+            "WECHAT_API_BASE is not set: the menu was published to the embedded fake WeChat "
+            f"only (it accepted it); nothing reached WeChat: {names}"
+        )
+    else:
+        print(f"menu published to {settings.wechat.api_base}: {names}")
     return 0
 
 

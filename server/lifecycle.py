@@ -76,32 +76,20 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.gateways.wechat import WeChatGateway
 
     settings = app[keys.settings_key]
-    runner = None
+    embedded = None
     api_base = settings.wechat.api_base
     if not api_base:
-        from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
+        from server.demo import start_embedded_wechat
 
-        state = FakeWeChatState(
-            mp_appid=settings.wechat.mp_appid,
-            mp_secret=settings.wechat.mp_secret,
-            oa_appid=settings.wechat.oa_appid,
-            oa_secret=settings.wechat.oa_secret,
+        embedded = await start_embedded_wechat(
+            settings.wechat, receipts_to=app.get(keys.self_url_key)
         )
-        self_url = app.get(keys.self_url_key)
-        if self_url:
-            # like WeChat, the fake reports each template message's fate to our webhook
-            # (TEMPLATESENDJOBFINISH), so the demo's notices reach ``delivered``
-            state.configure(
-                receipt_url=f"{self_url.rstrip('/')}/wechat/official",
-                receipt_token=settings.wechat.oa_token,
-                receipt_aes_key=settings.wechat.oa_encoding_aes_key,
-            )
-        runner, api_base, _ = await start_fake_wechat(state=state)
-        app[keys.fake_wechat_key] = state
+        api_base = embedded.api_base
+        app[keys.fake_wechat_key] = embedded.state
         log.info(
             "WECHAT_API_BASE unset: fake WeChat API serving at %s (receipts to %s)",
             api_base,
-            state.receipt_url or "nowhere",
+            embedded.state.receipt_url or "nowhere",
         )
     session = app[keys.http_key]
     app[keys.wechat_key] = WeChatGateway.from_settings(
@@ -111,8 +99,8 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
         HttpFaceGateway(session, settings.face.api_base) if settings.face.api_base else FakeFaceGateway()
     )
     yield
-    if runner is not None:
-        await runner.cleanup()
+    if embedded is not None:
+        await embedded.close()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from server import keys
 from server.domain.errors import DomainError
 from server.domain.pii import Scrubbed, scrub
 from server.outages import RETRY_AFTER_SECONDS, dependency_down
+from server.ratelimit import RateLimited
 from server.responses import dumps, json_response
 
 log = logging.getLogger("server.access")
@@ -120,6 +121,10 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         resp = json_response(err.to_body(), status=err.status)
         resp.headers.update(err.headers)
         return resp
+    except RateLimited as err:
+        resp = json_response(_RATE_LIMITED_BODY, status=429)
+        resp.headers["Retry-After"] = str(err.retry_after)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400 or not _wants_json(request):
             raise
@@ -145,6 +150,10 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             return resp
         errlog.exception("unhandled error rid=%s %s %s", rid, request.method, request.path)
         return error_response(500, "INTERNAL_ERROR", "服务器内部错误,请稍后再试", request_id=rid)
+
+
+# API.md "Errors": the body of a rate-limited call (server.ratelimit.hit), as it always was
+_RATE_LIMITED_BODY = {"error": {"code": "RATE_LIMITED", "message": "操作过于频繁，请稍后再试"}}
 
 
 def _wants_json(request: web.Request) -> bool:

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -246,8 +247,11 @@ class Settings:
             problems.append("console.idle_timeout_seconds must be at most 3600 in production")
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
-        if not self.wechat.api_base:
+        if not self.wechat.api_base or _is_loopback(self.wechat.api_base):
             problems.append("wechat.api_base must point at WeChat in production")
+        for name, appid in (("mp_appid", self.wechat.mp_appid), ("oa_appid", self.wechat.oa_appid)):
+            if appid == defaults["wechat"][name] or not appid.startswith("wx"):
+                problems.append(f"wechat.{name} is the demo or not a WeChat appid")
         if not self.database.url.startswith(("postgres://", "postgresql://", "asyncpg://")):
             problems.append("database.url must be PostgreSQL in production")
         if not self.redis.url:
@@ -256,6 +260,12 @@ class Settings:
             problems.append("server.demo_data must be false in production")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
+
+
+def _is_loopback(url: str) -> bool:
+    """True for a URL on this machine (our fakes listen there; WeChat never does)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _resolve(name: str | Path) -> Path:

@@ -1175,16 +1175,16 @@ class BindingService:
 
 
 # -- the member's spending ---------------------------------------------------------------
-# The settlements feature owns the figures (server.domain.settlements).
+# The settlements feature owns the figures (server.domain.settlements.queries).
 
 
 async def spending_list(member_id: int, year: int) -> tuple[list[dict[str, Any]], int]:
-    from server.domain import settlements
+    from server.domain.settlements import queries as settlements
 
     return await settlements.list_for_member(member_id, year)
 
 
 async def spending_summary(member_id: int, year: int) -> dict[str, Any]:
-    from server.domain import settlements
+    from server.domain.settlements import queries as settlements
 
     return dict(await settlements.yearly_summary(member_id, year))

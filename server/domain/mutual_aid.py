@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import tomllib
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -33,6 +32,7 @@ from typing import Any, Literal
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger
+from server.domain.clock import cn_iso, cn_today, parse_uuid
 from server.domain.errors import DomainError
 from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
@@ -120,7 +120,7 @@ async def authorize(
 
     An authorizer who is not real-name verified learns nothing about the relative (no
     registry look-up); every look-up spends the identity-guessing budget (issue #17)."""
-    today = today or ledger.cn_today()
+    today = today or cn_today()
     verified = await User.filter(
         id=user_id, realname_verified=True, person_id__isnull=False
     ).exists()
@@ -246,8 +246,10 @@ async def revoke(
     revocation commits no longer use it; one already in flight may still complete with
     the authorizer's balance (a quota, though, is re-read under its lock and is exact).
     """
-    today = today or ledger.cn_today()
-    auth_uuid = _parse_uuid(authorization_id)
+    today = today or cn_today()
+    auth_uuid = parse_uuid(authorization_id)
+    if auth_uuid is None:
+        raise _not_found()
     async with in_transaction():
         auth = await Authorization.get_or_none(id=auth_uuid, authorizer_id=user_id, state="active")
         if auth is None:
@@ -255,7 +257,7 @@ async def revoke(
         person = await InsuredPerson.get(id=auth.authorizer_person_id)  # type: ignore[attr-defined]
         decision = policy.check_mutual_aid_unbind(
             authorizer_region=person.region_code,
-            bound_on=ledger.cn_today(auth.created_at),
+            bound_on=cn_today(auth.created_at),
             today=today,
         )
         if decision.blocker is not None:
@@ -297,7 +299,7 @@ async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -
                     "id": str(a.id),
                     "authorizer": _person_brief(a.authorizer_person, pii),
                     "relationship": a.relationship,
-                    "created_at": ledger.cn_iso(a.created_at),
+                    "created_at": cn_iso(a.created_at),
                 }
             )
     return {"items": items, "received": received}
@@ -307,7 +309,7 @@ def present(
     auth: Authorization, *, member: InsuredPerson, pii: PiiCipher, policy: PolicyEngine, region: str
 ) -> dict[str, Any]:
     """The mini-program's view of an authorization (personal data masked)."""
-    bound_on = ledger.cn_today(auth.created_at)
+    bound_on = cn_today(auth.created_at)
     lock = policy.settings(region, bound_on).unbind_lock_months
     return {
         "id": str(auth.id),
@@ -318,7 +320,7 @@ def present(
         "quota_fen": auth.quota_fen,
         "quota_remaining_fen": auth.quota_remaining_fen,
         "notice_version": auth.notice_version,
-        "created_at": ledger.cn_iso(auth.created_at),
+        "created_at": cn_iso(auth.created_at),
         "revocable_from": add_months(bound_on, lock).isoformat(),
     }
 
@@ -329,13 +331,6 @@ def _person_brief(person: InsuredPerson, pii: PiiCipher) -> dict[str, Any]:
         "id_number": mask_id(pii.decrypt(person.id_number_enc, purpose="id_number")),
         "region_code": person.region_code,
     }
-
-
-def _parse_uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise _not_found() from None
 
 
 def _not_found() -> DomainError:

@@ -11,7 +11,7 @@ from wechatpy import parse_message
 from wechatpy.messages import BaseMessage
 
 from bot.service import BotService
-from bot.simulator import Mode, Push, WeChatSimulator
+from fakes.wechat.simulator import Mode, Push, WeChatSimulator
 from server import keys
 from server.settings import Settings
 
@@ -56,7 +56,7 @@ class Wx:
         return parse_message(body)
 
     async def say(self, text: str, openid: str = "oa-alice", mode: Mode = "plain") -> str:
-        from bot.simulator import text_xml
+        from fakes.wechat.simulator import text_xml
 
         message = await self.reply(text_xml(text, openid=openid), mode)
         assert message is not None, "no reply"

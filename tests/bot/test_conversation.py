@@ -10,11 +10,11 @@ import pytest
 from aiohttp.web import Application
 
 from bot.service import BotService
-from bot.simulator import event_xml
+from fakes.wechat import FakeWeChatState
+from fakes.wechat.simulator import event_xml
 from server import keys
 from server.domain.models import Application as BindingApplication
 from server.domain.models import OfficialFollower, User
-from server.gateways.fake_wechat import FakeWeChatState
 from tests.bot.conftest import Wx
 
 ASK = "我给我妈绑定亲情账户一直失败怎么办"
@@ -151,7 +151,7 @@ async def test_a_flooding_follower_is_warned_once_then_ignored(
     for _ in range(limit):
         await wx.say("你好", "oa-vic")
     assert "太频繁" in await wx.say("你好", "oa-vic")
-    from bot.simulator import text_xml
+    from fakes.wechat.simulator import text_xml
 
     assert await wx.reply(text_xml("你好", openid="oa-vic")) is None
     # Others are not affected.

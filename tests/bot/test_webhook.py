@@ -9,9 +9,9 @@ from collections.abc import Callable
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.service import BotService
-from bot.simulator import WeChatSimulator, event_xml, text_xml
+from fakes.wechat import FakeWeChatState
+from fakes.wechat.simulator import WeChatSimulator, event_xml, text_xml
 from server.app import create_app
-from server.gateways.fake_wechat import FakeWeChatState
 from server.settings import Settings
 from tests.bot.conftest import PATH, Wx
 
@@ -69,7 +69,7 @@ async def test_bad_signature_stale_timestamp_and_garbage_get_no_reply(
     cases.append((403, {k: v for k, v in safe.query.items() if k != "msg_signature"}, safe.body))
     # Valid signatures over an <Encrypt> that is not ciphertext of ours.
     forged = sim.push("<xml><Encrypt>bm90IGNpcGhlcnRleHQ=</Encrypt></xml>")
-    from bot.simulator import signature
+    from fakes.wechat.simulator import signature
 
     forged_q = forged.query | {
         "encrypt_type": "aes",

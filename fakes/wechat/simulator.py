@@ -1,5 +1,6 @@
-"""WeChat's side of the webhook, for tests and the benchmark: build pushes as WeChat does
-(XML, query signature, safe-mode encryption) and open encrypted replies."""
+"""WeChat's side of the official-account webhook, for tests, the benchmark and the fake's
+delivery receipts: build pushes as WeChat does (XML, query signature, safe-mode
+encryption) and open encrypted replies."""
 
 from __future__ import annotations
 

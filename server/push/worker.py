@@ -4,10 +4,14 @@ Standalone, the worker is a small aiohttp application: the same cleanup_ctx reso
 as the server (ORM, Redis, one ClientSession, the WeChat gateway), the delivery loop as
 one more cleanup_ctx, and ``/metrics``, ``/healthz``, ``/readyz`` on ``push.metrics_port``
 (``PUSH_METRICS_PORT``; 0 picks a free port, logged). SIGTERM / SIGINT stop it after the
-chunk in flight; SIGKILL loses nothing (leases, see server.domain.delivery).
+chunk in flight, giving back what it claimed and did not send; SIGKILL loses nothing
+(leases, see :mod:`server.push.leases`).
 
-Embedded (``server.run_worker = true``, the demo's default), :func:`worker_ctx` runs the
-same loop inside the server process.
+Embedded (``server.run_worker = true``, the demo's default), :func:`worker_ctx_factory`
+runs the same loop inside the server process (registered by ``server.app.create_app``).
+
+This module is where the dispatcher's parts are wired: typed config from the settings,
+the app's metrics registry, one shared access-token cache per WeChat app.
 """
 
 from __future__ import annotations
@@ -20,17 +24,25 @@ import secrets
 import signal
 import socket
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Literal
 
 from aiohttp import web
 
 from server import keys
-from server.domain.delivery import Dispatcher, PushConfig
+from server.domain.clock import Clock, utc_now
+from server.gateways.token_cache import TokenCache
+from server.push.channels import FollowerLookup
+from server.push.config import PushConfig
+from server.push.dispatcher import Dispatcher, TokenSource
+from server.push.metrics import PushMetrics
 from server.settings import Settings
 
-__all__ = ["Worker", "main", "worker_ctx"]
+__all__ = ["Worker", "main", "outage_backoff", "worker_ctx_factory"]
 
 log = logging.getLogger(__name__)
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
 
 def new_worker_id() -> str:
@@ -38,29 +50,83 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-class Worker:
-    """Runs a :class:`Dispatcher` in a loop until told to stop."""
+def outage_backoff(failures: int) -> float:
+    """Seconds before the next round after ``failures`` failed rounds in a row (the
+    database or Redis is down): 1, 2, 4 … s, at most 30 s."""
+    return min(30.0, 0.5 * 2.0 ** min(failures, 6))
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+
+def build_dispatcher(
+    app: web.Application,
+    *,
+    concurrency: int = 32,
+    worker_id: str | None = None,
+    clock: Clock = utc_now,
+    follower_fallback: FollowerLookup | None = None,
+) -> Dispatcher:
+    """A dispatcher on the app's resources (settings, Redis, WeChat gateway, metrics)."""
+    config = PushConfig.from_settings(app[keys.settings_key])
+    redis, gateway = app[keys.redis_key], app[keys.wechat_key]
+    metrics = PushMetrics.register(app[keys.metrics_key])
+
+    def token_cache(name: Literal["oa", "mp"]) -> TokenSource:
+        return TokenCache(
+            redis,
+            gateway,
+            name,
+            early_refresh=config.token_early_refresh_seconds,
+            # waiting for another process' refresh must fit in one send's budget
+            wait_timeout=config.send_timeout_seconds,
+            lock_ttl=3 * config.send_timeout_seconds,
+            force_per_day=config.force_refresh_per_day,
+            force_interval=config.force_refresh_interval_seconds,
+            on_refresh=lambda a, mode: metrics.token_refreshes.labels(a, mode).inc(),
+        )
+
+    return Dispatcher(
+        config=config,
+        redis=redis,
+        gateway=gateway,
+        tokens={"oa": token_cache("oa"), "mp": token_cache("mp")},
+        metrics=metrics,
+        worker_id=worker_id or new_worker_id(),
+        concurrency=concurrency,
+        clock=clock,
+        follower_fallback=follower_fallback,
+    )
+
+
+class Worker:
+    """Runs a :class:`Dispatcher` in a loop until told to stop; survives outages."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        backoff: Callable[[int], float] = outage_backoff,
+    ) -> None:
         self.dispatcher = dispatcher
+        self.backoff = backoff
 
     @classmethod
     def from_app(
-        cls, app: web.Application, *, concurrency: int = 32, worker_id: str | None = None
+        cls,
+        app: web.Application,
+        *,
+        concurrency: int = 32,
+        worker_id: str | None = None,
+        clock: Clock = utc_now,
+        follower_fallback: FollowerLookup | None = None,
+        backoff: Callable[[int], float] = outage_backoff,
     ) -> Worker:
-        settings = app[keys.settings_key]
-        return cls(
-            Dispatcher(
-                config=PushConfig.from_settings(settings),
-                redis=app[keys.redis_key],
-                gateway=app[keys.wechat_key],
-                metrics=app[keys.metrics_key],
-                worker_id=worker_id or new_worker_id(),
-                concurrency=concurrency,
-                # only with the in-process fake WeChat and demo data (never in production)
-                demo_followers=settings.server.demo_data and keys.fake_wechat_key in app,
-            )
+        dispatcher = build_dispatcher(
+            app,
+            concurrency=concurrency,
+            worker_id=worker_id,
+            clock=clock,
+            follower_fallback=follower_fallback,
         )
+        return cls(dispatcher, backoff=backoff)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and deliver until ``stop`` is set, in ``push.lanes`` concurrent lanes.
@@ -89,7 +155,7 @@ class Worker:
                 raise
             except Exception:  # the loop must survive a database or Redis outage
                 failures += 1
-                wait = min(30.0, 0.5 * 2 ** min(failures, 6))
+                wait = self.backoff(failures)
                 log.exception(
                     "push worker round failed (%d in a row); next in %.1f s", failures, wait
                 )
@@ -116,15 +182,23 @@ class Worker:
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
-def worker_ctx_factory(concurrency: int = 32):  # type: ignore[no-untyped-def]
-    """A cleanup_ctx running the delivery loop beside the app's resources."""
+def worker_ctx_factory(
+    concurrency: int = 32, *, follower_fallback: FollowerLookup | None = None
+) -> CleanupCtx:
+    """A cleanup_ctx running the delivery loop beside the app's resources.
+
+    ``follower_fallback``: followers our table does not know — only the embedded demo
+    passes one (``server.demo.push_follower_fallback``).
+    """
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        worker = Worker.from_app(app, concurrency=concurrency)
+        worker = Worker.from_app(
+            app, concurrency=concurrency, follower_fallback=follower_fallback
+        )
         app[keys.push_worker_key] = worker
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop), name="push-worker")
@@ -134,15 +208,11 @@ def worker_ctx_factory(concurrency: int = 32):  # type: ignore[no-untyped-def]
             # the chunk in flight finishes (bounded by the send timeout); then give up
             grace = worker.dispatcher.config.send_budget_seconds + 5
             await asyncio.wait_for(task, timeout=grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("push worker did not stop in time: cancelled (its leases will expire)")
         await worker.close()
 
     return ctx
-
-
-#: Embedded mode (``server.run_worker``): registered by server.app.create_app.
-worker_ctx = worker_ctx_factory()
 
 
 async def main(settings: Settings, concurrency: int = 32) -> int:
@@ -165,12 +235,21 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
         settings, database=dataclasses.replace(settings.database, schema="none")
     )
     config = PushConfig.from_settings(settings)
+    follower_fallback = None
+    if settings.server.demo_data:
+        # the demo's wiring decides (it needs the in-process fake WeChat as well)
+        from server.demo import push_follower_fallback
+
+        follower_fallback = push_follower_fallback(settings)
     app = web.Application()
     app[keys.settings_key] = settings
     app[keys.metrics_key] = Metrics()
     app[keys.services_key] = {}
     app.cleanup_ctx.extend(
-        [*lifecycle.core_contexts(), worker_ctx_factory(concurrency)]
+        [
+            *lifecycle.core_contexts(),
+            worker_ctx_factory(concurrency, follower_fallback=follower_fallback),
+        ]
     )
     app.add_routes(
         [
