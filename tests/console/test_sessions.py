@@ -210,6 +210,7 @@ def test_production_settings_refuse_weak_console_settings() -> None:
     env = {
         "APP_ENV": "production", "DATABASE_URL": "postgres://u:p@db/qq", "REDIS_URL": "redis://r:6379/0",
         "WECHAT_API_BASE": "https://api.weixin.qq.com", "WECHAT_MP_SECRET": "s" * 32,
+        "WECHAT_MP_APPID": "wx0123456789abcdef", "WECHAT_OA_APPID": "wxfedcba9876543210",
         "WECHAT_OA_SECRET": "t" * 32, "WECHAT_OA_TOKEN": "tok" * 8, "WECHAT_OA_ENCODING_AES_KEY": "A" * 43,
         "JWT_KEYS": "k1:" + "j" * 48, "PII_KEYS": "p1:" + _key(), "PII_HASH_KEY": "h" * 40, "DEMO_DATA": "false",
     }
