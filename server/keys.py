@@ -33,6 +33,9 @@ storage_key = web.AppKey("storage", "Storage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
 family_key = web.AppKey("family", "FamilyService")
 realname_key = web.AppKey("realname", "RealnameService")
+# the bureau's console (issue #14): staff sessions and the review desk
+staff_key = web.AppKey("staff", "StaffService")
+review_desk_key = web.AppKey("review_desk", "ReviewDesk")
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -41,6 +44,7 @@ self_url_key = web.AppKey("self_url", str)
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
 reviewer_key = web.RequestKey("reviewer", str)
+staff_session_key = web.RequestKey("staff_session", object)  # the console's StaffSession
 institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
@@ -65,8 +69,11 @@ __all__ = [
     "request_id_key",
     "self_url_key",
     "reviewer_key",
+    "review_desk_key",
     "services_key",
     "settings_key",
+    "staff_key",
+    "staff_session_key",
     "storage_key",
     "user_id_key",
     "wechat_key",

@@ -20,6 +20,7 @@ from server.domain.models.money import (
 )
 from server.domain.models.notices import Notice, OfficialFollower, SubscriptionGrant
 from server.domain.models.registry import InsuredPerson
+from server.domain.models.staff import Staff, StaffAuditEntry
 from server.domain.models.users import User
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "Notice",
     "OfficialFollower",
     "Settlement",
+    "Staff",
+    "StaffAuditEntry",
     "SubscriptionGrant",
     "User",
 ]
