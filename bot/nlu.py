@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bot.knowledge import INTENTS_PATH
 
-__all__ = ["Intent", "Match", "KnowledgeBase", "normalize", "features"]
+__all__ = ["FEATURES", "Intent", "Match", "KnowledgeBase", "Template", "normalize", "features"]
 
 DEFAULT_CAUTION = "提示:本内容不能代替面诊,具体以当地医保部门规定为准。"
 
@@ -173,15 +173,34 @@ def features(text: str) -> Counter[str]:
     return feats
 
 
+#: What a failure code belongs to: a 亲情账户 binding, a 家庭共济 request, or either.
+FEATURES = ("binding", "mutual_aid", "common")
+
+
 @dataclass(frozen=True)
 class Intent:
     id: str
     title: str
     answer: str
     caution: bool
-    error_code: str | None
+    error_code: str | None  # the first of ``codes`` (None: explains no failure)
     source: str
     examples: tuple[str, ...]
+    #: every failure code this intent explains (API.md codes, server/domain/reasons.py)
+    codes: tuple[str, ...] = ()
+    #: whose failures: "binding", "mutual_aid" or "common" (both)
+    feature: str = "binding"
+    #: what the answer names: "page:pages/…", "notice:<kind>", "menu:<entry>", "state:<state>"
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Template:
+    """A personal-diagnosis text (``[diagnosis.<id>]`` in intents.toml) with ``{fields}``."""
+
+    id: str
+    text: str
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +244,7 @@ class KnowledgeBase:
         menu: list[str] | None = None,
         caution_text: str = DEFAULT_CAUTION,
         offtopic: dict[str, tuple[str, ...]] | None = None,
+        templates: dict[str, Template] | None = None,
     ) -> None:
         if not intents:
             raise ValueError("a knowledge base needs at least one intent")
@@ -237,7 +257,16 @@ class KnowledgeBase:
         self._order = [i.id for i in intents] + list(offtopic)
         self._offtopic = frozenset(offtopic)
         self._offtopic_examples = dict(offtopic)
-        self._by_code = {i.error_code: i for i in intents if i.error_code}
+        # (feature, code) → intent; one intent per pair
+        self._by_code: dict[tuple[str, str], Intent] = {}
+        for i in intents:
+            if i.feature not in FEATURES:
+                raise ValueError(f"intent {i.id}: unknown feature {i.feature!r}")
+            for code in i.codes or ((i.error_code,) if i.error_code else ()):
+                if (i.feature, code) in self._by_code:
+                    raise ValueError(f"{code} ({i.feature}) is explained by two intents")
+                self._by_code[(i.feature, code)] = i
+        self.templates = dict(templates or {})
         self._menu = [self._intents[i] for i in (menu or [])]
         self.caution_text = caution_text
         keywords = keywords or {}
@@ -301,14 +330,18 @@ class KnowledgeBase:
         menu: list[tuple[int, str]] = []
         offtopic = {g["id"]: tuple(g["examples"]) for g in data.get("offtopic", ())}
         for raw in data["intent"]:
+            codes = tuple(raw.get("error_codes", ()))
             intent = Intent(
                 id=raw["id"],
                 title=raw["title"],
                 answer=raw["answer"].strip(),
                 caution=bool(raw.get("caution", False)),
-                error_code=raw.get("error_code"),
+                error_code=codes[0] if codes else None,
                 source=raw["source"],
                 examples=tuple(raw["examples"]),
+                codes=codes,
+                feature=str(raw.get("feature", "binding")),
+                names=tuple(raw.get("names", ())),
             )
             intents.append(intent)
             keywords[intent.id] = tuple(raw.get("keywords", ()))
@@ -320,6 +353,10 @@ class KnowledgeBase:
             menu=[i for _, i in sorted(menu)],
             caution_text=data.get("caution_text", DEFAULT_CAUTION),
             offtopic=offtopic,
+            templates={
+                tid: Template(tid, str(t["text"]).strip(), tuple(t.get("names", ())))
+                for tid, t in data.get("diagnosis", {}).items()
+            },
         )
 
     # ── queries ──
@@ -366,9 +403,10 @@ class KnowledgeBase:
             return None
         return Match(self._intents[best_id], round(best, 4), runner_up)
 
-    def by_error_code(self, code: str) -> Intent | None:
-        """The intent explaining an API binding failure code (API.md), if any."""
-        return self._by_code.get(code)
+    def by_error_code(self, code: str, feature: str = "binding") -> Intent | None:
+        """The intent explaining a failure code (API.md, server/domain/reasons.py) of a
+        binding (default) or a 家庭共济 request; an intent for both ("common") otherwise."""
+        return self._by_code.get((feature, code)) or self._by_code.get(("common", code))
 
     def get(self, intent_id: str) -> Intent:
         return self._intents[intent_id]

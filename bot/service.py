@@ -28,16 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
-from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
 from bot import diagnosis
 from bot.batching import Coalescer, RedisBatcher
+from bot.codec import Codec, reply_xml
 from bot.customer_service import WINDOW_SECONDS, CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
-from bot.webhook import Codec
 from server.domain.pii import PiiCipher
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
@@ -221,7 +220,7 @@ class BotService:
             # Without Redis we cannot tell a retry from a first delivery: say so briefly
             # rather than risk answering twice or failing with a 500 WeChat retries.
             log.error("bot cannot reach Redis: %r", exc)
-            return create_reply(_REDIS_DOWN, message, render=True)
+            return reply_xml(_REDIS_DOWN, message)
         if not claimed:
             return await self._first_answer(key)
         turn = Turn(self, Dialogue.decode(node or None) if is_text else NOT_READ)
@@ -235,7 +234,7 @@ class BotService:
             )
         else:
             text = await self._within_budget(message, turn)
-        reply = create_reply(text, message, render=True) if text else ""
+        reply = reply_xml(text, message) if text else ""
         stored = _REPLY + reply.encode() if reply else _EMPTY
 
         # Not awaited: the reply goes out now; the store follows in the next batch, ahead
