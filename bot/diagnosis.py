@@ -177,22 +177,22 @@ def _when(at: datetime) -> str:
 
 def explain(attempt: Attempt, kb: KnowledgeBase) -> str | None:
     """The personal answer for a binding attempt; None when we cannot say more than the
-    FAQ. The wording is the knowledge base's ``[diagnosis.binding_<state>]`` template,
+    FAQ. The wording is the knowledge base's ``[reply.binding_<state>]``,
     filled with the attempt and the failure code's intent."""
     fields = {"when": _when(attempt.at), "member": attempt.member_masked}
     if attempt.state == PENDING_REVIEW:
-        return kb.templates["binding_pending_review"].text.format(**fields)
+        return kb.replies["binding_pending_review"].text.format(**fields)
     if attempt.state == CORRECTION_REQUESTED:
         note = (attempt.failure_message or "").strip()
         fields["reason"] = f":{note}" if note else ""
-        return kb.templates["binding_correction_requested"].text.format(**fields)
+        return kb.replies["binding_correction_requested"].text.format(**fields)
     if attempt.state not in (FAILED, NEEDS_ACTION) or not attempt.failure_code:
         return None
     intent = kb.by_error_code(attempt.failure_code, "binding")
     if intent is None:
         return None
     template = "binding_needs_action" if attempt.state == NEEDS_ACTION else "binding_failed"
-    return kb.templates[template].text.format(
+    return kb.replies[template].text.format(
         **fields, title=intent.title, answer=kb.render(intent)
     )
 
@@ -204,7 +204,7 @@ def explain_refusal(refusal: Refusal, kb: KnowledgeBase) -> str | None:
     if intent is None:
         return None
     template = "mutual_aid_revoke_refused" if refusal.action == "revoke" else "mutual_aid_refused"
-    return kb.templates[template].text.format(
+    return kb.replies[template].text.format(
         when=_when(refusal.at),
         message=refusal.message,
         title=intent.title,

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bot.knowledge import INTENTS_PATH
 
-__all__ = ["FEATURES", "Intent", "Match", "KnowledgeBase", "Template", "normalize", "features"]
+__all__ = ["FEATURES", "Intent", "Match", "KnowledgeBase", "Reply", "normalize", "features"]
 
 DEFAULT_CAUTION = "提示:本内容不能代替面诊,具体以当地医保部门规定为准。"
 
@@ -195,8 +195,9 @@ class Intent:
 
 
 @dataclass(frozen=True)
-class Template:
-    """A personal-diagnosis text (``[diagnosis.<id>]`` in intents.toml) with ``{fields}``."""
+class Reply:
+    """A text the bot says outside intents (``[reply.<id>]`` in intents.toml), with
+    ``{fields}`` where it is a template."""
 
     id: str
     text: str
@@ -244,7 +245,7 @@ class KnowledgeBase:
         menu: list[str] | None = None,
         caution_text: str = DEFAULT_CAUTION,
         offtopic: dict[str, tuple[str, ...]] | None = None,
-        templates: dict[str, Template] | None = None,
+        replies: dict[str, Reply] | None = None,
     ) -> None:
         if not intents:
             raise ValueError("a knowledge base needs at least one intent")
@@ -266,7 +267,7 @@ class KnowledgeBase:
                 if (i.feature, code) in self._by_code:
                     raise ValueError(f"{code} ({i.feature}) is explained by two intents")
                 self._by_code[(i.feature, code)] = i
-        self.templates = dict(templates or {})
+        self.replies = dict(replies or {})
         self._menu = [self._intents[i] for i in (menu or [])]
         self.caution_text = caution_text
         keywords = keywords or {}
@@ -353,9 +354,9 @@ class KnowledgeBase:
             menu=[i for _, i in sorted(menu)],
             caution_text=data.get("caution_text", DEFAULT_CAUTION),
             offtopic=offtopic,
-            templates={
-                tid: Template(tid, str(t["text"]).strip(), tuple(t.get("names", ())))
-                for tid, t in data.get("diagnosis", {}).items()
+            replies={
+                rid: Reply(rid, str(r["text"]).strip(), tuple(r.get("names", ())))
+                for rid, r in data.get("reply", {}).items()
             },
         )
 

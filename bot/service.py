@@ -52,6 +52,8 @@ _PENDING, _REPLY, _EMPTY = b"P", b"R", b"E"
 # rate limit); the rest (unsubscribe, VIEW, TEMPLATESENDJOBFINISH) come from WeChat.
 _USER_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click"})
 _REDIS_DOWN = "系统繁忙,请稍后再试。"
+# Messages that are questions: typed, or spoken (WeChat's Recognition text).
+_QUESTION_TYPES = frozenset({"text", "voice"})
 
 # Step 1 in one command (fewer round trips and far less client work than five):
 # KEYS dedupe, rate-limit counter, customer-service window, dialogue state;
@@ -128,7 +130,12 @@ def dedupe_key(message: BaseMessage) -> str:
             f"bot:seen:e:{message.source}:{message.time}:"
             f"{raw.get('Event', '')}:{raw.get('EventKey', '')}:{raw.get('MsgID', '')}"
         )
-    return f"bot:seen:m:{message.source}:{message.id}"
+    # WeChat's documentation spells a voice message's id "MsgID" in places and "MsgId" in
+    # its examples: take either, and never let a missing id (0) merge distinct messages.
+    msg_id = raw.get("MsgId") or raw.get("MsgID")
+    if not msg_id:
+        msg_id = f"t{message.time}:{raw.get('MediaId', '')}"
+    return f"bot:seen:m:{message.source}:{msg_id}"
 
 
 class BotService:
@@ -204,7 +211,8 @@ class BotService:
         openid = message.source
         user_made = not is_event(message) or str(getattr(message, "event", "")) in _USER_EVENTS
         ttl = self.config.dedupe_ttl_seconds
-        is_text = message.type == "text"
+        # a typed or spoken question may answer an open troubleshooting dialogue
+        is_text = message.type in _QUESTION_TYPES
         open_window = user_made and self.customer_service is not None
         claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
         claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
