@@ -163,9 +163,23 @@ async def answer_question(turn: Turn, openid: str, text: str) -> str | None:
     return warning + await answer_intent(bot, openid, match.intent.id)
 
 
+async def personal_refusal(bot: BotService, openid: str) -> str | None:
+    """The follower's own recent refused 家庭共济 request, explained (None: none known)."""
+    known = await bot.diagnoses.get(openid)
+    if not known.unionid_known:
+        learn_in_background(bot, openid)
+        return None
+    return diagnosis.explain_refusal(known.refusal, bot.kb) if known.refusal is not None else None
+
+
 async def answer_intent(bot: BotService, openid: str, intent_id: str) -> str:
+    """An intent's answer; "why did it fail" is answered personally when we know why."""
     if intent_id == "bind_fail_general":
         return await troubleshoot(bot, openid)
+    if intent_id == "gongji_fail_general":
+        personal = await personal_refusal(bot, openid)
+        if personal is not None:
+            return personal
     return bot.kb.render(bot.kb.get(intent_id))
 
 
