@@ -11,7 +11,14 @@ from aiohttp.test_utils import TestClient
 from server import keys
 from server.domain import attempts
 from server.domain.binding import STATES
-from server.domain.models import Application, ApplicationEvent, MutualAidRefusal, User
+from server.domain.models import (
+    Application,
+    ApplicationEvent,
+    MutualAidRefusal,
+    OfficialFollower,
+    User,
+)
+from tests.bot.conftest import Wx
 from tests.factories import add_person, authorize, bearer, login, verified_user
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -129,3 +136,43 @@ async def test_a_spent_guessing_budget_is_not_recorded(
         "code", flat=True
     ))
     assert codes == {"RELATIONSHIP_NOT_ALLOWED"}
+
+
+# ── what the follower hears ──
+
+async def test_a_follower_hears_why_their_mutual_aid_authorization_was_refused(
+    client: TestClient, app: web.Application, wx: Wx
+) -> None:
+    """End to end: the mini-program refuses an authorization (HTTP), the same person asks
+    the official account (signed XML, safe mode) and hears that refusal, not the FAQ."""
+    me = await add_person(app, "张伟", balance_fen=1_000)
+    tokens = await verified_user(client, "gina", me)
+    await OfficialFollower.create(oa_openid="oa-gina", unionid="union-gina")
+    mother = await add_person(app, "李秀英")
+    assert (await authorize(client, tokens, mother, "cousin")).status == 422
+    answer = await wx.say("家庭共济授权为什么失败", "oa-gina", mode="safe")
+    assert "授权家庭共济没有成功" in answer and "所选关系" in answer
+    assert "近亲属" in answer  # the 共济 answer to RELATIONSHIP_NOT_ALLOWED, not the 亲情账户 one
+    assert "李" not in answer
+    # a follower without a refusal gets the general answer
+    general = await wx.say("家庭共济授权为什么失败", "oa-hank")
+    assert "常见原因" in general and "没有成功" not in general
+
+
+async def test_needs_action_and_a_reviewers_correction_are_explained_as_such(
+    app: web.Application, wx: Wx
+) -> None:
+    for user, state, code, says in (
+        ("ivy", "needs_action", "FACE_CHECK_FAILED", "重新刷脸并提交"),
+        ("jon", "correction_requested", None, "审核要求补充材料"),
+    ):
+        binder = await User.create(openid=f"demo-{user}", unionid=f"union-{user}")
+        await OfficialFollower.create(oa_openid=f"oa-{user}", unionid=f"union-{user}")
+        row = await _application(app, binder, state=state, code=code)
+        if state == "correction_requested":
+            row.failure_message = "户口本首页不清晰,请补传"
+            await row.save()
+        answer = await wx.say("我给我妈绑定亲情账户一直失败怎么办", f"oa-{user}")
+        assert "张*华" in answer and says in answer and "保留" in answer, answer
+        if state == "correction_requested":
+            assert "户口本首页不清晰,请补传" in answer
