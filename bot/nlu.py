@@ -95,7 +95,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
              "mom", "mum", "mother", "dad", "father", "parents", "parent"),
     "子女": ("孩子", "小孩", "小朋友", "儿子", "女儿", "闺女", "儿女", "娃", "kid", "kids",
              "child", "children", "son", "daughter", "baby"),
-    "配偶": ("老婆", "老公", "媳妇", "爱人", "丈夫", "妻子", "wife", "husband", "spouse"),
+    "配偶": ("老婆", "老公", "媳妇", "爱人", "丈夫", "妻子", "老伴儿", "老伴", "wife", "husband",
+             "spouse"),
     # colloquial question words
     "怎么": ("怎么样", "怎样", "咋样", "咋", "如何", "怎么弄", "怎么搞", "怎么办", "咋办",
              "how to", "how"),
@@ -146,6 +147,13 @@ _SYNONYM_RE = re.compile(
     "|".join(_pattern(v) for v in sorted(_SYNONYM_TO_CANON, key=len, reverse=True))
 )
 
+# What speech (a voice message's Recognition text) and chatty typing wrap a question in:
+# dropped before matching, so "那个,我想问一下,就是亲情账户要怎么绑定啊" reads like
+# "亲情账户要怎么绑定". Only words that carry no topic.
+_FILLERS = ("我想问一下", "想问一下", "请问一下", "我想问问", "问一下", "就是说", "那个",
+            "就是", "嗯", "呃", "啊", "哦", "喂")
+_FILLER_RE = re.compile("|".join(sorted(_FILLERS, key=len, reverse=True)))
+
 # Kept: CJK ideographs, ASCII letters and digits. Everything else (punctuation, emoji,
 # spaces) separates units.
 _UNIT_RE = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
@@ -158,6 +166,7 @@ def normalize(text: str) -> str:
     (one space kept between ASCII words so "id number" stays two words)."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(_T2S.get(ch, ch) for ch in text)
+    text = _FILLER_RE.sub(" ", text)
     text = _DROP_RE.sub(" ", text)
     text = _SYNONYM_RE.sub(lambda m: _SYNONYM_TO_CANON[m.group(0)], text)
     # Spaces only matter between two ASCII words.
