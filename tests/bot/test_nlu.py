@@ -15,6 +15,9 @@ HOLDOUT_PATH = Path(__file__).with_name("eval_holdout.tsv")
 # The issue-11 journey and voice messages: written before the knowledge base changed,
 # then tuned on like EVAL_PATH (see its header).
 JOURNEY_PATH = Path(__file__).with_name("eval_journey.tsv")
+# Written after that tuning, scored once, never tuned on (see its header).
+HOLDOUT_JOURNEY_PATH = Path(__file__).with_name("eval_holdout_journey.tsv")
+ALL_SETS = (EVAL_PATH, HOLDOUT_PATH, JOURNEY_PATH, HOLDOUT_JOURNEY_PATH)
 # API.md "Binding failure codes (also shown by the bot)" and those issue 11 added
 # (tests/bot/test_truth.py checks every code of the reasons catalogue).
 FAILURE_CODES = (
@@ -40,6 +43,13 @@ MIN_HOLDOUT_OFFTOPIC_REJECTED = 0.85
 # = 0.84, off-topic 41/48 = 0.854 (22/25 and 43/48 before the rewrite).
 MIN_JOURNEY_ACCURACY = 0.93
 MIN_VOICE_ACCURACY = 0.86
+# eval_holdout_journey.tsv, scored once after all tuning: 42/55 = 0.764 (on-topic 34/45 =
+# 0.756, off-topic 8/10 get the menu; its voice rows 14/16 = 0.875). Weakest: 家庭共济
+# refusals read as the 亲情账户 ones that share their words (已授权 / 已绑定, 人数满了).
+MIN_HOLDOUT_JOURNEY_ACCURACY = 0.72
+MIN_HOLDOUT_JOURNEY_ON_TOPIC = 0.70
+MIN_HOLDOUT_JOURNEY_OFFTOPIC_REJECTED = 0.70
+MIN_HOLDOUT_JOURNEY_VOICE = 0.80
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +187,8 @@ def test_match_names_a_runner_up(kb: KnowledgeBase) -> None:
 
 @pytest.mark.parametrize(
     ("path", "min_rows", "min_none"),
-    [(EVAL_PATH, 180, 20), (HOLDOUT_PATH, 70, 45), (JOURNEY_PATH, 85, 4)],
+    [(EVAL_PATH, 180, 20), (HOLDOUT_PATH, 70, 45), (JOURNEY_PATH, 85, 4),
+     (HOLDOUT_JOURNEY_PATH, 50, 8)],
 )
 def test_eval_set_is_fresh_and_valid(
     kb: KnowledgeBase, path: Path, min_rows: int, min_none: int
@@ -198,7 +209,7 @@ def test_eval_set_is_fresh_and_valid(
 
 
 def test_the_eval_sets_do_not_overlap() -> None:
-    sets = [{normalize(q) for q, _ in load_eval(p)} for p in (EVAL_PATH, HOLDOUT_PATH, JOURNEY_PATH)]
+    sets = [{normalize(q) for q, _ in load_eval(p)} for p in ALL_SETS]
     for i, a in enumerate(sets):
         for b in sets[i + 1:]:
             assert not a & b, a & b
@@ -229,7 +240,7 @@ def score_eval(
     )
     for line in wrong:
         print("  miss:", line)
-    return (on_right + off_right) / len(rows), on_right / n_on, off_right / max(n_off, 1)
+    return (on_right + off_right) / len(rows), on_right / max(n_on, 1), off_right / max(n_off, 1)
 
 
 def test_eval_accuracy(kb: KnowledgeBase) -> None:
@@ -244,6 +255,15 @@ def test_journey_and_voice_accuracy(kb: KnowledgeBase) -> None:
     voice, _, _ = score_eval(kb, JOURNEY_PATH, section="voice")
     assert len(load_eval(JOURNEY_PATH, section="voice")) >= 20
     assert voice >= MIN_VOICE_ACCURACY
+
+
+def test_holdout_journey_accuracy(kb: KnowledgeBase) -> None:
+    accuracy, on_topic, rejected = score_eval(kb, HOLDOUT_JOURNEY_PATH)
+    assert accuracy >= MIN_HOLDOUT_JOURNEY_ACCURACY
+    assert on_topic >= MIN_HOLDOUT_JOURNEY_ON_TOPIC
+    assert rejected >= MIN_HOLDOUT_JOURNEY_OFFTOPIC_REJECTED
+    voice, _, _ = score_eval(kb, HOLDOUT_JOURNEY_PATH, section="voice")
+    assert voice >= MIN_HOLDOUT_JOURNEY_VOICE
 
 
 def test_holdout_accuracy(kb: KnowledgeBase) -> None:
@@ -297,7 +317,7 @@ def test_match_is_fast(kb: KnowledgeBase) -> None:
     machine, issue 10): ~1,100 on average with 57 intents, ~0.1 ms on an idle VM."""
     from bot.nlu import features
 
-    questions = [q for p in (EVAL_PATH, HOLDOUT_PATH, JOURNEY_PATH) for q, _ in load_eval(p)]
+    questions = [q for p in ALL_SETS for q, _ in load_eval(p)]
     work = [
         sum(
             len(kb._postings_doc.get(f, ())) + len(kb._postings_centroid.get(f, ()))
