@@ -1,6 +1,7 @@
 """Intent matching for the official-account bot.
 
 A question is normalised (full-width → half-width, lower case, traditional → simplified,
+spoken fillers dropped — a voice message's Recognition text is matched like typing —,
 typos and colloquial / English wording → one canonical term, punctuation dropped), cut
 into character uni- and bi-grams (an ASCII word counts as one character), weighted by
 TF-IDF, and compared with every intent by cosine similarity. An intent's score blends

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from server.domain.models import (
     Application,
@@ -44,6 +45,11 @@ CORRECTION_REQUESTED = "correction_requested"  # the reviewer asked for a correc
 ATTEMPT_STATES: tuple[str, ...] = (FAILED, NEEDS_ACTION, PENDING_REVIEW, CORRECTION_REQUESTED)
 # the states whose code and message say why (a pending review has none)
 _WITH_REASON = frozenset({FAILED, NEEDS_ACTION, CORRECTION_REQUESTED})
+# plain rows (values(), not models: no model objects built, and typed without ignores)
+_APPLICATION_FIELDS = (
+    "id", "binder_id", "state", "member_name_enc", "submitted_at", "created_at",
+    "failure_code", "failure_message",
+)
 
 
 @dataclass(frozen=True)
@@ -79,31 +85,30 @@ async def latest_binding_attempts(
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    latest: dict[int, Application] = {}
-    for app in await Application.filter(
+    latest: dict[int, dict[str, Any]] = {}
+    for row in await Application.filter(
         binder_id__in=ids, state__in=ATTEMPT_STATES, updated_at__gte=since
-    ).order_by("-updated_at", "-id"):
-        latest.setdefault(app.binder_id, app)  # type: ignore[attr-defined]
+    ).order_by("-updated_at", "-id").values(*_APPLICATION_FIELDS):
+        latest.setdefault(row["binder_id"], row)
     # one query for the reasons missing on the rows
-    missing = [a.id for a in latest.values() if a.state in _WITH_REASON and not a.failure_code]
-    reasons: dict[tuple[object, str], tuple[str | None, str | None]] = {}
+    missing = [r["id"] for r in latest.values() if r["state"] in _WITH_REASON and not r["failure_code"]]
+    reasons: dict[tuple[Any, str], tuple[str | None, str | None]] = {}
     if missing:
-        for event in await ApplicationEvent.filter(
+        for app_id, to_state, code, note in await ApplicationEvent.filter(
             application_id__in=missing, to_state__in=tuple(_WITH_REASON)
-        ).exclude(code=None).order_by("id"):
-            # ascending: the newest event into each state wins
-            reasons[(event.application_id, event.to_state)] = (event.code, event.note)  # type: ignore[attr-defined]
+        ).exclude(code=None).order_by("id").values_list("application_id", "to_state", "code", "note"):
+            reasons[(app_id, to_state)] = (code, note)  # ascending: the newest event wins
     out: dict[int, BindingAttempt] = {}
-    for binder_id, app in latest.items():
-        code, message = app.failure_code, app.failure_message
+    for binder_id, row in latest.items():
+        code, message = row["failure_code"], row["failure_message"]
         if not code:
-            code, note = reasons.get((app.id, app.state), (None, None))
+            code, note = reasons.get((row["id"], row["state"]), (None, None))
             message = message or note
         out[binder_id] = BindingAttempt(
             binder_id=binder_id,
-            state=app.state,
-            member_name_enc=app.member_name_enc,
-            at=app.submitted_at or app.created_at,
+            state=row["state"],
+            member_name_enc=row["member_name_enc"],
+            at=row["submitted_at"] or row["created_at"],
             failure_code=code,
             failure_message=message,
         )
@@ -118,9 +123,11 @@ async def latest_mutual_aid_refusals(
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    latest: dict[int, MutualAidRefusal] = {}
-    for row in await MutualAidRefusal.filter(user_id__in=ids, at__gte=since).order_by("-at", "-id"):
-        latest.setdefault(row.user_id, row)  # type: ignore[attr-defined]
+    latest: dict[int, dict[str, Any]] = {}
+    for row in await MutualAidRefusal.filter(user_id__in=ids, at__gte=since).order_by(
+        "-at", "-id"
+    ).values("user_id", "action", "code", "message", "at"):
+        latest.setdefault(row["user_id"], row)
     if not latest:
         return {}
     settled: dict[int, datetime] = {}
@@ -133,9 +140,10 @@ async def latest_mutual_aid_refusals(
     out: dict[int, Refusal] = {}
     for user_id, row in latest.items():
         done = settled.get(user_id)
-        if done is not None and done > row.at:
+        if done is not None and done > row["at"]:
             continue
         out[user_id] = Refusal(
-            user_id=user_id, action=row.action, code=row.code, message=row.message, at=row.at
+            user_id=user_id, action=row["action"], code=row["code"], message=row["message"],
+            at=row["at"],
         )
     return out
