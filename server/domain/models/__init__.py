@@ -19,6 +19,7 @@ from server.domain.models.money import (
     Settlement,
 )
 from server.domain.models.notices import Notice, OfficialFollower, SubscriptionGrant
+from server.domain.models.refusals import MutualAidRefusal
 from server.domain.models.registry import InsuredPerson
 from server.domain.models.staff import Staff, StaffAuditEntry
 from server.domain.models.users import User
@@ -34,6 +35,7 @@ __all__ = [
     "Institution",
     "LedgerEntry",
     "Material",
+    "MutualAidRefusal",
     "Notice",
     "OfficialFollower",
     "Settlement",
