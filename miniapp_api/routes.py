@@ -30,8 +30,12 @@ def routes() -> list[web.RouteDef]:
         web.post("/family/applications", family.create_application, name="family_apply"),
         web.get("/family/applications", family.list_applications, name="family_applications"),
         web.get(apps, family.get_application, name="family_application"),
+        web.delete(apps, family.cancel_application, name="family_application_cancel"),
         web.post(apps + "/materials", family.upload_material, name="family_material_upload"),
         web.get(apps + "/materials/{material_id}", family.get_material, name="family_material"),
+        web.delete(
+            apps + "/materials/{material_id}", family.remove_material, name="family_material_remove"
+        ),
         web.post(apps + "/commitment", family.sign_commitment, name="family_commitment_sign"),
         web.post(apps + "/submit", family.submit, name="family_submit"),
         web.get("/family/members", family.list_members, name="family_members"),

@@ -170,6 +170,21 @@ class SubmitIn(In):
     member_face_token: str | None = Field(
         None, max_length=256, description="被绑定人人脸核身凭证(16周岁及以上)"
     )
+    verification: Literal["face", "documents"] | None = Field(
+        None,
+        description="documents: 被绑定人无法人脸核身时改用户口本(显示关系的页面)或关系公证书,由经办人员审核",
+    )
+
+
+class PageQuery(In):
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class SettlementsQuery(In):
+    year: int | None = Field(None, ge=2000, le=2100)
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(50, ge=1, le=200)
 
 
 class YearQuery(In):
@@ -183,7 +198,10 @@ class Blocking(BaseModel):
 
 
 class RequiredMaterial(BaseModel):
-    kinds: list[str] = Field(description="其中任一种即可")
+    kinds: list[str] = Field(description="其中任一种即可(用 + 连接的须同时提供)")
+    alternatives: list[list[str]] = Field(
+        default_factory=list, description="可选方案:每个方案中的材料须同时提供"
+    )
     label: str
 
 
@@ -235,6 +253,7 @@ class ApplicationOut(BaseModel):
     materials: list[MaterialOut] = []
     commitment: SignatureOut | None = None
     binding_id: str | None = None
+    member_activated: bool = Field(False, description="本次绑定为被绑定人代激活了医保电子凭证")
     created_at: str | None
     submitted_at: str | None
     decided_at: str | None
@@ -242,6 +261,7 @@ class ApplicationOut(BaseModel):
 
 class ApplicationListOut(BaseModel):
     items: list[ApplicationOut]
+    next_cursor: str | None = None
 
 
 class CommitmentOut(BaseModel):
@@ -297,6 +317,8 @@ class VoucherOut(BaseModel):
 class SettlementListOut(BaseModel):
     items: list[dict[str, Any]]
     total: int
+    next_cursor: str | None = None
+    visible_from: str | None = Field(None, description="绑定生效时间:绑定人只能看到此后的结算")
 
 
 class SummaryOut(BaseModel):

@@ -16,9 +16,11 @@ from miniapp_api.schemas import (
     CommitmentSignIn,
     MaterialOut,
     MemberListOut,
+    PageQuery,
     PrecheckIn,
     PrecheckOut,
     SettlementListOut,
+    SettlementsQuery,
     SignatureOut,
     SubmitIn,
     SummaryOut,
@@ -49,6 +51,8 @@ SUBMIT_ERRORS = (
     "SYSTEM_BUSY",
     "APPLICATION_STATE_CONFLICT",
     "RATE_LIMITED",
+    "SELF_NOT_ALLOWED",
+    "IDENTITY_IN_USE",
 )
 
 
@@ -103,9 +107,36 @@ async def create_application(request: web.Request, body: ApplicationIn) -> web.R
     return json_response(out, status=201)
 
 
-@endpoint(summary="我的绑定申请", response=ApplicationListOut, tags=TAGS)
-async def list_applications(request: web.Request) -> web.Response:
-    return json_response({"items": await _service(request).list_applications(request[keys.user_id_key])})
+@endpoint(summary="我的绑定申请(按时间倒序分页)", query=PageQuery, response=ApplicationListOut, tags=TAGS)
+async def list_applications(request: web.Request, query: PageQuery) -> web.Response:
+    out = await _service(request).list_applications(
+        request[keys.user_id_key], cursor=query.cursor, limit=query.limit
+    )
+    return json_response(out)
+
+
+@endpoint(
+    summary="撤销草稿或待补正的申请",
+    status=204,
+    tags=TAGS,
+    errors=("APPLICATION_STATE_CONFLICT",),
+)
+async def cancel_application(request: web.Request) -> web.Response:
+    await _service(request).cancel_application(request[keys.user_id_key], request.match_info["id"])
+    return web.Response(status=204)
+
+
+@endpoint(
+    summary="提交前删除一份材料",
+    status=204,
+    tags=TAGS,
+    errors=("APPLICATION_STATE_CONFLICT",),
+)
+async def remove_material(request: web.Request) -> web.Response:
+    await _service(request).remove_material(
+        request[keys.user_id_key], request.match_info["id"], request.match_info["material_id"]
+    )
+    return web.Response(status=204)
 
 
 @endpoint(summary="绑定申请详情", response=ApplicationOut, tags=TAGS)
@@ -222,6 +253,7 @@ async def submit(request: web.Request, body: SubmitIn) -> web.Response:
         request[keys.user_id_key],
         request.match_info["id"],
         member_face_token=body.member_face_token,
+        verification=body.verification,
         ip=request.remote,
     )
     return json_response(out)
@@ -262,10 +294,19 @@ async def voucher(request: web.Request) -> web.Response:
     return json_response(out, status=200)
 
 
-@endpoint(summary="家人的结算记录", query=YearQuery, response=SettlementListOut, tags=TAGS)
-async def settlements(request: web.Request, query: YearQuery) -> web.Response:
+@endpoint(
+    summary="家人的结算记录(绑定生效后,按时间倒序分页)",
+    query=SettlementsQuery,
+    response=SettlementListOut,
+    tags=TAGS,
+)
+async def settlements(request: web.Request, query: SettlementsQuery) -> web.Response:
     out = await _service(request).settlements(
-        request[keys.user_id_key], request.match_info["binding_id"], query.year
+        request[keys.user_id_key],
+        request.match_info["binding_id"],
+        query.year,
+        cursor=query.cursor,
+        limit=query.limit,
     )
     return json_response(out)
 

@@ -14,9 +14,11 @@ effective on the date and setting the field wins; within one level the newest su
 wins.
 
 Material requirements are tuples of strings; each string is one requirement and
-alternatives are joined by ``|``: ``("birth_certificate|household_register|
-relationship_notarization",)`` means "one of these three", ``("household_register",)``
-means "a 户口本 page". Every requirement must be met (see ``missing_materials``).
+alternatives are joined by ``|`` and the kinds of one alternative by ``+``:
+``("birth_certificate|household_register|relationship_notarization",)`` means "one of
+these three", ``("household_register|id_card_front+id_card_back",)`` means "a 户口本
+page, or the 身份证 front and back". Every requirement must be met
+(see ``missing_materials``).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ def _choice_list(
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise ValueError(f"must be a list of strings, got {v!r}")
         for item in v:
-            for part in item.split("|") if alternatives else (item,):
+            parts = [k for alt in item.split("|") for k in alt.split("+")] if alternatives else [item]
+            for part in parts:
                 if part not in choices:
                     expected = ", ".join(choices)
                     raise ValueError(f"unknown value {part!r}; expected one of {expected}")
@@ -164,6 +167,12 @@ SETTINGS: Mapping[str, Callable[[Any], Any]] = {
     "minor_documents": _choice_list(MATERIAL_KINDS),
     "adult_materials": _materials_by_id_type,
     "review_required_for": _choice_list((*ID_TYPES, *MATERIAL_KINDS)),
+    "proxy_activation": _bool,
+    "documents_way_materials": _choice_list(MATERIAL_KINDS, alternatives=True),
+    "needs_action_holds_slot": _bool,
+    "voucher_password_required": _bool,
+    "voucher_password_max_attempts": _int(1, 20),
+    "voucher_password_lock_minutes": _int(1, 7 * 24 * 60),
     # 家庭共济 mutual aid
     "mutual_aid_relationships": _choice_list(RELATIONSHIPS),
     "max_family_size": _int(2),
@@ -190,6 +199,9 @@ BINDING_SETTINGS: tuple[str, ...] = (
     "minor_documents",
     "adult_materials",
     "review_required_for",
+    "proxy_activation",
+    "documents_way_materials",
+    "needs_action_holds_slot",
 )
 AUTHORIZATION_SETTINGS: tuple[str, ...] = (
     "mutual_aid_relationships",
@@ -237,6 +249,12 @@ class RegionPolicy:
     minor_documents: tuple[str, ...]
     adult_materials: Mapping[str, tuple[str, ...]]
     review_required_for: tuple[str, ...]
+    proxy_activation: bool
+    documents_way_materials: tuple[str, ...]
+    needs_action_holds_slot: bool
+    voucher_password_required: bool
+    voucher_password_max_attempts: int
+    voucher_password_lock_minutes: int
     mutual_aid_relationships: tuple[str, ...]
     max_family_size: int
     max_authorizers_per_member: int | None  # None: no cap
@@ -332,6 +350,10 @@ class BindingContext:
     # guardian"); ``member_guardian_binders``: which of the month's binders are guardians.
     binder_is_guardian: bool = False
     member_guardian_binders: frozenset[str] = frozenset()
+    # "documents": the member cannot do the face check; 户口本 pages showing the
+    # relationship or a 关系公证书 instead, decided by a reviewer (SPEC.md a way without
+    # the face)
+    verification: Literal["face", "documents"] = "face"
 
 
 class _Blocked:
@@ -366,6 +388,8 @@ class BindingDecision(_Blocked):
     review_required: bool
     minor: bool
     policy_sources: dict[str, str]
+    # the binding activates the member's 医保电子凭证 (代激活, SPEC.md)
+    activates_voucher: bool = False
 
 
 @dataclass(frozen=True)
@@ -458,7 +482,7 @@ def _labels(relationships: Iterable[str]) -> str:
 
 def material_requirement_met(requirement: str, materials: Iterable[str]) -> bool:
     have = set(materials)
-    return any(kind in have for kind in requirement.split("|"))
+    return any(all(k in have for k in alt.split("+")) for alt in requirement.split("|"))
 
 
 def missing_materials(requirements: Iterable[str], materials: Iterable[str]) -> tuple[str, ...]:
@@ -467,7 +491,9 @@ def missing_materials(requirements: Iterable[str], materials: Iterable[str]) -> 
 
 
 def requirement_label(requirement: str) -> str:
-    return "或".join(MATERIAL_LABELS[k] for k in requirement.split("|"))
+    return "或".join(
+        "和".join(MATERIAL_LABELS[k] for k in alt.split("+")) for alt in requirement.split("|")
+    )
 
 
 # --- loading ------------------------------------------------------------------------
@@ -656,6 +682,7 @@ class PolicyEngine:
         doc = ctx.member_doc
         minor = self.is_minor(doc, ctx.today, p)
         out: list[Blocker] = []
+        activates = False
 
         if not ctx.binder_verified:
             out.append(_blocker("BINDER_NOT_VERIFIED"))
@@ -687,9 +714,14 @@ class PolicyEngine:
             else:
                 if ctx.member_status != "active":
                     out.append(_blocker("MEMBER_NOT_INSURED"))
-                activated_by_guardian = minor and p.minor_activation_by_guardian
-                if not ctx.member_voucher_activated and not activated_by_guardian:
-                    out.append(_blocker("MEMBER_NOT_ACTIVATED"))
+                # 代激活: binding an adult whose voucher is not activated activates it,
+                # unless the region turns that off; a minor's by the guardian likewise
+                by_binding = p.minor_activation_by_guardian if minor else p.proxy_activation
+                if not ctx.member_voucher_activated:
+                    if by_binding:
+                        activates = True
+                    else:
+                        out.append(_blocker("MEMBER_NOT_ACTIVATED"))
 
         if ctx.already_bound:
             out.append(_blocker("ALREADY_BOUND"))
@@ -723,12 +755,18 @@ class PolicyEngine:
             required = ("|".join(p.minor_documents),)
         else:
             required = p.adult_materials.get(doc.id_type, ())
-        face_required = doc is not None and not minor and p.face_check_for_adults
+        documents_way = ctx.verification == "documents" and doc is not None and not minor
+        face_required = (
+            doc is not None and not minor and p.face_check_for_adults and not documents_way
+        )
+        if documents_way:
+            # without the face, the relationship is shown on paper and a person decides
+            required = (*required, "|".join(p.documents_way_materials))
         review_set = frozenset(p.review_required_for)
         review = doc is not None and doc.id_type in review_set
         # A document image proves nothing by itself: a minor is bound at once only by a
         # guardian the registry records; anyone else's application goes to a reviewer.
-        review = review or (minor and not ctx.binder_is_guardian)
+        review = review or (minor and not ctx.binder_is_guardian) or documents_way
 
         if ctx.stage == "submit":
             review = review or bool(ctx.materials & review_set)
@@ -753,6 +791,7 @@ class PolicyEngine:
             review_required=review,
             minor=minor,
             policy_sources=p.sources(BINDING_SETTINGS),
+            activates_voucher=activates,
         )
 
     def check_authorization(self, ctx: AuthorizationContext) -> AuthorizationDecision:

@@ -191,6 +191,14 @@ _CATALOGUE: tuple[Reason, ...] = (
         field="member_face_token",
     ),
     _r(
+        "CORRECTION_REQUESTED",
+        409,
+        "经办人员审核后要求补正材料:{detail}",
+        "请按要求补传或更换材料,确认无误后在「办理记录」中重新提交,无需重新填写申请。",
+        feature="binding",
+        detail="",
+    ),
+    _r(
         "MATERIALS_REJECTED",
         409,
         "材料审核未通过:材料不清晰或与填写信息不符。{detail}",

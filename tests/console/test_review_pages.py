@@ -192,9 +192,12 @@ async def test_reject_needs_a_reason_from_the_list(console: TestClient, capp: we
     for data in ({"decision": "reject"}, {"decision": "reject", "reason_code": "MADE_UP"}):
         resp = await console.post(url, data={"csrf": csrf, **data})
         assert resp.status == 422 and "请选择理由" in await resp.text()
-    resp = await console.post(url, data={"csrf": csrf, "decision": "correction", "note": "补传"})
-    assert resp.status == 409 and "暂不可用" in await resp.text()
     assert (await Application.get(id=ids["hk"])).state == "pending_review"
+    # a correction request sends it back to the binder, with the reason (issue #11)
+    resp = await console.post(url, data={"csrf": csrf, "decision": "correction", "note": "补传通行证背面"})
+    assert resp.status == 200 and "corrected" in str(resp.url)
+    app = await Application.get(id=ids["hk"])
+    assert app.state == "correction_requested" and "补传通行证背面" in (app.failure_message or "")
 
 
 async def test_search_by_exact_id_number_or_name_posted_not_in_the_url(console: TestClient, capp: web.Application) -> None:

@@ -6,6 +6,7 @@ A submit the policy refuses answers 409 with the code and leaves the application
 
 from __future__ import annotations
 
+import tomllib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,7 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
+from server.domain.family.states import FIXABLE
 from server.domain.models import Application, ApplicationEvent
+from server.domain.policy import DEFAULT_POLICY_PATH
 from tests.factories import bearer, error_of, login, verified_user
 from tests.family.conftest import FaceState
 from tests.family.helpers import (
@@ -42,15 +45,21 @@ from tests.family.helpers import (
 SH = timezone(timedelta(hours=8))
 
 
+def policy_raw() -> dict[str, Any]:
+    return tomllib.loads(DEFAULT_POLICY_PATH.read_text("utf-8"))
+
+
 async def failed_with(
     client: TestClient, h: dict[str, str], app_id: str, resp: Any, code: str
 ) -> dict[str, Any]:
-    """The submit answered 409 ``code`` and the application stays failed with it."""
+    """The submit answered 409 ``code`` and the application keeps it: waiting in
+    ``needs_action`` when the binder can fix it inside the application, else ``failed``."""
     assert resp.status == 409, await resp.text()
     err = await error_of(resp)
     assert err["code"] == code and err["fix"] and err["application_id"] == app_id, err
     app = await (await client.get(f"/api/v1/family/applications/{app_id}", headers=h)).json()
-    assert app["state"] == "failed"
+    expected = "needs_action" if code in FIXABLE else "failed"
+    assert app["state"] == expected == err["state"], (app["state"], err)
     assert app["failure"]["code"] == code and app["failure"]["message"] == err["message"]
     assert app["failure"]["fix"]
     return err
@@ -61,16 +70,17 @@ async def test_binder_not_verified(client: TestClient, app: web.Application) -> 
     h = bearer(await login(client, "nobody"))
     app_id = await prepare(client, h, MOTHER, "parent")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "BINDER_NOT_VERIFIED")
-    # a failed application is final: submitting it again is an illegal transition
-    resp = await submit(client, h, app_id)
-    err = await error_of(resp)
-    assert (
-        resp.status == 409
-        and err["code"] == "APPLICATION_STATE_CONFLICT"
-        and err["state"] == "failed"
-    )
-    event = await ApplicationEvent.filter(application_id=app_id, to_state="failed").first()
+    event = await ApplicationEvent.filter(application_id=app_id, to_state="needs_action").first()
     assert event is not None and event.code == "BINDER_NOT_VERIFIED" and event.actor == "system"
+    # fixable: once verified, the same application goes through
+    resp = await client.post(
+        "/api/v1/me/realname",
+        json={"name": ALICE[0], "id_type": ALICE[1], "id_number": ALICE[2], "face_token": "ok"},
+        headers=h,
+    )
+    assert resp.status == 200
+    resp = await submit(client, h, app_id)
+    assert resp.status == 200 and (await resp.json())["state"] == "active"
 
 
 async def test_info_mismatch(client: TestClient, app: web.Application) -> None:
@@ -87,8 +97,18 @@ async def test_info_mismatch(client: TestClient, app: web.Application) -> None:
     await failed_with(client, h, app_id, await submit(client, h, app_id), "INFO_MISMATCH")
 
 
-async def test_member_not_activated(client: TestClient, app: web.Application) -> None:
-    await load_registry(app)
+async def test_member_not_activated_where_proxy_activation_is_off(
+    make_client: Any,
+) -> None:
+    """代激活 is the default (tests/family/test_journey.py); a region that turns it off
+    still refuses with MEMBER_NOT_ACTIVATED (final)."""
+    client: TestClient = await make_client()
+    app = client.server.app
+    policy = app[keys.policy_key]
+    data = policy_raw()
+    data["entry"][0]["proxy_activation"]["value"] = False
+    app[keys.family_key].policy = type(policy).from_dict(data)
+    await load_registry(app)  # type: ignore[arg-type]
     h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, GRANDMA, "parent")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "MEMBER_NOT_ACTIVATED")

@@ -42,7 +42,14 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
     member = {"name": m_name, "id_type": m_type, "id_number": m_number, "relationship": "parent"}
     pre = await (await client.post("/api/v1/family/precheck", json=member, headers=h)).json()
     assert pre["ok"] is True and pre["blocking"] == []
-    assert pre["required_materials"] == [{"kinds": ["household_register"], "label": "户口本"}]
+    # one of: a 户口本 page, or the 身份证 front and back (API.md v1.1)
+    assert pre["required_materials"] == [
+        {
+            "kinds": ["household_register", "id_card_front+id_card_back"],
+            "alternatives": [["household_register"], ["id_card_front", "id_card_back"]],
+            "label": "户口本或身份证人像面和身份证国徽面",
+        }
+    ]
     assert pre["face_check_required"] is True
     assert await Application.all().count() == 0  # the precheck stores nothing
 
@@ -126,7 +133,9 @@ async def test_end_to_end_binding_flow(client: TestClient, app: web.Application)
 
     # spending (empty until settlements exist) and summary
     resp = await client.get(f"/api/v1/family/members/{binding_id}/settlements?year=2026", headers=h)
-    assert resp.status == 200 and await resp.json() == {"items": [], "total": 0}
+    listed = await resp.json()
+    assert resp.status == 200 and listed["items"] == [] and listed["total"] == 0
+    assert listed["next_cursor"] is None and listed["visible_from"]
     resp = await client.get(f"/api/v1/family/members/{binding_id}/summary", headers=h)
     assert resp.status == 200
     summary = await resp.json()

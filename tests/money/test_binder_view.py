@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from server.domain.clock import SHANGHAI
 from tests.factories import add_binding, add_person, bearer, post_signed, verified_user
 from tests.money.conftest import settlement_body
 
@@ -26,13 +29,18 @@ async def test_binder_sees_the_settlement(
     member = await add_person(app, "李秀英", balance_fen=10_000)
     binder = await verified_user(client, "binder", await add_person(app, "王芳"))
     binding = await add_binding(binder["user"]["id"], member)
+    # the member's history before the binding's day stays theirs (issue #17 finding 7)
+    earlier = settlement_body(
+        "S0", "12.00", psn_no=member.psn_no, setl_time="2026-03-01T09:00:00+08:00"
+    )
     body = settlement_body(
-        "S1", "30.00", psn_no=member.psn_no, setl_time="2026-03-01T09:00:00+08:00"
+        "S1", "30.00", psn_no=member.psn_no, setl_time=datetime.now(SHANGHAI).isoformat()
     )
-    resp = await post_signed(
-        client, "/settlements", body, code=institution["code"], secret=institution["secret"]
-    )
-    assert resp.status == 201
+    for b in (earlier, body):
+        resp = await post_signed(
+            client, "/settlements", b, code=institution["code"], secret=institution["secret"]
+        )
+        assert resp.status == 201
     path = f"/api/v1/family/members/{binding.id}"
     listed = await (
         await client.get(path + "/settlements?year=2026", headers=bearer(binder))
@@ -40,4 +48,5 @@ async def test_binder_sees_the_settlement(
     assert listed["total"] == 1
     assert listed["items"][0]["setl_id"] == "S1" and listed["items"][0]["acct_pay"] == 3_000
     summary = await (await client.get(path + "/summary?year=2026", headers=bearer(binder))).json()
-    assert summary["balance"] == 7_000 and summary["acct_pay"] == 3_000 and summary["count"] == 1
+    assert summary["balance"] == 5_800 and summary["acct_pay"] == 3_000 and summary["count"] == 1
+    assert listed["visible_from"] and listed["next_cursor"] is None

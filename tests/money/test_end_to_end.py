@@ -95,7 +95,7 @@ async def test_authorize_settle_reverse(
     ]
 
     # the binder's view (issue #3 serves it at GET /family/members/{id}/settlements)
-    items, total = await settlements.list_for_member(member.id, 2026)
+    items, total, _ = await settlements.list_for_member(member.id, 2026)
     assert total == 1 and items[0]["setl_id"] == "S0001" and items[0]["acct_mulaid_pay"] == 60_000
     summary = await settlements.yearly_summary(member.id, 2026)
     assert (

@@ -217,7 +217,7 @@ def test_mutual_aid_rules(engine: PolicyEngine) -> None:
 def test_happy_binding(engine: PolicyEngine) -> None:
     d = engine.check_binding(binding())
     assert d.ok and d.blocking == ()
-    assert d.required_materials == ("household_register",)
+    assert d.required_materials == ("household_register|id_card_front+id_card_back",)
     assert d.face_check_required and not d.review_required and not d.minor
     assert d.policy_sources["max_members_per_binder"].startswith("seed 000")
 
@@ -236,7 +236,6 @@ MINOR = _doc(birth=date(2015, 1, 1))
         (dict(registry_match="mismatch"), "INFO_MISMATCH"),
         (dict(registry_match="not_found"), "INFO_MISMATCH"),
         (dict(member_status="suspended"), "MEMBER_NOT_INSURED"),
-        (dict(member_voucher_activated=False), "MEMBER_NOT_ACTIVATED"),
         (dict(already_bound=True), "ALREADY_BOUND"),
         (dict(binder_active_or_pending_count=5), "MEMBER_LIMIT_REACHED"),
         (dict(member_binders_this_month=frozenset({"x", "y"})), "MONTHLY_BINDER_LIMIT"),
@@ -356,7 +355,11 @@ def test_age_boundary_on_the_16th_birthday(engine: PolicyEngine, on: date, minor
     d = engine.check_binding(binding(today=on, member_doc=doc, stage="precheck"))
     assert d.minor is minor
     assert d.face_check_required is not minor
-    expected = ("birth_certificate|household_register|relationship_notarization",) if minor else ("household_register",)
+    expected = (
+        ("birth_certificate|household_register|relationship_notarization",)
+        if minor
+        else ("household_register|id_card_front+id_card_back",)
+    )
     assert d.required_materials == expected
 
 
@@ -376,7 +379,8 @@ def test_feb_29_birth_is_16_on_the_leap_day_and_ages_on_march_1(engine: PolicyEn
 def test_precheck_reports_requirements_without_blocking_on_them(engine: PolicyEngine) -> None:
     d = engine.check_binding(binding(stage="precheck", materials=frozenset(), commitment="missing", member_face_passed=None))
     assert d.ok
-    assert d.required_materials == ("household_register",) and d.face_check_required
+    assert d.required_materials == ("household_register|id_card_front+id_card_back",)
+    assert d.face_check_required
 
 
 def test_non_mainland_documents_need_review(engine: PolicyEngine) -> None:
@@ -517,7 +521,7 @@ def test_add_months() -> None:
 
 def test_every_catalogued_code_is_reachable_or_external() -> None:
     # Codes the engine never produces are recorded by other parts of the system.
-    external = {"SYSTEM_BUSY", "MATERIALS_REJECTED", "UNBIND_LOCKED"}
+    external = {"SYSTEM_BUSY", "MATERIALS_REJECTED", "UNBIND_LOCKED", "CORRECTION_REQUESTED"}
     engine_codes = {
         "BINDER_NOT_VERIFIED", "INVALID_ID_NUMBER", "RELATIONSHIP_NOT_ALLOWED", "INFO_MISMATCH",
         "MEMBER_NOT_INSURED", "MEMBER_NOT_ACTIVATED", "ALREADY_BOUND", "MEMBER_LIMIT_REACHED",
@@ -528,3 +532,41 @@ def test_every_catalogued_code_is_reachable_or_external() -> None:
         "CROSS_PROVINCE_QUOTA_REQUIRED", "NOTICE_REQUIRED", "NOTICE_OUTDATED",
     }
     assert set(REASONS) == external | engine_codes
+
+
+def test_adult_materials_are_one_of_hukou_or_both_id_card_sides(engine: PolicyEngine) -> None:
+    """API.md v1.1: one of household_register or id_card_front + id_card_back."""
+    def codes(*kinds: str) -> tuple[str, ...]:
+        return engine.check_binding(
+            binding(stage="submit", materials=frozenset(kinds), member_face_passed=True,
+                    commitment="current")
+        ).codes
+
+    assert codes("household_register") == ()
+    assert codes("id_card_front", "id_card_back") == ()
+    assert codes("id_card_front") == ("MATERIALS_MISSING",)
+    missing = engine.check_binding(binding(stage="submit", materials=frozenset(),
+                                           member_face_passed=True, commitment="current"))
+    assert "户口本" in missing.blocking[0].message and "身份证" in missing.blocking[0].message
+
+
+def test_proxy_activation(engine: PolicyEngine) -> None:
+    """代激活: an adult whose voucher is not activated is bound and activated; only a
+    region that turns it off refuses with MEMBER_NOT_ACTIVATED."""
+    d = engine.check_binding(binding(member_voucher_activated=False))
+    assert d.ok and d.activates_voucher
+    assert not engine.check_binding(binding()).activates_voucher
+    data = _raw()
+    data["entry"][0]["proxy_activation"]["value"] = False
+    off = PolicyEngine.from_dict(data).check_binding(binding(member_voucher_activated=False))
+    assert off.codes == ("MEMBER_NOT_ACTIVATED",) and not off.activates_voucher
+
+
+def test_the_documents_way(engine: PolicyEngine) -> None:
+    """Without the face: 户口本 pages or a 关系公证书, and a reviewer decides."""
+    ctx = binding(member_face_passed=None, verification="documents",
+                  materials=frozenset({"id_card_front", "id_card_back"}))
+    d = engine.check_binding(ctx)
+    assert d.codes == ("MATERIALS_MISSING",) and not d.face_check_required
+    ok = engine.check_binding(replace(ctx, materials=frozenset({"household_register"})))
+    assert ok.ok and ok.review_required

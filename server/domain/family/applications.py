@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from server.domain import reasons
@@ -13,6 +14,7 @@ from server.domain.family import facts, queries
 from server.domain.family.base import FamilyBase
 from server.domain.family.commitment import signature_view
 from server.domain.family.materials import material_view
+from server.domain.family.states import transition
 from server.domain.identity import parse_id
 from server.domain.models import (
     Application,
@@ -21,6 +23,7 @@ from server.domain.models import (
     CommitmentSignature,
     Material,
 )
+from server.domain.paging import decode_cursor, encode_cursor
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import RELATIONSHIP_LABELS
 from server.domain.registry import id_hash, name_hash
@@ -73,6 +76,7 @@ async def application_view(
     if signature is False:
         signature = await queries.latest_signature(app.id)
     out["commitment"] = None if signature is None else signature_view(signature)
+    out["member_activated"] = bool(app.member_activated)
     if app.state == "active":
         if binding is False:
             binding = await Binding.filter(application_id=app.id).first()
@@ -121,8 +125,27 @@ class ApplicationsPart(FamilyBase):
     async def get_application(self, user_id: int, application_id: str) -> dict[str, Any]:
         return await application_view(self.pii, await self._owned(user_id, application_id))
 
-    async def list_applications(self, user_id: int) -> list[dict[str, Any]]:
-        apps = (
-            await Application.filter(binder_id=user_id).order_by("-created_at").limit(LIST_LIMIT)
-        )
-        return [await application_view(self.pii, a, brief=True) for a in apps]
+    async def list_applications(
+        self, user_id: int, *, cursor: str | None = None, limit: int = LIST_LIMIT
+    ) -> dict[str, Any]:
+        """The binder's applications, newest first, a page at a time (API.md v1.1:
+        ``{items, next_cursor}``; the cursor is the last item's (created_at, id))."""
+        q = Application.filter(binder_id=user_id)
+        after = decode_cursor(cursor)
+        if after is not None:
+            at, last_id = after
+            q = q.filter(Q(created_at__lt=at) | (Q(created_at=at) & Q(id__lt=last_id)))
+        apps = await q.order_by("-created_at", "-id").limit(limit + 1)
+        page, more = apps[:limit], len(apps) > limit
+        items = [await application_view(self.pii, a, brief=True) for a in page]
+        next_cursor = encode_cursor(page[-1].created_at, str(page[-1].id)) if more else None
+        return {"items": items, "next_cursor": next_cursor}
+
+    async def cancel_application(self, user_id: int, application_id: str) -> None:
+        """Cancel a draft or an application waiting for a fix (``cancelled``, final); its
+        materials stay until the retention purge like any decided application's."""
+        async with in_transaction():
+            app = await self._editable(user_id, application_id, "撤销")
+            await transition(app, "cancelled", actor=f"user:{user_id}")
+            app.decided_at = self.clock()
+            await app.save(update_fields=["state", "decided_at", "updated_at"])

@@ -111,7 +111,9 @@ class CommitmentPart(FamilyBase):
                     user_agent=(user_agent or "")[:512] or None,
                     signature_image_key=image_key,
                 )
-                if app.state != "commitment_signed":
+                # (waiting for a fix, the application keeps its state: a new signature is
+                # one of the fixes, and the resubmit moves it on)
+                if app.state in ("draft", "materials"):
                     await transition(app, "commitment_signed", actor=f"user:{user_id}")
                     await app.save(update_fields=["state", "updated_at"])
         except BaseException:

@@ -120,6 +120,7 @@ def context(
     materials: frozenset[str] = frozenset(),
     commitment: Literal["missing", "current", "outdated"] = "missing",
     face_passed: bool | None = None,
+    verification: Literal["face", "documents"] = "face",
 ) -> BindingContext:
     """Every fact in the shape the policy engine takes."""
     result, record = found
@@ -150,6 +151,7 @@ def context(
         member_binders_now=counts.current,
         binder_is_guardian=is_guardian,
         member_guardian_binders=counts.guardians,
+        verification=verification,
     )
 
 

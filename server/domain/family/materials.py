@@ -17,7 +17,7 @@ from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
 from server.domain.family.base import FamilyBase, not_found, uuid_or_404
 from server.domain.family.states import transition
-from server.domain.models import Material
+from server.domain.models import ApplicationEvent, Material
 from server.domain.policy import MATERIAL_KINDS, MATERIAL_LABELS
 from server.gateways.storage import (
     CorruptFile,
@@ -129,6 +129,27 @@ class MaterialsPart(FamilyBase):
             await self._storage().delete(stored.key)
             raise
         return material_view(material)
+
+    async def remove_material(self, user_id: int, application_id: str, material_id: str) -> None:
+        """Remove a material before submit (or while the application waits for a fix);
+        its file goes with it (API.md v1.1 ``DELETE …/materials/{material_id}``)."""
+        async with in_transaction():
+            app = await self._editable(user_id, application_id, "删除材料")
+            material = await Material.get_or_none(
+                id=uuid_or_404(material_id, "材料"), application_id=app.id
+            )
+            if material is None:
+                raise not_found("材料")
+            await material.delete()
+            await ApplicationEvent.create(
+                application_id=app.id,
+                from_state=app.state,
+                to_state=app.state,
+                actor=f"user:{user_id}",
+                note=f"material removed: {material.kind}",
+            )
+        # after the commit: a failed delete leaves an orphan file, never a dangling row
+        await self._storage().delete(material.storage_key)
 
     async def read_material(
         self, user_id: int, application_id: str, material_id: str

@@ -4,17 +4,19 @@ member's dynamic 医保码 and their spending (SPEC.md after binding)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
 from server.domain import vouchers
-from server.domain.clock import cn_iso
+from server.domain.clock import SHANGHAI, cn_iso
 from server.domain.errors import DomainError
-from server.domain.family import queries
+from server.domain.family import outcomes, queries
 from server.domain.family.base import FamilyBase, not_found, uuid_or_404
 from server.domain.family.states import transition
 from server.domain.models import Application, Binding, InsuredPerson, User
+from server.domain.paging import decode_cursor, encode_cursor
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import RELATIONSHIP_LABELS
 
@@ -105,6 +107,10 @@ class MembersPart(FamilyBase):
                 app = await Application.get(id=binding.application_id)
                 await transition(app, "unbound", actor=actor)
                 await app.save(update_fields=["state", "updated_at"])
+            if not as_member:  # the member who unbound knows; otherwise tell them
+                await outcomes.member_told(
+                    self.pii, binding, kind=outcomes.MEMBER_UNBOUND, now=now
+                )
 
     @staticmethod
     async def _own_person(user_id: int) -> int:
@@ -148,31 +154,68 @@ class MembersPart(FamilyBase):
         )
         return {"qr_token": token, "expires_at": cn_iso(expires), "ttl_seconds": vouchers.TTL_SECONDS}
 
-    async def settlements(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
-        """The member's settlement records of one year (SPEC.md after binding)."""
+    async def settlements(
+        self,
+        user_id: int,
+        binding_id: str,
+        year: int | None,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        """The member's settlement records of one year, from the binding's start on (SPEC.md
+        after binding: not the member's earlier history — issue #17 finding 7), newest
+        first, a page at a time (``next_cursor``)."""
+        from server.domain.settlements import queries as settlements
+
         binding = await self._owned_binding(user_id, binding_id)
-        items, total = await spending_list(binding.member_id, year or self.today().year)
-        return {"items": items, "total": total}
+        after = decode_cursor(cursor)
+        before = None
+        if after is not None:
+            try:
+                before = (after[0], int(after[1]))
+            except ValueError:
+                raise DomainError(
+                    "VALIDATION_FAILED", "翻页参数无效", 422, fields={"cursor": "INVALID"}
+                ) from None
+        items, total, next_at = await settlements.list_for_member(
+            binding.member_id,
+            year or self.today().year,
+            limit=limit,
+            since=visible_from(binding.bound_at),
+            before=before,
+        )
+        return {
+            "items": items,
+            "total": total,
+            "next_cursor": encode_cursor(next_at[0], str(next_at[1])) if next_at else None,
+            "visible_from": cn_iso(visible_from(binding.bound_at)),
+        }
 
     async def summary(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
         """Balance, yearly totals and insurance status of the member."""
         binding = await self._owned_binding(user_id, binding_id)
         view = member_view(self.pii, binding)
-        out = await spending_summary(binding.member_id, year or self.today().year)
+        out = await spending_summary(
+            binding.member_id, year or self.today().year, since=visible_from(binding.bound_at)
+        )
         return {**out, "member": view["member"], "insurance": view["insurance"]}
 
 
 # -- the member's spending ---------------------------------------------------------------
-# The settlements feature owns the figures (server.domain.settlements).
 
 
-async def spending_list(member_id: int, year: int) -> tuple[list[dict[str, Any]], int]:
+def visible_from(bound_at: datetime) -> datetime:
+    """A binder sees the member's settlements from the day (Asia/Shanghai) the binding took
+    effect on (SPEC.md after binding), not the member's earlier history."""
+    day = bound_at.astimezone(SHANGHAI).date()
+    return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+# The settlements feature owns the figures (server.domain.settlements.queries).
+
+
+async def spending_summary(
+    member_id: int, year: int, *, since: datetime | None = None
+) -> dict[str, Any]:
     from server.domain.settlements import queries as settlements
 
-    return await settlements.list_for_member(member_id, year)
-
-
-async def spending_summary(member_id: int, year: int) -> dict[str, Any]:
-    from server.domain.settlements import queries as settlements
-
-    return dict(await settlements.yearly_summary(member_id, year))
+    return dict(await settlements.yearly_summary(member_id, year, since=since))

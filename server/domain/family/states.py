@@ -1,19 +1,23 @@
-"""Application states and the only moves between them (SPEC.md 亲情账户 binding, issue #3).
+"""Application states and the only moves between them (SPEC.md 亲情账户 binding, issues #3, #11).
 
 ::
 
     draft ─upload─▶ materials ─sign─▶ commitment_signed ─submit─▶ submitted
       │  └──────────────sign──────────────▲                       │
       └──────────────────submit (any of the three)───────────────▶│
-    submitted ─▶ active | pending_review | failed
-    pending_review ─reviewer─▶ active | failed (MATERIALS_REJECTED)
+    submitted ─▶ active | pending_review | needs_action | failed
+    needs_action ─fix, submit again─▶ submitted        (SPEC.md "failures are recoverable")
+    pending_review ─reviewer─▶ active | failed (MATERIALS_REJECTED) | correction_requested
+    correction_requested ─upload, submit again─▶ submitted
+    draft … needs_action, correction_requested ─cancel─▶ cancelled
     active ─unbind─▶ unbound
 
 Every change of state is an ``ApplicationEvent`` (from, to, actor, code, time); an
-illegal one is a 409 ``APPLICATION_STATE_CONFLICT`` and changes nothing. A failed
-application keeps its failure code and message for the bot. A new state is one entry in
-``TRANSITIONS`` and one in ``STATE_LABELS`` (``state`` is a 24-character text column:
-no migration).
+illegal one is a 409 ``APPLICATION_STATE_CONFLICT`` and changes nothing. A refused submit
+whose reason the binder can fix inside the same application (``FIXABLE``) waits in
+``needs_action`` with its code, message and fix, materials and signature kept; any other
+reason ends it in ``failed`` (final). A new state is one entry in ``TRANSITIONS`` and one
+in ``STATE_LABELS`` (``state`` is a 24-character text column: no migration).
 """
 
 from __future__ import annotations
@@ -21,18 +25,36 @@ from __future__ import annotations
 from server.domain.errors import DomainError
 from server.domain.models import Application, ApplicationEvent
 
-# Before submit: materials and the signature may still change.
-EDITABLE: frozenset[str] = frozenset({"draft", "materials", "commitment_signed"})
+# Before submit (and while waiting for the binder's fix): materials and the signature may
+# still change, and the application may be submitted or cancelled.
+EDITABLE: frozenset[str] = frozenset(
+    {"draft", "materials", "commitment_signed", "needs_action", "correction_requested"}
+)
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "draft": frozenset({"materials", "commitment_signed", "submitted"}),
-    "materials": frozenset({"commitment_signed", "submitted"}),
-    "commitment_signed": frozenset({"submitted"}),
-    "submitted": frozenset({"active", "pending_review", "failed"}),
-    "pending_review": frozenset({"active", "failed"}),
+    "draft": frozenset({"materials", "commitment_signed", "submitted", "cancelled"}),
+    "materials": frozenset({"commitment_signed", "submitted", "cancelled"}),
+    "commitment_signed": frozenset({"submitted", "cancelled"}),
+    "submitted": frozenset({"active", "pending_review", "needs_action", "failed"}),
+    "needs_action": frozenset({"submitted", "cancelled"}),
+    "pending_review": frozenset({"active", "failed", "correction_requested"}),
+    "correction_requested": frozenset({"submitted", "cancelled"}),
     "active": frozenset({"unbound"}),
     "failed": frozenset(),
+    "cancelled": frozenset(),
     "unbound": frozenset(),
 }
+# Refusals the binder can cure inside the same application: a face check done again, a
+# material added, the current 承诺书 signed, their own real-name verification finished.
+FIXABLE: frozenset[str] = frozenset(
+    {
+        "FACE_CHECK_FAILED",
+        "MATERIALS_MISSING",
+        "MINOR_DOCUMENTS_MISSING",
+        "COMMITMENT_REQUIRED",
+        "COMMITMENT_OUTDATED",
+        "BINDER_NOT_VERIFIED",
+    }
+)
 STATES: tuple[str, ...] = tuple(TRANSITIONS)
 
 STATE_LABELS: dict[str, str] = {
@@ -43,6 +65,9 @@ STATE_LABELS: dict[str, str] = {
     "active": "已绑定",
     "pending_review": "审核中",
     "failed": "绑定失败",
+    "needs_action": "待补正",
+    "correction_requested": "审核要求补正",
+    "cancelled": "已撤销",
     "unbound": "已解绑",
 }
 
@@ -78,4 +103,4 @@ async def transition(
     await step(app, to, actor=actor, code=code, note=note).save()
 
 
-__all__ = ["EDITABLE", "STATES", "STATE_LABELS", "TRANSITIONS", "state_conflict", "step", "transition"]
+__all__ = ["EDITABLE", "FIXABLE", "STATES", "STATE_LABELS", "TRANSITIONS", "state_conflict", "step", "transition"]

@@ -10,7 +10,7 @@ row, always in that order (no lock cycle), then it counts and decides.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from tortoise import connections
 from tortoise.transactions import in_transaction
@@ -18,11 +18,11 @@ from tortoise.transactions import in_transaction
 from server.domain import reasons
 from server.domain.errors import DomainError
 from server.domain.face_check import face_passed as check_face
-from server.domain.family import facts, queries
+from server.domain.family import facts, outcomes, queries
 from server.domain.family.applications import application_view
 from server.domain.family.base import FamilyBase, not_found, uuid_or_404
 from server.domain.family.commitment import commitment_status
-from server.domain.family.states import state_conflict, step, transition
+from server.domain.family.states import FIXABLE, state_conflict, step, transition
 from server.domain.identity import IdDocument, parse_id
 from server.domain.models import Application, ApplicationEvent, Binding, InsuredPerson, User
 from server.domain.policy import BindingDecision, blocker, requirement_label
@@ -41,7 +41,11 @@ def precheck_view(decision: BindingDecision) -> dict[str, Any]:
             {"code": b.code, "message": b.message, "fix": b.fix} for b in decision.blocking
         ],
         "required_materials": [
-            {"kinds": r.split("|"), "label": requirement_label(r)}
+            {
+                "kinds": r.split("|"),
+                "alternatives": [alt.split("+") for alt in r.split("|")],
+                "label": requirement_label(r),
+            }
             for r in decision.required_materials
         ],
         "face_check_required": decision.face_check_required,
@@ -114,16 +118,22 @@ class SubmitPart(FamilyBase):
         application_id: str,
         *,
         member_face_token: str | None,
+        verification: Literal["face", "documents"] | None = None,
         ip: str | None = None,
     ) -> dict[str, Any]:
         """Submit: the policy decides with every fact, the limits counted under locks.
 
-        ``active`` at once when nothing blocks; ``pending_review`` where the policy wants
-        a person to look; otherwise ``failed`` with the first blocking reason kept on the
-        application, and a 409 carrying that code (SPEC.md failure reasons).
+        ``active`` at once when nothing blocks (and the member's voucher activated on their
+        behalf where it was not — 代激活); ``pending_review`` where the policy wants a
+        person to look (``verification="documents"``: the member cannot do the face check);
+        otherwise a 409 carrying the reason (SPEC.md failure reasons), the application
+        waiting in ``needs_action`` when every blocker is one the binder can fix inside it
+        (``FIXABLE``: materials, signature and all kept), else ``failed`` with the first
+        reason no fix can cure.
         The member's face check (a network call) runs before the transaction; a face
         service that is down is 503 ``SYSTEM_BUSY`` and changes nothing.
         """
+        way: Literal["face", "documents"] = verification or "face"
         await self._limit(user_id, "submits")
         app = await self._editable(user_id, application_id, "提交")
         await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
@@ -144,7 +154,12 @@ class SubmitPart(FamilyBase):
         # Does the policy want the member's face? It does not depend on any count.
         binder = await self._binder(user_id)
         preview = facts.context(
-            binder, today=today, doc=doc, relationship=app.relationship, found=found
+            binder,
+            today=today,
+            doc=doc,
+            relationship=app.relationship,
+            found=found,
+            verification=way,
         )
         face_passed: bool | None = None
         if self.policy.check_binding(preview).face_check_required and doc is not None:
@@ -195,26 +210,27 @@ class SubmitPart(FamilyBase):
                 materials=frozenset(m.kind for m in materials),
                 commitment=commitment_status(self.documents, signature, now),
                 face_passed=face_passed,
+                verification=way,
             )
             decision = self.policy.check_binding(ctx)
             events = [step(app, "submitted", actor=actor)]
             app.submitted_at, app.member_id = now, member_id
-            blocker = decision.failure
+            app.failure_code = app.failure_message = None
+            final = [b for b in decision.blocking if b.code not in FIXABLE]
+            blocker = final[0] if final else decision.failure
             if blocker is not None:
+                to = "failed" if final else "needs_action"
                 events.append(
-                    step(app, "failed", actor="system", code=blocker.code, note=blocker.message)
+                    step(app, to, actor="system", code=blocker.code, note=blocker.message)
                 )
-                app.failure_code, app.failure_message, app.decided_at = (
-                    blocker.code,
-                    blocker.message,
-                    now,
-                )
+                app.failure_code, app.failure_message = blocker.code, blocker.message
+                app.decided_at = now if to == "failed" else None
                 failure = reasons.error(blocker.code)
                 failure.message, failure.status = blocker.message, 409
                 failure.detail = {
                     "fix": blocker.fix,
                     "application_id": str(app.id),
-                    "state": "failed",
+                    "state": to,
                 }
             elif decision.review_required:
                 events.append(
@@ -232,6 +248,16 @@ class SubmitPart(FamilyBase):
                     state="active",
                     bound_at=now,
                 )
+                if decision.activates_voucher:
+                    await outcomes.activate_voucher(
+                        member_id,
+                        by_user=user_id,
+                        application_id=app.id,
+                        method="guardian" if decision.minor else "face",
+                        now=now,
+                    )
+                    app.member_activated = True
+                await outcomes.member_told(self.pii, binding, kind=outcomes.MEMBER_BOUND, now=now)
             await ApplicationEvent.bulk_create(events)
             # Compare-and-set on the state read before: a concurrent submit of the same
             # application (or anything else that moved it) makes this one roll back.
@@ -242,6 +268,7 @@ class SubmitPart(FamilyBase):
                 failure_code=app.failure_code,
                 failure_message=app.failure_message,
                 decided_at=app.decided_at,
+                member_activated=app.member_activated,
                 updated_at=now,
             )
             if changed != 1:
@@ -257,8 +284,10 @@ class SubmitPart(FamilyBase):
     ) -> dict[str, Any]:
         """A reviewer's decision on a ``pending_review`` application (the console calls this).
 
-        Approve: the binding becomes effective (its slots were held while pending).
-        Reject: ``failed`` with ``MATERIALS_REJECTED`` (SPEC.md: 材料不清晰或不符).
+        Approve: the binding becomes effective once the member's limits are checked again
+        (``_limits_at_approval``), the member's voucher activated where it was not (代激活,
+        the documents way). Reject: ``failed`` with ``MATERIALS_REJECTED`` (SPEC.md:
+        材料不清晰或不符), final. Either way the binder gets a ``binding_result`` notice.
         """
         now = self.clock()
         async with in_transaction():
@@ -274,9 +303,10 @@ class SubmitPart(FamilyBase):
             actor = f"reviewer:{reviewer}"
             app.decided_at = now
             if approve:
-                await self._limits_at_approval(app, now)
+                activates = await self._limits_at_approval(app, now)
                 await transition(app, "active", actor=actor)
-                await Binding.create(
+                app.failure_code = app.failure_message = None
+                binding = await Binding.create(
                     binder_id=app.binder_id,
                     member_id=app.member_id,
                     application_id=app.id,
@@ -284,19 +314,69 @@ class SubmitPart(FamilyBase):
                     state="active",
                     bound_at=now,
                 )
+                if activates and app.member_id is not None:
+                    await outcomes.activate_voucher(
+                        app.member_id,
+                        by_user=app.binder_id,
+                        application_id=app.id,
+                        method="documents",
+                        now=now,
+                    )
+                    app.member_activated = True
+                await outcomes.binding_result(
+                    self.pii, app, outcome="approved", reason=detail, now=now
+                )
+                await outcomes.member_told(self.pii, binding, kind=outcomes.MEMBER_BOUND, now=now)
             else:
                 r = reasons.reason("MATERIALS_REJECTED", detail=detail)
                 await transition(app, "failed", actor=actor, code=r.code, note=detail or None)
                 app.failure_code, app.failure_message = r.code, r.message
+                await outcomes.binding_result(
+                    self.pii, app, outcome="rejected", reason=detail, now=now
+                )
             await app.save()
         return await application_view(self.pii, app)
 
-    async def _limits_at_approval(self, app: Application, now: datetime) -> None:
+    async def request_correction(
+        self, application_id: str, *, reviewer: str, reason: str
+    ) -> dict[str, Any]:
+        """The reviewer asks the binder to correct the materials (``correction_requested``,
+        with the reason): the binder uploads, removes and submits again in the same
+        application; a ``binding_result`` notice and the bot explain what to do."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise DomainError(
+                "REASON_REQUIRED", "请填写需要补正的内容", 422, fields={"reason": "REQUIRED"}
+            )
+        now = self.clock()
+        async with in_transaction():
+            app = (
+                await Application.filter(id=uuid_or_404(application_id, "申请"))
+                .select_for_update()
+                .first()
+            )
+            if app is None:
+                raise not_found()
+            if app.state != "pending_review":
+                raise state_conflict(app, "要求补正")
+            r = reasons.reason("CORRECTION_REQUESTED", detail=reason)
+            await transition(
+                app, "correction_requested", actor=f"reviewer:{reviewer}", code=r.code, note=reason
+            )
+            app.failure_code, app.failure_message = r.code, r.message
+            await outcomes.binding_result(
+                self.pii, app, outcome="correction_requested", reason=reason, now=now
+            )
+            await app.save()
+        return await application_view(self.pii, app)
+
+    async def _limits_at_approval(self, app: Application, now: datetime) -> bool:
         """Pending applications hold no monthly slot of the member (``facts.counts``), so the
         approval asks the policy again, under the member's row lock: a member who got two
-        binders meanwhile is not given a third (409 with the code; still pending)."""
+        binders meanwhile is not given a third (409 with the code; still pending). Whether
+        the approval activates the member's voucher (代激活) is the answer."""
         if app.member_id is None:
-            return
+            return False
         if row_locks():
             await InsuredPerson.filter(id=app.member_id).select_for_update().first()
         binder = await self._binder(app.binder_id)
@@ -327,9 +407,11 @@ class SubmitPart(FamilyBase):
             counts=counts,
         )
         limits = ("ALREADY_BOUND", "MEMBER_LIMIT_REACHED", "MONTHLY_BINDER_LIMIT")
-        for b in self.policy.check_binding(ctx).blocking:
+        decision = self.policy.check_binding(ctx)
+        for b in decision.blocking:
             if b.code in limits:
                 err = reasons.error(b.code)
                 err.message, err.status = b.message, 409
                 err.detail = {"fix": b.fix, "application_id": str(app.id), "state": app.state}
                 raise err
+        return decision.activates_voucher

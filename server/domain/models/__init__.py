@@ -20,7 +20,7 @@ from server.domain.models.money import (
 )
 from server.domain.models.notices import Notice, OfficialFollower, SubscriptionGrant
 from server.domain.models.refusals import MutualAidRefusal
-from server.domain.models.registry import InsuredPerson
+from server.domain.models.registry import InsuredPerson, VoucherActivation
 from server.domain.models.staff import Staff, StaffAuditEntry
 from server.domain.models.users import User
 
@@ -32,6 +32,7 @@ __all__ = [
     "Binding",
     "CommitmentSignature",
     "InsuredPerson",
+    "VoucherActivation",
     "Institution",
     "LedgerEntry",
     "Material",

@@ -27,6 +27,8 @@ class Application(Model):
     )
     submitted_at = fields.DatetimeField(null=True)
     decided_at = fields.DatetimeField(null=True)
+    # the binding activated the member's 医保电子凭证 (代激活; VoucherActivation says who/when)
+    member_activated = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -29,3 +29,22 @@ class InsuredPerson(Model):
 
     class Meta:
         table = "insured_persons"
+
+
+class VoucherActivation(Model):
+    """An activation of a person's 医保电子凭证 on their behalf (代激活, SPEC.md): who
+    activated it, through which application or counter, how, and when. Append-only: the
+    registry's ``voucher_activated`` flag says *that*, these rows say *who and when*."""
+
+    id = fields.IntField(primary_key=True)
+    person = fields.ForeignKeyField("models.InsuredPerson", related_name="activations")
+    activated_by = fields.ForeignKeyField(
+        "models.User", related_name="activations", null=True, on_delete=fields.SET_NULL
+    )
+    application_id = fields.UUIDField(null=True)
+    staff = fields.CharField(max_length=64, null=True)  # counter service: the clerk's name
+    method = fields.CharField(max_length=16)  # face | documents | guardian | counter
+    activated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "voucher_activations"

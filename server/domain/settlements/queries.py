@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
 from server.domain import ledger
@@ -23,21 +24,35 @@ def year_bounds(year: int) -> tuple[datetime, datetime]:
 
 
 async def list_for_member(
-    member_id: int, year: int, *, limit: int = 200, offset: int = 0
-) -> tuple[list[dict[str, Any]], int]:
-    """A member's settlements in a calendar year (Asia/Shanghai), newest first.
+    member_id: int,
+    year: int,
+    *,
+    limit: int = 200,
+    since: datetime | None = None,
+    before: tuple[datetime, int] | None = None,
+) -> tuple[list[dict[str, Any]], int, tuple[datetime, int] | None]:
+    """A member's settlements in a calendar year (Asia/Shanghai), newest first, a page of
+    ``limit`` after the keyset position ``before`` (setl_time, id); only those at or after
+    ``since`` (a binder sees the member's settlements from the binding's start on —
+    SPEC.md after binding). Returns the items, the year's total and the next position.
 
     Items use the national names with amounts in 分, plus ``institution`` and ``state``.
     """
     start, end = year_bounds(year)
+    if since is not None and since > start:
+        start = since
     query = Settlement.filter(member_id=member_id, setl_time__gte=start, setl_time__lt=end)
     total = await query.count()
-    rows = (
+    if before is not None:
+        at, last = before
+        query = query.filter(Q(setl_time__lt=at) | (Q(setl_time=at) & Q(id__lt=last)))
+    fetched = (
         await query.order_by("-setl_time", "-id")
-        .offset(offset)
-        .limit(limit)
+        .limit(limit + 1)
         .select_related("institution")
     )
+    rows = fetched[:limit]
+    next_at = (rows[-1].setl_time, rows[-1].id) if len(fetched) > limit else None
     items = [
         {
             "setl_id": s.setl_id,
@@ -57,13 +72,17 @@ async def list_for_member(
         }
         for s in rows
     ]
-    return items, total
+    return items, total, next_at
 
 
-async def yearly_summary(member_id: int, year: int) -> dict[str, Any]:
+async def yearly_summary(
+    member_id: int, year: int, *, since: datetime | None = None
+) -> dict[str, Any]:
     """Balance now and the year's totals, amounts in 分 under the national names (reversed
-    settlements excluded)."""
+    settlements excluded); only settlements at or after ``since`` (see ``list_for_member``)."""
     start, end = year_bounds(year)
+    if since is not None and since > start:
+        start = since
     row = await (
         Settlement.filter(
             member_id=member_id, setl_time__gte=start, setl_time__lt=end, state="settled"
