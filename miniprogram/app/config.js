@@ -15,9 +15,9 @@ module.exports = {
     reversal: 'DEMO_MP_REVERSAL',
     mutual_aid_debit: 'DEMO_MP_MUTUAL_AID_DEBIT',
     member_settlement: 'DEMO_MP_MEMBER_SETTLEMENT',
-    binding_result: '',
-    member_bound: '',
-    member_unbound: '',
+    binding_result: 'DEMO_MP_BINDING_RESULT',
+    member_bound: 'DEMO_MP_MEMBER_BOUND',
+    member_unbound: 'DEMO_MP_MEMBER_UNBOUND',
   },
 
   // DEMO ONLY — set to null before publishing. DevTools' wx.login codes and 人脸核身 do not

@@ -333,9 +333,8 @@ describe('提交与结果', () => {
     expect(server.last('POST', '/family/applications/a1/submit').body).toEqual({ verification: 'documents' })
     expect(fake.faceCalls).toHaveLength(0)
     expect(mp.text()).toContain('… 等待人工审核')
-    await mp.tap('#subscribe') // no binding_result template configured: WeChat is not asked
-    expect(fake.subscribeCalls).toEqual([])
-    expect(mp.text()).toContain('没有订阅')
+    await mp.tap('#subscribe') // the server now sends binding_result: WeChat is asked for it
+    expect(fake.subscribeCalls).toEqual([['DEMO_MP_BINDING_RESULT']])
   })
 
   test('a child (no face check): a plain submit', async () => {
