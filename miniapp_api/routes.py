@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp_api.handlers import auth, family, me, mutual_aid, notices, realname, subscriptions
+from miniapp_api.handlers import (
+    auth,
+    face,
+    family,
+    me,
+    mutual_aid,
+    notices,
+    realname,
+    subscriptions,
+)
 
 
 def routes() -> list[web.RouteDef]:
@@ -24,6 +33,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/notices", notices.list_notices, name="notices"),
         web.post("/notices/subscriptions", subscriptions.report, name="notice_subscriptions"),
         # 亲情账户
+        web.post("/face/sessions", face.open_session, name="face_session"),
         web.post("/me/realname", realname.realname, name="me_realname"),
         web.get("/commitments/current", family.commitment_current, name="commitment_current"),
         web.post("/family/precheck", family.precheck, name="family_precheck"),
