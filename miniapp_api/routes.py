@@ -13,6 +13,7 @@ from miniapp_api.handlers import (
     notices,
     realname,
     subscriptions,
+    voucher_password,
 )
 
 
@@ -47,6 +48,9 @@ def routes() -> list[web.RouteDef]:
         web.get("/family/members", family.list_members, name="family_members"),
         web.delete(members, family.unbind, name="family_member_unbind"),
         web.get(members + "/voucher", family.voucher, name="family_member_voucher"),
+        web.put(
+            members + "/voucher-password", voucher_password.set_password, name="family_member_voucher_password"
+        ),
         web.get(members + "/settlements", family.settlements, name="family_member_settlements"),
         web.get(members + "/summary", family.summary, name="family_member_summary"),
         web.get("/family/binders", family.list_binders, name="family_binders"),

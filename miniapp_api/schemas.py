@@ -190,6 +190,15 @@ class SubmitIn(In):
     )
 
 
+class VoucherPasswordIn(In):
+    password: str = Field(pattern=r"^\d{6}$", repr=False, description="6位数字医保支付密码")
+    member_face_token: str | None = Field(
+        None,
+        max_length=256,
+        description="家人的人脸核身结果(verifyResult);修改已设置的密码时必填",
+    )
+
+
 class YearQuery(In):
     year: int | None = Field(None, ge=2000, le=2100)
 

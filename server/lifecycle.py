@@ -130,6 +130,8 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.domain.guessing import GuessBudget
     from server.domain.realname import RealnameService
     from server.domain.registry import LocalRegistry
+    from server.domain.staff import hasher_for
+    from server.domain.voucher_password import VoucherPasswords
     from server.gateways.storage import LocalStorage
     from server.gateways.token_cache import TokenCache
 
@@ -171,6 +173,14 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         pii=app[keys.pii_key],
         redis=app[keys.redis_key],
         guesses=guesses,
+    )
+    console = settings.console  # the project's one argon2id cost profile
+    app[keys.voucher_passwords_key] = VoucherPasswords(
+        face=face,
+        policy=app[keys.policy_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        hasher=hasher_for(console.argon2_time_cost, console.argon2_memory_kib, console.argon2_parallelism),
     )
     yield
     await face.close()
