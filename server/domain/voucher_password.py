@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise import connections
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server.domain import reasons, vouchers
@@ -123,28 +124,30 @@ class VoucherPasswords:
                 fields={"password": "VOUCHER_PASSWORD_WEAK"},
             )
         existing = await VoucherPassword.filter(person_id=person.id).exists()
-        if existing or member_face_token:
+        face_checked = existing or bool(member_face_token)
+        if face_checked:
             passed = bool(member_face_token) and await self.face.check(
                 user_id, str(member_face_token), name=name, id_number=id_number, purpose="member"
             )
             if not passed:
-                err = reasons.error("FACE_CHECK_FAILED")
-                err.message = "修改医保支付密码需要家人本人在场完成人脸核验,核验未通过。"
-                err.fields = {"member_face_token": "FACE_CHECK_FAILED"}
-                raise err
+                raise _face_needed()
         digest = await asyncio.to_thread(self.hasher.hash, self._keyed(person.id, password))
-        now = self.clock()
         values: dict[str, Any] = {
             "password_hash": digest,
-            "set_at": now,
+            "set_at": self.clock(),
             "set_by_id": user_id,
             "failed_count": 0,
             "locked_until": None,
         }
-        async with in_transaction():
-            updated = await VoucherPassword.filter(person_id=person.id).update(**values)
-            if not updated:
-                await VoucherPassword.create(person_id=person.id, **values)
+        if face_checked and await VoucherPassword.filter(person_id=person.id).update(**values):
+            return
+        try:
+            await VoucherPassword.create(person_id=person.id, **values)
+        except IntegrityError:
+            # another binder set the first one meanwhile: this one is a change now
+            if not face_checked:
+                raise _face_needed() from None
+            await VoucherPassword.filter(person_id=person.id).update(**values)
 
     # ---- an institution checks it -------------------------------------------------------
 
@@ -276,6 +279,13 @@ def _birth(id_type: str, id_number: str, now: datetime) -> str | None:
     except DomainError:
         return None
     return born.strftime("%Y%m%d") if born is not None else None
+
+
+def _face_needed() -> DomainError:
+    err = reasons.error("FACE_CHECK_FAILED")
+    err.message = "修改医保支付密码需要家人本人在场完成人脸核验,核验未通过。"
+    err.fields = {"member_face_token": "FACE_CHECK_FAILED"}
+    return err
 
 
 def _not_set() -> DomainError:
