@@ -164,6 +164,9 @@ SETTINGS: Mapping[str, Callable[[Any], Any]] = {
     "minor_documents": _choice_list(MATERIAL_KINDS),
     "adult_materials": _materials_by_id_type,
     "review_required_for": _choice_list((*ID_TYPES, *MATERIAL_KINDS)),
+    "voucher_password_required": _bool,
+    "voucher_password_max_attempts": _int(1, 20),
+    "voucher_password_lock_minutes": _int(1, 7 * 24 * 60),
     # 家庭共济 mutual aid
     "mutual_aid_relationships": _choice_list(RELATIONSHIPS),
     "max_family_size": _int(2),
@@ -237,6 +240,9 @@ class RegionPolicy:
     minor_documents: tuple[str, ...]
     adult_materials: Mapping[str, tuple[str, ...]]
     review_required_for: tuple[str, ...]
+    voucher_password_required: bool
+    voucher_password_max_attempts: int
+    voucher_password_lock_minutes: int
     mutual_aid_relationships: tuple[str, ...]
     max_family_size: int
     max_authorizers_per_member: int | None  # None: no cap
