@@ -33,13 +33,19 @@ def _institution(request: web.Request) -> InstitutionInfo:
     response=VoucherVerifyOut,
     auth="institution",
     tags=TAGS,
-    errors=("VOUCHER_INVALID",),
+    errors=(
+        "VOUCHER_INVALID",
+        "VOUCHER_PASSWORD_REQUIRED",
+        "VOUCHER_PASSWORD_NOT_SET",
+        "VOUCHER_PASSWORD_WRONG",
+        "VOUCHER_PASSWORD_LOCKED",
+    ),
 )
 async def verify_voucher(request: web.Request, body: VoucherVerifyIn) -> web.Response:
-    out = await settlements.verify_voucher(
-        body.qr_token,
-        redis=request.config_dict[keys.redis_key],
-        pii=request.config_dict[keys.pii_key],
+    """A 医保码 is used once; where the member's region asks for the payment password
+    (or one is given), it is checked first and a refusal leaves the 医保码 unused."""
+    out = await request.config_dict[keys.voucher_passwords_key].verify_voucher(
+        body.qr_token, body.password
     )
     return json_response(out)
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp_api.handlers import auth, family, me, mutual_aid, notices, realname, subscriptions
+from miniapp_api.handlers import (
+    auth,
+    face,
+    family,
+    me,
+    mutual_aid,
+    notices,
+    realname,
+    subscriptions,
+    voucher_password,
+)
 
 
 def routes() -> list[web.RouteDef]:
@@ -24,6 +34,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/notices", notices.list_notices, name="notices"),
         web.post("/notices/subscriptions", subscriptions.report, name="notice_subscriptions"),
         # 亲情账户
+        web.post("/face/sessions", face.open_session, name="face_session"),
         web.post("/me/realname", realname.realname, name="me_realname"),
         web.get("/commitments/current", family.commitment_current, name="commitment_current"),
         web.post("/family/precheck", family.precheck, name="family_precheck"),
@@ -41,6 +52,9 @@ def routes() -> list[web.RouteDef]:
         web.get("/family/members", family.list_members, name="family_members"),
         web.delete(members, family.unbind, name="family_member_unbind"),
         web.get(members + "/voucher", family.voucher, name="family_member_voucher"),
+        web.put(
+            members + "/voucher-password", voucher_password.set_password, name="family_member_voucher_password"
+        ),
         web.get(members + "/settlements", family.settlements, name="family_member_settlements"),
         web.get(members + "/summary", family.summary, name="family_member_summary"),
         web.get("/family/binders", family.list_binders, name="family_binders"),

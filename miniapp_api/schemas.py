@@ -139,7 +139,25 @@ class RealnameIn(In):
     name: Name
     id_type: IdType
     id_number: IdNumber
-    face_token: str = Field(min_length=1, max_length=256, description="人脸核身结果凭证")
+    face_token: str = Field(
+        min_length=1, max_length=256, description="人脸核身结果:wx.startFacialRecognitionVerify 的 verifyResult"
+    )
+
+
+class FaceSessionIn(In):
+    """``realname``: the caller's own name + ID; ``member``: the member of the caller's
+    own application (the server reads the name + ID from it)."""
+
+    purpose: Literal["realname", "member"] = Field(description="realname 本人 / member 被绑定人")
+    name: Name | None = None
+    id_type: IdType | None = None
+    id_number: IdNumber | None = None
+    application_id: str | None = Field(None, max_length=64, description="绑定申请 id(member)")
+
+
+class FaceSessionOut(BaseModel):
+    user_id_key: str = Field(description="wx.startFacialRecognitionVerify({userIdKey})")
+    expires_in: int = Field(description="有效秒数")
 
 
 class PrecheckIn(In):
@@ -185,6 +203,15 @@ class SettlementsQuery(In):
     year: int | None = Field(None, ge=2000, le=2100)
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(50, ge=1, le=200)
+
+
+class VoucherPasswordIn(In):
+    password: str = Field(pattern=r"^\d{6}$", repr=False, description="6位数字医保支付密码")
+    member_face_token: str | None = Field(
+        None,
+        max_length=256,
+        description="家人的人脸核身结果(verifyResult);修改已设置的密码时必填",
+    )
 
 
 class YearQuery(In):

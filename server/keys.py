@@ -16,7 +16,7 @@ redis_key = web.AppKey("redis", "Redis[Any]")
 http_key = web.AppKey("http", aiohttp.ClientSession)
 orm_key = web.AppKey("orm", object)  # the TortoiseContext
 wechat_key = web.AppKey("wechat", "WeChatGateway")
-face_key = web.AppKey("face", "FaceGateway")
+face_key = web.AppKey("face", "FaceService")  # WeChat 人脸核身 (server/domain/face_check.py)
 pii_key = web.AppKey("pii", "PiiCipher")
 auth_key = web.AppKey("auth", "AuthService")
 metrics_key = web.AppKey("metrics", "Metrics")
@@ -33,6 +33,7 @@ storage_key = web.AppKey("storage", "Storage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
 family_key = web.AppKey("family", "FamilyService")
 realname_key = web.AppKey("realname", "RealnameService")
+voucher_passwords_key = web.AppKey("voucher_passwords", "VoucherPasswords")  # 医保支付密码
 # the bureau's console (issue #14): staff sessions and the review desk
 staff_key = web.AppKey("staff", "StaffService")
 review_desk_key = web.AppKey("review_desk", "ReviewDesk")
@@ -76,5 +77,6 @@ __all__ = [
     "staff_session_key",
     "storage_key",
     "user_id_key",
+    "voucher_passwords_key",
     "wechat_key",
 ]

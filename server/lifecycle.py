@@ -67,12 +67,12 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
-    """WeChat and face gateways; in embedded mode the fake WeChat runs in-process.
+    """The WeChat gateway (also the face service: 人脸核身); in embedded mode the fake
+    WeChat runs in-process.
 
     When the server knows its own URL (``keys.self_url_key``, set by ``serve``), the
     embedded fake posts template delivery receipts to this server's ``/wechat/official``.
     """
-    from server.gateways.face import FakeFaceGateway, HttpFaceGateway
     from server.gateways.wechat import WeChatGateway
 
     settings = app[keys.settings_key]
@@ -94,9 +94,6 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
     session = app[keys.http_key]
     app[keys.wechat_key] = WeChatGateway.from_settings(
         session, settings.wechat, api_base=api_base
-    )
-    app[keys.face_key] = (
-        HttpFaceGateway(session, settings.face.api_base) if settings.face.api_base else FakeFaceGateway()
     )
     yield
     if embedded is not None:
@@ -128,13 +125,30 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     """亲情账户: registry, material storage, 个人承诺书, real-name verification, the family service."""
     from server.domain.documents import DocumentBook
+    from server.domain.face_check import FaceLimits, FaceService
     from server.domain.family import FamilyService, Limits
     from server.domain.guessing import GuessBudget
     from server.domain.realname import RealnameService
     from server.domain.registry import LocalRegistry
+    from server.domain.staff import hasher_for
+    from server.domain.voucher_password import VoucherPasswords
     from server.gateways.storage import LocalStorage
+    from server.gateways.token_cache import TokenCache
 
     settings = app[keys.settings_key]
+    # WeChat 人脸核身 on the mini-program's access token (shared through Redis)
+    face = FaceService(
+        wechat=app[keys.wechat_key],
+        tokens=TokenCache(app[keys.redis_key], app[keys.wechat_key], "mp"),
+        redis=app[keys.redis_key],
+        pii=app[keys.pii_key],
+        limits=FaceLimits(
+            max_age_seconds=settings.face.max_age_seconds,
+            sessions_per_window=settings.face.sessions_per_window,
+            sessions_window_seconds=settings.face.sessions_window_seconds,
+        ),
+    )
+    app[keys.face_key] = face
     app[keys.registry_key] = LocalRegistry(app[keys.pii_key])
     family = settings.section("family")
     storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
@@ -145,7 +159,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.family_key] = FamilyService(
         policy=app[keys.policy_key],
         registry=app[keys.registry_key],
-        face=app[keys.face_key],
+        face=face,
         pii=app[keys.pii_key],
         redis=app[keys.redis_key],
         storage=storage,
@@ -155,12 +169,21 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.realname_key] = RealnameService(
         registry=app[keys.registry_key],
-        face=app[keys.face_key],
+        face=face,
         pii=app[keys.pii_key],
         redis=app[keys.redis_key],
         guesses=guesses,
     )
+    console = settings.console  # the project's one argon2id cost profile
+    app[keys.voucher_passwords_key] = VoucherPasswords(
+        face=face,
+        policy=app[keys.policy_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        hasher=hasher_for(console.argon2_time_cost, console.argon2_memory_kib, console.argon2_parallelism),
+    )
     yield
+    await face.close()
 
 
 def core_contexts() -> list[Callable[[web.Application], AsyncIterator[None]]]:

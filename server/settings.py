@@ -36,7 +36,6 @@ ENV_MAP: dict[str, str] = {
     "WECHAT_OA_TOKEN": "wechat.oa_token",
     "WECHAT_OA_ENCODING_AES_KEY": "wechat.oa_encoding_aes_key",
     "WECHAT_OA_PREVIOUS_ENCODING_AES_KEY": "wechat.oa_previous_encoding_aes_key",
-    "FACE_API_BASE": "face.api_base",
     "JWT_CURRENT_KID": "jwt.current_kid",
     "JWT_KEYS": "jwt.keys",  # "kid1:secret1,kid2:secret2"
     "PII_CURRENT_KID": "pii.current_kid",
@@ -84,7 +83,11 @@ class WeChatSettings:
 
 @dataclass(frozen=True)
 class FaceSettings:
-    api_base: str = ""
+    """WeChat 人脸核身 (server/domain/face_check.py): WeChat itself is the face service."""
+
+    max_age_seconds: int = 600  # a check's finish_time at most this old (API.md: 10 minutes)
+    sessions_per_window: int = 10  # face sessions (getuseridkey) a user opens per window
+    sessions_window_seconds: int = 600
 
 
 @dataclass(frozen=True)

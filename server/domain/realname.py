@@ -8,8 +8,9 @@ Verification here means, in this order:
 2. a user already verified stays who they are: verifying again as someone else is
    ``REALNAME_ALREADY_VERIFIED`` (issue #17 finding 3);
 3. one unit of the identity-guessing budget is spent (``RATE_LIMITED`` beyond it);
-4. the face check (人脸核身) through the face gateway passes (``FACE_CHECK_FAILED``);
-   a face service that is down answers ``SYSTEM_BUSY`` and changes nothing. It comes
+4. the face check (WeChat 人脸核身, ``FaceService``) passes for this person on the
+   caller's own phone (``FACE_CHECK_FAILED``); WeChat that cannot answer gives
+   ``SYSTEM_BUSY`` and changes nothing. It comes
    *before* the registry: otherwise a bad face token told a registered name + ID
    (``FACE_CHECK_FAILED``) from an unknown one (``INFO_MISMATCH``) — an oracle;
 5. name + ID match the insurance registry (``INFO_MISMATCH``);
@@ -32,7 +33,6 @@ from tortoise.transactions import in_transaction
 from server.domain import reasons
 from server.domain.clock import Clock, cn_today, utc_now
 from server.domain.errors import DomainError
-from server.domain.face_check import face_passed
 from server.domain.guessing import GuessBudget
 from server.domain.identity import parse_id
 from server.domain.models import User
@@ -43,7 +43,7 @@ from server.domain.users import profile
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from server.gateways.face import FaceGateway
+    from server.domain.face_check import FaceService
 
 
 class RealnameService:
@@ -53,7 +53,7 @@ class RealnameService:
         self,
         *,
         registry: Registry,
-        face: FaceGateway,
+        face: FaceService,
         pii: PiiCipher,
         redis: Redis,
         guesses: GuessBudget | None = None,
@@ -91,7 +91,9 @@ class RealnameService:
                 409,
             )
         await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
-        if not await face_passed(self.face, face_token, id_number=doc.id_number, name=name):
+        if not await self.face.check(
+            user_id, face_token, name=name, id_number=doc.id_number, purpose="realname"
+        ):
             err = reasons.error("FACE_CHECK_FAILED")
             err.message = "人脸核验未通过,请本人正对手机摄像头重新完成人脸识别。"
             err.fields = {"face_token": "FACE_CHECK_FAILED"}

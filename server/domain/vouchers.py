@@ -51,6 +51,18 @@ async def issue(
 async def consume(redis: Redis, token: str) -> VoucherClaim:
     """Use a token once. Unknown, expired or already used → 409 VOUCHER_INVALID."""
     raw = await redis.getdel(_key(token)) if token.startswith("v1.") else None
+    return _claim(raw)
+
+
+async def peek(redis: Redis, token: str) -> VoucherClaim:
+    """Whom a live token stands for, without using it (a payment password is checked
+    first: a wrong one must not cost the patient their 医保码). VOUCHER_INVALID as
+    :func:`consume`; only ``consume`` decides who gets to use it."""
+    raw = await redis.get(_key(token)) if token.startswith("v1.") else None
+    return _claim(raw)
+
+
+def _claim(raw: bytes | str | None) -> VoucherClaim:
     if raw is None:
         raise DomainError("VOUCHER_INVALID", "医保码已失效或已使用,请让患者刷新医保码后重新扫码", 409)
     data = json.loads(raw)

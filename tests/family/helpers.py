@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from typing import Any
@@ -13,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from server import keys
 from server.demo import DEMO_REGISTRY
 from server.domain.registry import import_csv
+
+_face_checks = itertools.count(1)
 
 # Demo registry people (config/demo_registry.csv): (name, id_type, id_number).
 ALICE = ("张伟", "resident_id", "420102199003071232")
@@ -114,6 +117,10 @@ async def sign(
 async def submit(
     client: TestClient, h: dict[str, str], app_id: str, face: str | None = "ok-member"
 ) -> aiohttp.ClientResponse:
+    """Submit with the member's face check: by default a new passed demo check each time
+    (a verify result is redeemed once, like WeChat's), ``None`` for none."""
+    if face == "ok-member":
+        face = f"ok-member-{next(_face_checks)}"
     body = {} if face is None else {"member_face_token": face}
     return await client.post(f"/api/v1/family/applications/{app_id}/submit", json=body, headers=h)
 

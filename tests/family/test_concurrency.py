@@ -99,7 +99,11 @@ async def test_double_submit_of_one_application(client: TestClient, app: web.App
     not PG_URL or not REDIS_URL, reason="several server processes need PostgreSQL + Redis"
 )
 async def test_limits_hold_across_server_processes(
-    client: TestClient, app: web.Application, tmp_path: Path, unused_tcp_port_factory: Any
+    client: TestClient,
+    app: web.Application,
+    tmp_path: Path,
+    unused_tcp_port_factory: Any,
+    fake_wechat: tuple[str, Any],
 ) -> None:
     """Three separate ``python -m server`` processes on one PostgreSQL: the row locks,
     not anything in one process's memory, keep the limits."""
@@ -131,8 +135,11 @@ async def test_limits_hold_across_server_processes(
                 "DATA_DIR": str(tmp_path / f"p{i}"),
                 "DEMO_DATA": "false",
                 "RUN_WORKER": "false",
+                # one WeChat for all of them, as in production: they share its access
+                # token through Redis (each with its own embedded fake, they could not)
+                "WECHAT_API_BASE": fake_wechat[0],
             }
-            for var in ("WECHAT_API_BASE", "FACE_API_BASE", "CONFIG_FILE", "HOST", "PORT"):
+            for var in ("CONFIG_FILE", "HOST", "PORT"):
                 env.pop(var, None)
             procs.append(_start_server(port, env, tmp_path / f"server{i}.log"))
         bases = [f"http://127.0.0.1:{p}/api/v1" for p in ports]

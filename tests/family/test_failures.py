@@ -13,12 +13,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from fakes.wechat import FakeWeChatState
 from server import keys
 from server.domain.family.states import FIXABLE
 from server.domain.models import Application, ApplicationEvent
 from server.domain.policy import DEFAULT_POLICY_PATH
 from tests.factories import bearer, error_of, login, verified_user
-from tests.family.conftest import FaceState
 from tests.family.helpers import (
     ALICE,
     BABY,
@@ -122,15 +122,12 @@ async def test_member_not_insured(client: TestClient, app: web.Application) -> N
 
 
 async def test_system_busy_changes_nothing(
-    face_client: TestClient, face_service: tuple[str, FaceState]
+    client: TestClient, app: web.Application, wechat_state: FakeWeChatState
 ) -> None:
-    client = face_client
-    _, face = face_service
-    await load_registry(client.server.app)  # type: ignore[arg-type]
-    h = bearer(await verified_user(client, "alice", ALICE))  # through the HTTP face gateway
-    assert face.calls[-1]["name"] == "张伟"
+    await load_registry(app)
+    h = bearer(await verified_user(client, "alice", ALICE))  # through WeChat 人脸核身
     app_id = await prepare(client, h, MOTHER, "parent")
-    face.down = True
+    wechat_state.configure(down=True)
     resp = await submit(client, h, app_id)
     assert resp.status == 503 and resp.headers["Retry-After"] == "30"
     assert (await error_of(resp))["code"] == "SYSTEM_BUSY"
@@ -138,12 +135,12 @@ async def test_system_busy_changes_nothing(
     assert app["state"] == "commitment_signed"  # nothing half-written: try again later
     event = await ApplicationEvent.filter(application_id=app_id, code="SYSTEM_BUSY").first()
     assert event is not None  # but the bot can still tell what happened
-    face.down = False
-    resp = await submit(client, h, app_id)
+    wechat_state.configure(down=False)
+    resp = await submit(client, h, app_id)  # the same face token: nothing was redeemed
     assert resp.status == 200 and (await resp.json())["state"] == "active"
-    # real-name verification says the same while the face service is down
-    face.down = True
+    # real-name verification says the same while WeChat is down
     h2 = bearer(await login(client, "bob"))
+    wechat_state.configure(down=True)
     resp = await client.post(
         "/api/v1/me/realname",
         json={"name": BOB[0], "id_type": BOB[1], "id_number": BOB[2], "face_token": "ok"},

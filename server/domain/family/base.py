@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from server.domain.documents import DocumentBook
+    from server.domain.face_check import FaceService
     from server.domain.pii import PiiCipher
     from server.domain.policy import PolicyEngine
     from server.domain.registry import Registry
-    from server.gateways.face import FaceGateway
     from server.gateways.storage import Storage
 
 
@@ -85,7 +85,7 @@ class FamilyBase:
         *,
         policy: PolicyEngine,
         registry: Registry,
-        face: FaceGateway,
+        face: FaceService,
         pii: PiiCipher,
         redis: Redis,
         storage: Storage | None,

@@ -17,7 +17,6 @@ from tortoise.transactions import in_transaction
 
 from server.domain import reasons
 from server.domain.errors import DomainError
-from server.domain.face_check import face_passed as check_face
 from server.domain.family import facts, outcomes, queries
 from server.domain.family.applications import application_view
 from server.domain.family.base import FamilyBase, not_found, uuid_or_404
@@ -166,8 +165,9 @@ class SubmitPart(FamilyBase):
             face_passed = False
             if member_face_token:
                 try:
-                    face_passed = await check_face(
-                        self.face, member_face_token, id_number=doc.id_number, name=name
+                    face_passed = await self.face.check(
+                        user_id, member_face_token, name=name, id_number=doc.id_number,
+                        purpose="member",
                     )
                 except DomainError as err:
                     await ApplicationEvent.create(

@@ -23,6 +23,7 @@ from server.domain.models.refusals import MutualAidRefusal
 from server.domain.models.registry import InsuredPerson, VoucherActivation
 from server.domain.models.staff import Staff, StaffAuditEntry
 from server.domain.models.users import User
+from server.domain.models.voucher_password import VoucherPassword
 
 __all__ = [
     "Account",
@@ -44,4 +45,5 @@ __all__ = [
     "StaffAuditEntry",
     "SubscriptionGrant",
     "User",
+    "VoucherPassword",
 ]
