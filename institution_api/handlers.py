@@ -13,6 +13,7 @@ from institution_api.schemas import (
 )
 from server import keys
 from server.domain.institutions import InstitutionInfo
+from server.domain.settlements import preview as previews
 from server.domain.settlements import service as settlements
 from server.domain.settlements.request import parse_request, parse_reversal
 from server.openapi import endpoint
@@ -64,6 +65,27 @@ async def create_settlement(request: web.Request, body: SettlementIn) -> web.Res
         policy=request.config_dict[keys.policy_key],
     )
     return json_response(result.body, status=201 if result.created else 200)
+
+
+@endpoint(
+    summary="预结算(2206):按当前余额试算个人账户、共济和现金的分担,不记账、不通知",
+    body=SettlementIn,
+    response=SettlementOut,
+    auth="institution",
+    tags=TAGS,
+    errors=("AMOUNTS_INCONSISTENT", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID", "MEMBER_NOT_FOUND"),
+)
+async def preview_settlement(request: web.Request, body: SettlementIn) -> web.Response:
+    inst = _institution(request)
+    req = parse_request(body.model_dump(exclude_none=True), institution_code=inst.code)
+    out = await previews.preview(
+        req,
+        institution=inst,
+        redis=request.config_dict[keys.redis_key],
+        pii=request.config_dict[keys.pii_key],
+        policy=request.config_dict[keys.policy_key],
+    )
+    return json_response(out)
 
 
 @endpoint(

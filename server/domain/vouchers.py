@@ -51,6 +51,17 @@ async def issue(
 async def consume(redis: Redis, token: str) -> VoucherClaim:
     """Use a token once. Unknown, expired or already used → 409 VOUCHER_INVALID."""
     raw = await redis.getdel(_key(token)) if token.startswith("v1.") else None
+    return _claim(raw)
+
+
+async def peek(redis: Redis, token: str) -> VoucherClaim:
+    """Who a token stands for, leaving it usable (a 2206 preview before the 2207 that
+    consumes it). Unknown, expired or already used → 409 VOUCHER_INVALID."""
+    raw = await redis.get(_key(token)) if token.startswith("v1.") else None
+    return _claim(raw)
+
+
+def _claim(raw: bytes | str | None) -> VoucherClaim:
     if raw is None:
         raise DomainError("VOUCHER_INVALID", "医保码已失效或已使用,请让患者刷新医保码后重新扫码", 409)
     data = json.loads(raw)

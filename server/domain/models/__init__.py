@@ -14,7 +14,9 @@ from server.domain.models.family import (
 from server.domain.models.money import (
     Account,
     Authorization,
+    CreditRow,
     Institution,
+    InstitutionEvent,
     LedgerEntry,
     Settlement,
 )
@@ -29,8 +31,10 @@ __all__ = [
     "Authorization",
     "Binding",
     "CommitmentSignature",
+    "CreditRow",
     "InsuredPerson",
     "Institution",
+    "InstitutionEvent",
     "LedgerEntry",
     "Material",
     "Notice",
