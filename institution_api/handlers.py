@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from institution_api.schemas import (
+    ReconciliationOut,
+    ReconciliationQuery,
     ReversalIn,
     SettlementIn,
     SettlementOut,
@@ -14,6 +16,7 @@ from institution_api.schemas import (
 from server import keys
 from server.domain.institutions import InstitutionInfo
 from server.domain.settlements import preview as previews
+from server.domain.settlements import reconciliation
 from server.domain.settlements import service as settlements
 from server.domain.settlements.request import parse_request, parse_reversal
 from server.openapi import endpoint
@@ -101,4 +104,22 @@ async def reverse_settlement(request: web.Request, body: ReversalIn) -> web.Resp
     out = await settlements.reverse(
         setl_id=rev.setl_id, reason=rev.reason, institution=_institution(request)
     )
+    return json_response(out)
+
+
+@endpoint(
+    summary="对账(3201 式):本机构某日的结算、撤销笔数与金额及逐笔明细(签名的请求体为空)",
+    query=ReconciliationQuery,
+    response=ReconciliationOut,
+    auth="institution",
+    tags=TAGS,
+)
+async def reconcile(request: web.Request, query: ReconciliationQuery) -> web.Response:
+    inst = _institution(request)
+    day = reconciliation.parse_day(query.date)
+    out: dict[str, object] = {"date": day.isoformat(), "institution": inst.code}
+    if query.cursor is None:
+        out.update(await reconciliation.totals(inst.code, day))
+    items, next_cursor = await reconciliation.page(inst.code, day, query.cursor, query.limit)
+    out.update(items=items, next_cursor=next_cursor)
     return json_response(out)

@@ -14,6 +14,7 @@ def routes() -> list[web.RouteDef]:
         web.post(
             "/settlements/preview", handlers.preview_settlement, name="institution_preview"
         ),
+        web.get("/reconciliation", handlers.reconcile, name="institution_reconciliation"),
         web.post(
             "/settlements/{setl_id}/reversal",
             handlers.reverse_settlement,

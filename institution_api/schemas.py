@@ -105,3 +105,53 @@ class ReversalIn(In):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
     setl_id: str = Field(min_length=1, max_length=64)
     reason: str | None = Field(None, max_length=200)
+
+
+class ReconciliationQuery(In):
+    model_config = ConfigDict(extra="forbid")
+    date: str = Field(description="对账日(北京时间自然日),YYYY-MM-DD")
+    cursor: str | None = Field(None, max_length=40, description="上一页返回的 next_cursor")
+    limit: int = Field(500, ge=1, le=1000, description="每页条数")
+
+
+class ReconciliationSums(BaseModel):
+    count: int
+    medfee_sumamt: str
+    hifp_pay: str
+    fund_pay_sumamt: str
+    psn_part_amt: str
+    acct_pay: str
+    acct_mulaid_pay: str
+    psn_cash_pay: str
+
+
+class ReconciliationItem(BaseModel):
+    type: str = Field(description="2207 结算(按 setl_time 归日)或 2208 撤销(按撤销受理时间归日)")
+    institution: str
+    setl_id: str
+    mdtrt_id: str | None = None
+    psn_no: str | None = None
+    med_type: str
+    setl_time: str
+    reversed_at: str | None = None
+    state: str
+    medfee_sumamt: str
+    hifp_pay: str
+    fund_pay_sumamt: str
+    psn_part_amt: str
+    acct_pay: str
+    acct_mulaid_pay: str
+    psn_cash_pay: str
+
+
+class ReconciliationOut(BaseModel):
+    """The first page (no cursor) carries the day's totals; every page carries items."""
+
+    date: str
+    institution: str
+    closed: bool | None = Field(None, description="该日(北京时间)是否已结束")
+    settlements: ReconciliationSums | None = None
+    reversals: ReconciliationSums | None = None
+    net: ReconciliationSums | None = None
+    items: list[ReconciliationItem]
+    next_cursor: str | None = None

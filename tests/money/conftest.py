@@ -36,3 +36,10 @@ def settlement_body(setl_id: str, psn_part: str, **extra: Any) -> dict[str, Any]
     }
     body.update(extra)
     return body
+
+
+async def get_signed(client: Any, path: str, *, code: str, secret: str) -> Any:
+    """A signed GET under /api/v1/institution (API.md: the signed body is empty)."""
+    from tests.factories import signed_headers
+
+    return await client.get("/api/v1/institution" + path, headers=signed_headers(code, secret, b""))
