@@ -53,6 +53,15 @@ class CsvIn:
             self._file = open(self.path, encoding="utf-8-sig", newline="")  # noqa: SIM115
         except OSError as exc:
             raise self._fail(f"无法打开文件({exc.strerror})") from None
+        try:
+            self._check_header()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _check_header(self) -> None:
+        assert self._file is not None
         self._reader = csv.reader(self._file, strict=True)
         try:
             header = [h.strip() for h in next(self._reader, [])]
@@ -71,7 +80,6 @@ class CsvIn:
         if self.any_of and not any(c in header for c in self.any_of):
             raise self._fail(f"表头须包含 {'/'.join(self.any_of)} 之一")
         self.columns = header
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:

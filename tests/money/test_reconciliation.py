@@ -144,3 +144,62 @@ async def test_bad_queries_are_422(
 async def test_unsigned_is_refused(client: TestClient, institution: dict[str, str]) -> None:
     resp = await client.get(f"/api/v1/institution/reconciliation?date={D1}")
     assert resp.status == 401 and (await error_of(resp))["code"] == "SIGNATURE_MISSING"
+
+
+async def test_the_bureaus_cli_flags_what_differs(
+    client: TestClient,
+    app: web.Application,
+    institution: dict[str, str],
+    member: Any,
+    settings: Any,
+    tmp_path: Any,
+) -> None:
+    import csv
+
+    from tests.money.conftest import run_cli
+
+    hospital = {"code": institution["code"], "secret": institution["secret"]}
+    pharmacy = {"code": "Y20002", "secret": await add_institution(app, "Y20002", "另一家药店")}
+    for n, setl_id in enumerate(("S1", "S2", "S3"), 1):
+        await _settle(client, hospital, setl_id, f"{n}.25", member.psn_no, f"{D1}T1{n}:00:00+08:00")
+    await _settle(client, pharmacy, "S1", "9.00", member.psn_no, f"{D1}T09:00:00+08:00")
+    theirs = tmp_path / "theirs.csv"
+    theirs.write_text(
+        "type,setl_id,setl_time,medfee_sumamt,psn_part_amt,acct_pay\n"
+        f"2207,S1,{D1} 11:00:00,101.25,1.25,1.25\n"  # the same instant, written their way
+        "2207,S2,,102.25,2.25,2.00\n"  # they think 2.00 came from the account
+        "2207,S9,,1.00,1.00,1.00\n"  # we never received it
+        "2207,S8,,1٠.00,1.00,1.00\n",  # not an amount
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    rc, stdout, stderr = await run_cli(
+        settings, "reconcile", "--date", D1, "--institution", institution["code"],
+        "--against", str(theirs), "--out", str(out),
+    )
+    assert rc == 1, stderr  # differences found
+    assert "2207: 3 medfee_sumamt=306.75" in stdout and "3 rows differ" not in stdout
+    rows = {r["setl_id"]: r for r in csv.DictReader(out.read_text("utf-8").splitlines())}
+    assert {k: r["check"] for k, r in rows.items()} == {
+        "S1": "ok",
+        "S2": "mismatch",
+        "S3": "only_ours",
+        "S9": "only_theirs",
+        "S8": "invalid",
+    }
+    assert rows["S2"]["difference"] == "acct_pay 2.25≠2.00"
+    assert rows["S1"]["psn_no"] == member.psn_no and rows["S3"]["acct_pay"] == "3.25"
+    assert "4 rows differ" in stdout
+
+    # all institutions, no comparison: every event of the day, exit 0
+    rc, stdout, stderr = await run_cli(settings, "reconcile", "--date", D1, "--out", str(out))
+    assert rc == 0, stderr
+    rows_all = list(csv.DictReader(out.read_text("utf-8").splitlines()))
+    assert sorted((r["institution"], r["setl_id"]) for r in rows_all) == [
+        (institution["code"], "S1"), (institution["code"], "S2"), (institution["code"], "S3"),
+        ("Y20002", "S1"),
+    ]
+    rc, _, stderr = await run_cli(settings, "reconcile", "--date", D1, "--against", str(theirs))
+    assert rc == 1 and "INSTITUTION_REQUIRED" in stderr
+    rc, _, stderr = await run_cli(settings, "reconcile", "--date", "2026-02-30")
+    assert rc == 1 and "VALIDATION_FAILED" in stderr
