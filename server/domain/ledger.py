@@ -69,24 +69,15 @@ async def lock_accounts(account_ids: Iterable[int]) -> dict[int, int]:
 
 async def lock_quotas(authorization_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
     """Lock quota-holding authorizations (after the accounts); their state and remaining quota."""
-    return await _quotas(authorization_ids, lock=True)
-
-
-async def read_quotas(authorization_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
-    """The same as :func:`lock_quotas` without a lock (a 2206 preview)."""
-    return await _quotas(authorization_ids, lock=False)
-
-
-async def _quotas(
-    authorization_ids: Iterable[uuid.UUID], *, lock: bool
-) -> dict[uuid.UUID, tuple[str, int]]:
     ids = sorted(set(authorization_ids), key=str)
     if not ids:
         return {}
-    query = Authorization.filter(id__in=ids)
-    if lock:
-        query = query.select_for_update()
-    rows = await query.order_by("id").only("id", "state", "quota_remaining_fen")
+    rows = await (
+        Authorization.filter(id__in=ids)
+        .select_for_update()
+        .order_by("id")
+        .only("id", "state", "quota_remaining_fen")
+    )
     return {
         auth_id: (a.state, a.quota_remaining_fen or 0)
         for a in rows
@@ -232,7 +223,6 @@ __all__ = [
     "lock_accounts",
     "lock_quotas",
     "person_account_ids",
-    "read_quotas",
     "set_balance",
     "verify_account",
     "yearly_totals",

@@ -47,18 +47,23 @@ class SettleResult:
     body: dict[str, Any]
 
 
+def member_key(
+    req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
+) -> tuple[money_sql.MemberKey, int | str]:
+    """How the request names who pays: a consumed 医保码's member, an ID number or a psn_no."""
+    if member_id is not None:
+        return "id", member_id
+    if req.certno:
+        return "id_hash", id_hash(pii, req.id_type, req.certno.upper())
+    return "psn_no", req.psn_no or ""
+
+
 async def find_member(
     conn: BaseDBAsyncClient, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
 ) -> money_sql.PayingMember:
     """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
-    if member_id is not None:
-        member = await money_sql.paying_member(conn, "id", member_id)
-    elif req.certno:
-        member = await money_sql.paying_member(
-            conn, "id_hash", id_hash(pii, req.id_type, req.certno.upper())
-        )
-    else:
-        member = await money_sql.paying_member(conn, "psn_no", req.psn_no or "")
+    by, value = member_key(req, member_id, pii=pii)
+    member = await money_sql.paying_member(conn, by, value)
     if member is None:
         raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
     return member
