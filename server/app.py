@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> web.Application:
     from bot import create_subapp as create_bot
     from institution_api import create_subapp as create_institution
     from miniapp_api import create_subapp as create_miniapp
+    from review_console import console_ctx
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
 
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.services_ctx,
             bot_ctx,
             lifecycle.family_ctx,
+            console_ctx,
         ]
     )
     followers = None  # the push worker's followers beyond our table: the demo's rule only

@@ -170,8 +170,8 @@ async def _post_own(
 
 async def balance_of(person_id: int) -> int | None:
     """The person's own personal-account balance (None without an account)."""
-    row = await Account.filter(person_id=person_id).values_list("balance_fen", flat=True)
-    return int(row[0]) if row else None
+    rows = await Account.filter(person_id=person_id).values("balance_fen")
+    return int(rows[0]["balance_fen"]) if rows else None
 
 
 async def yearly_totals(person_id: int, year: int) -> dict[str, int]:
@@ -195,13 +195,13 @@ async def yearly_totals(person_id: int, year: int) -> dict[str, int]:
 async def verify_account(account_id: int) -> bool:
     """The account's balance equals the sum of its own-balance ledger entries (audit, tests)."""
     account = await Account.get(id=account_id)
-    total = await (
+    row = await (
         LedgerEntry.filter(account_id=account_id, authorization_id=None)
         .annotate(total=Sum("amount_fen"))
         .first()
-        .values_list("total", flat=True)
+        .values("total")
     )
-    return int(total or 0) == account.balance_fen
+    return int((row or {}).get("total") or 0) == int(account.balance_fen)
 
 
 async def person_account_ids(person_ids: Iterable[int]) -> dict[int, int]:

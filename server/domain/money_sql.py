@@ -1,21 +1,28 @@
 """The money area's hand-written SQL: only the statements a benchmark showed pay.
 
-Everything else in settlements, the ledger and 家庭共济 goes through the ORM. These four
-run on every 2207 settlement, where building the query with the ORM cost more CPU than
-the database spent on it (``bench/scenario_settlements.py``, server CPU per settlement;
-numbers in ``docs/`` / the merge note of this module):
+Everything else in settlements, the ledger and 家庭共济 goes through the ORM. These run
+on every 2207 settlement, where building the query with the ORM cost more CPU than the
+database spent on it. Measured with ``bench/scenario_settlements.py`` (one server
+process, PostgreSQL, median server CPU per settlement over 3 interleaved rounds; 1.84 ms
+with all of them) by putting each back on the ORM in turn:
 
 * :func:`paying_member` — the member, their active authorizations with each authorizer's
-  region / status / name, the active binders and the member's own users: one round trip
-  instead of four ORM queries;
-* :func:`lock_person_accounts` — ``SELECT … FOR UPDATE`` of the accounts by person;
+  region / status / name, the active binders and the member's own users in one round
+  trip; as four ORM queries: 3.41 ms (+1.57);
+* :func:`lock_person_accounts` — ``SELECT … FOR UPDATE`` of the accounts by person; as
+  an ORM ``select_for_update().only(…)``: 2.21 ms (+0.37);
 * :func:`preview_member` — a 2206 preview's one round trip: the member and payers as
   :func:`paying_member`, with every account's balance and quota (no lock) and whether the
-  institution already used the ``setl_id`` (bench/scenario_institutions.py: three ORM /
-  raw round trips cost more server CPU than half a settlement);
+  institution already used the ``setl_id``; as three round trips (the ``setl_id`` check
+  through the ORM, the member, the accounts) a preview cost 0.57 of a settlement's server
+  CPU, as one 0.42 (``bench/scenario_institutions.py``, target ≤ 0.5);
 * :func:`set_account_balances` / :func:`set_quota_remaining` and
-  :func:`insert_ledger_entries` — one UPDATE … CASE per table and one multi-row INSERT
-  (what ``bulk_update`` / ``bulk_create`` would send, without building model instances).
+  :func:`insert_ledger_entries` — one UPDATE … CASE per table and one multi-row INSERT;
+  as ``bulk_update`` + ``bulk_create``: +0.05 / +0.45 ms in two series (a busy machine),
+  and 0.21 → 0.85 ms CPU for a 3-posting call measured in-process.
+
+(The settlement row itself goes through ``Settlement.create``: −0.12 / +0.08 ms in the
+scenario, ~0.1 ms in-process — not worth a second copy of the model's columns.)
 
 Statements are written once, for PostgreSQL (``$n`` placeholders, ``FOR UPDATE``,
 ``string_agg``); :func:`_dialect` adapts them for SQLite (``?n``, ``group_concat``, no

@@ -115,11 +115,14 @@ async def test_lock_person_accounts(app: web.Application) -> None:
     resident = await add_person(app, "丙", birth=date(1980, 4, 4), insurance_type="resident")
     async with in_transaction() as conn:
         rows = await money_sql.lock_person_accounts(conn, [b.id, resident.id, a.id, b.id])
-    accounts = {x.person_id: x for x in await Account.filter(person_id__in=[a.id, b.id])}
-    assert rows == sorted(
-        (money_sql.LockedAccount(x.id, x.person_id, x.balance_fen) for x in accounts.values()),
-        key=lambda r: r.id,
+    accounts = (
+        await Account.filter(person_id__in=[a.id, b.id])
+        .order_by("id")
+        .values("id", "person_id", "balance_fen")
     )
+    assert rows == [
+        money_sql.LockedAccount(x["id"], x["person_id"], x["balance_fen"]) for x in accounts
+    ]
     assert {r.person_id: r.balance_fen for r in rows} == {a.id: 100, b.id: 250}
     async with in_transaction() as conn:
         assert await money_sql.lock_person_accounts(conn, []) == []
