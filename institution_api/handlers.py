@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from institution_api.schemas import (
+    ReconciliationOut,
+    ReconciliationQuery,
     ReversalIn,
     SettlementIn,
     SettlementOut,
@@ -13,6 +15,8 @@ from institution_api.schemas import (
 )
 from server import keys
 from server.domain.institutions import InstitutionInfo
+from server.domain.settlements import preview as previews
+from server.domain.settlements import reconciliation
 from server.domain.settlements import service as settlements
 from server.domain.settlements.request import parse_request, parse_reversal
 from server.openapi import endpoint
@@ -73,6 +77,27 @@ async def create_settlement(request: web.Request, body: SettlementIn) -> web.Res
 
 
 @endpoint(
+    summary="预结算(2206):按当前余额试算个人账户、共济和现金的分担,不记账、不通知",
+    body=SettlementIn,
+    response=SettlementOut,
+    auth="institution",
+    tags=TAGS,
+    errors=("AMOUNTS_INCONSISTENT", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID", "MEMBER_NOT_FOUND"),
+)
+async def preview_settlement(request: web.Request, body: SettlementIn) -> web.Response:
+    inst = _institution(request)
+    req = parse_request(body.model_dump(exclude_none=True), institution_code=inst.code)
+    out = await previews.preview(
+        req,
+        institution=inst,
+        redis=request.config_dict[keys.redis_key],
+        pii=request.config_dict[keys.pii_key],
+        policy=request.config_dict[keys.policy_key],
+    )
+    return json_response(out)
+
+
+@endpoint(
     summary="结算撤销(2208)",
     body=ReversalIn,
     response=SettlementOut,
@@ -85,4 +110,22 @@ async def reverse_settlement(request: web.Request, body: ReversalIn) -> web.Resp
     out = await settlements.reverse(
         setl_id=rev.setl_id, reason=rev.reason, institution=_institution(request)
     )
+    return json_response(out)
+
+
+@endpoint(
+    summary="对账(3201 式):本机构某日的结算、撤销笔数与金额及逐笔明细(签名的请求体为空)",
+    query=ReconciliationQuery,
+    response=ReconciliationOut,
+    auth="institution",
+    tags=TAGS,
+)
+async def reconcile(request: web.Request, query: ReconciliationQuery) -> web.Response:
+    inst = _institution(request)
+    day = reconciliation.parse_day(query.date)
+    out: dict[str, object] = {"date": day.isoformat(), "institution": inst.code}
+    if query.cursor is None:
+        out.update(await reconciliation.totals(inst.code, day))
+    items, next_cursor = await reconciliation.page(inst.code, day, query.cursor, query.limit)
+    out.update(items=items, next_cursor=next_cursor)
     return json_response(out)

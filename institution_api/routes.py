@@ -12,6 +12,10 @@ def routes() -> list[web.RouteDef]:
         web.post("/vouchers/verify", handlers.verify_voucher, name="institution_voucher_verify"),
         web.post("/settlements", handlers.create_settlement, name="institution_settlements"),
         web.post(
+            "/settlements/preview", handlers.preview_settlement, name="institution_preview"
+        ),
+        web.get("/reconciliation", handlers.reconcile, name="institution_reconciliation"),
+        web.post(
             "/settlements/{setl_id}/reversal",
             handlers.reverse_settlement,
             name="institution_reversal",

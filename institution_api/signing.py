@@ -69,12 +69,13 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
     found = await directory.lookup(code, ttl=ttl, pii=request.config_dict[keys.pii_key])
     if found is None:
         raise _refuse("INSTITUTION_UNKNOWN", "机构编码不存在或已停用")
-    info, secret = found
+    info, secrets = found  # the current secret, and the previous one inside a rotation's overlap
     limit = settings.server.max_body_bytes
     if (request.content_length or 0) > limit:
         raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
     body = await request.read()
-    if not hmac.compare_digest(sign(secret, ts, nonce, body), signature.lower()):
+    signature = signature.lower()
+    if not any(hmac.compare_digest(sign(s, ts, nonce, body), signature) for s in secrets):
         raise _refuse("SIGNATURE_INVALID", "签名校验失败")
     redis = request.config_dict[keys.redis_key]
     fresh = await redis.set(f"inst_nonce:{code}:{nonce}", b"1", nx=True, ex=2 * window + 60)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution|staff]``.
+"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution|
+staff|reconcile|ledger|menu]``.
 
     python -m server                      # serve (default) on HOST:PORT, embedded defaults
     python -m server --host 0.0.0.0 --port 8080
@@ -6,9 +7,12 @@
     python -m server makemigrations       # write a migration for model changes (developers)
     python -m server registry import FILE.csv
     python -m server institution add CODE NAME REGION_CODE
+    python -m server institution list | disable CODE | enable CODE | rotate CODE [--overlap 24h]
     python -m server staff add NAME --role reviewer|counter|admin --region CODE[,CODE]
     python -m server staff reset NAME [--role R] [--region CODE]   # prints a new password
     python -m server staff disable NAME
+    python -m server reconcile --date YYYY-MM-DD [--institution CODE] [--against FILE.csv] [--out FILE.csv]
+    python -m server ledger credit FILE.csv   # monthly / yearly credits, idempotent by batch + row
     python -m server worker               # notice delivery worker (see README)
     python -m server menu publish         # publish the official account's custom menu
 """
@@ -19,10 +23,13 @@ import argparse
 import asyncio
 import gc
 import sys
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from server.logs import setup_logging
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.domain.errors import DomainError
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -130,14 +137,116 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
-    from server.domain.institutions import add_institution
+def _operator() -> str:
+    """Who runs a bureau command, for the lifecycle log (the machine login)."""
+    import getpass
 
-    secret = _with_orm(
-        settings,
-        lambda pii: add_institution(code=args.code, name=args.name, region_code=args.region_code, pii=pii),
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "cli"
+
+
+def _refused(exc: DomainError) -> int:
+    """A bureau command refused: the code and the Chinese reason on stderr, exit 1."""
+    print(f"{exc.code}: {exc.message}", file=sys.stderr)
+    return 1
+
+
+def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
+    from server.domain import institutions as inst
+    from server.domain.errors import DomainError
+
+    actor = _operator()
+    try:
+        if args.action == "add":
+            secret = _with_orm(
+                settings,
+                lambda pii: inst.add_institution(
+                    code=args.code, name=args.name, region_code=args.region_code, pii=pii, actor=actor
+                ),
+            )
+            print(f"institution {args.code} added; its secret (shown once):\n{secret}")
+        elif args.action == "list":
+            rows = _with_orm(settings, lambda pii: inst.list_institutions())
+            print("code\tname\tregion\tstate\told secret verifies until\tlast change")
+            for r in rows:
+                state = "enabled" if r["active"] else "DISABLED"
+                print(
+                    f"{r['code']}\t{r['name']}\t{r['region_code']}\t{state}\t"
+                    f"{r['old_secret_until'] or '-'}\t{r['last_event'] or '-'}"
+                )
+        elif args.action in ("disable", "enable"):
+            enable = args.action == "enable"
+            changed = _with_orm(settings, lambda pii: inst.set_active(args.code, enable, actor=actor))
+            ttl = settings.section("institution_api").get("cache_seconds", 5)
+            what = f"{args.action}d" if changed else f"already {args.action}d"
+            print(f"institution {args.code} {what}; every server applies it within {ttl} s")
+        elif args.action == "rotate":
+            overlap = inst.parse_duration(args.overlap)
+            secret, until = _with_orm(
+                settings,
+                lambda pii: inst.rotate_secret(args.code, pii=pii, overlap=overlap, actor=actor),
+            )
+            old = f"until {until.isoformat(timespec='seconds')}" if until else "no longer"
+            print(
+                f"institution {args.code}: new secret (shown once):\n{secret}\n"
+                f"the old secret verifies {old}"
+            )
+    except DomainError as exc:
+        return _refused(exc)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from server.domain.errors import DomainError
+    from server.domain.settlements import reconcile_file
+    from server.domain.settlements.reconciliation import parse_day
+    from server.domain.settlements.request import fen_to_yuan
+
+    try:
+        day = parse_day(args.date)
+        out = args.out or f"reconciliation-{day.isoformat()}" + (
+            f"-{args.institution}.csv" if args.institution else ".csv"
+        )
+        report = _with_orm(
+            settings,
+            lambda pii: reconcile_file.write(
+                day=day, out=out, institution=args.institution, against=args.against
+            ),
+        )
+    except DomainError as exc:
+        return _refused(exc)
+    echo = sys.stderr if out == "-" else sys.stdout
+    print(f"{day.isoformat()} {args.institution or 'all institutions'}: {report.rows} rows → {out}", file=echo)
+    for kind in ("2207", "2208"):
+        sums = report.sums.get(kind, {})
+        amounts = " ".join(f"{k}={fen_to_yuan(v)}" for k, v in sums.items())
+        print(f"  {kind}: {report.counts[kind]} {amounts}".rstrip(), file=echo)
+    if args.against:
+        checks = ", ".join(f"{k} {v}" for k, v in sorted(report.checks.items())) or "nothing to compare"
+        print(f"  against {args.against}: {checks}", file=echo)
+        if report.differences:
+            print(f"  {report.differences} rows differ: see the check / difference columns", file=echo)
+            return 1
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from server.domain.credits import KINDS, import_credits
+    from server.domain.errors import DomainError
+    from server.domain.settlements.request import fen_to_yuan
+
+    try:
+        s = _with_orm(settings, lambda pii: import_credits(args.file, pii=pii))
+    except DomainError as exc:
+        return _refused(exc)
+    print(
+        f"credits {args.file}: {s.rows} rows in {len(s.batches)} batch(es); "
+        f"{s.applied} applied ({fen_to_yuan(s.applied_fen)} yuan), {s.skipped} already applied"
     )
-    print(f"institution {args.code} added; its secret (shown once):\n{secret}")
+    for kind, fen in sorted(s.by_kind.items()):
+        print(f"  {kind} ({KINDS[kind]}): {fen_to_yuan(fen)} yuan")
     return 0
 
 
@@ -230,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     inst = sub.add_parser("institution", help="定点医药机构")
     inst_sub = inst.add_subparsers(dest="action", required=True)
-    add = inst_sub.add_parser("add", help="add an institution and print its secret")
+    add = inst_sub.add_parser("add", help="add (or re-key at once) an institution; prints its secret")
     add.add_argument("code")
     add.add_argument("name")
     add.add_argument("region_code")
@@ -239,6 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("name")
     staff.add_argument("--role", choices=("reviewer", "counter", "admin"))
     staff.add_argument("--region", help="6-digit region code(s), comma-separated (000000: all)")
+    inst_sub.add_parser("list", help="every institution: state, rotation window, last change")
+    for action in ("disable", "enable"):
+        onoff = inst_sub.add_parser(action, help=f"{action} an institution's signed calls")
+        onoff.add_argument("code")
+    rot = inst_sub.add_parser("rotate", help="a new secret; the old one verifies during --overlap")
+    rot.add_argument("code")
+    rot.add_argument("--overlap", default="24h", help="how long both secrets verify: 24h, 90m, 2d, 0")
+    rec = sub.add_parser("reconcile", help="3201-style 对账 of one day as CSV, compared with a file")
+    rec.add_argument("--date", required=True, help="the Asia/Shanghai day, YYYY-MM-DD")
+    rec.add_argument("--institution", help="one institution's code (default: all)")
+    rec.add_argument("--against", help="the institution's own CSV to compare with")
+    rec.add_argument("--out", help="where to write (default reconciliation-DATE[-CODE].csv; - for stdout)")
+    led = sub.add_parser("ledger", help="personal-account ledger")
+    led_sub = led.add_subparsers(dest="action", required=True)
+    credit = led_sub.add_parser("credit", help="import a batch of credits (idempotent by batch + row)")
+    credit.add_argument("file")
     menu = sub.add_parser("menu", help="official-account custom menu")
     menu_sub = menu.add_subparsers(dest="action", required=True)
     menu_sub.add_parser("publish", help="publish the menu through the WeChat gateway")
@@ -252,6 +377,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "makemigrations": cmd_makemigrations,
     "registry": cmd_registry,
     "institution": cmd_institution,
+    "reconcile": cmd_reconcile,
+    "ledger": cmd_ledger,
     "menu": cmd_menu,
     "staff": cmd_staff,
 }

@@ -66,6 +66,8 @@ MATERIAL_LABELS: Mapping[str, str] = {
 MATERIAL_KINDS: tuple[str, ...] = tuple(MATERIAL_LABELS)
 
 DEDUCTION_ORDERS: tuple[str, ...] = ("own_first_then_authorizers_by_binding_order",)
+# Parts of a 个人负担 outside the policy's scope (national 2207 names without ``_amt``).
+OUT_OF_SCOPE_PARTS: tuple[str, ...] = ("fulamt_ownpay", "overlmt_selfpay")
 
 # Municipalities are one 统筹区 each; elsewhere the pooling area is the city (4 digits).
 _MUNICIPALITY_PREFIXES = frozenset({"11", "12", "31", "50"})
@@ -183,6 +185,7 @@ SETTINGS: Mapping[str, Callable[[Any], Any]] = {
     "deduction_order": _choice(DEDUCTION_ORDERS),
     "inpatient_mutual_aid": _bool,
     "unbind_lock_months": _int(0, 120),
+    "own_account_out_of_scope": _choice_list(OUT_OF_SCOPE_PARTS),
     # 职工医保代缴居民医保
     "proxy_payment_max_persons": _int(1),
     "proxy_payment_relationships": _choice_list(RELATIONSHIPS),
@@ -264,6 +267,7 @@ class RegionPolicy:
     deduction_order: str
     inpatient_mutual_aid: bool
     unbind_lock_months: int
+    own_account_out_of_scope: tuple[str, ...]  # what the member's own account may pay beyond scope
     proxy_payment_max_persons: int
     proxy_payment_relationships: tuple[str, ...]
     origins: Mapping[str, SettingOrigin]

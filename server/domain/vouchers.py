@@ -55,9 +55,10 @@ async def consume(redis: Redis, token: str) -> VoucherClaim:
 
 
 async def peek(redis: Redis, token: str) -> VoucherClaim:
-    """Whom a live token stands for, without using it (a payment password is checked
-    first: a wrong one must not cost the patient their 医保码). VOUCHER_INVALID as
-    :func:`consume`; only ``consume`` decides who gets to use it."""
+    """Whom a live token stands for, leaving it usable: a payment password is checked
+    first (a wrong one must not cost the patient their 医保码), and a 2206 preview comes
+    before the 2207 that consumes it. Unknown, expired or already used → 409
+    VOUCHER_INVALID as :func:`consume`; only ``consume`` decides who gets to use it."""
     raw = await redis.get(_key(token)) if token.startswith("v1.") else None
     return _claim(raw)
 

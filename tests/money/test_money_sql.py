@@ -211,3 +211,53 @@ async def test_lock_waits_for_the_holder(app: web.Application) -> None:
         await first
     assert [r.balance_fen for r in await second] == [400]
     assert await ledger.balance_of(person.id) == 400
+
+
+async def test_preview_member_reads_all_a_preview_needs_in_one_statement(
+    app: web.Application,
+) -> None:
+    from server.domain.models import Institution, Settlement
+
+    member = await add_person(app, "李秀英", balance_fen=1_000)
+    son = await add_person(app, "张伟", birth=date(1990, 3, 7), balance_fen=20_000)
+    husband = await add_person(app, "张建国", birth=date(1956, 1, 1), balance_fen=30_000)
+    son_user, husband_user = await _user(son, "son"), await _user(husband, "husband")
+    t0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+    plain = await _authorization(son_user, son, member, created=t0)
+    quota = await _authorization(
+        husband_user, husband, member, created=t0 + timedelta(days=1),
+        quota_fen=8_000, quota_remaining_fen=3_000,
+    )
+    conn = connections.get("default")
+    read = await money_sql.preview_member(
+        conn, "psn_no", member.psn_no, institution="H1", setl_id="S1"
+    )
+    assert read is not None and read.existing_settlement_id is None
+    paying = await money_sql.paying_member(conn, "psn_no", member.psn_no)
+    assert paying is not None
+    # the same member and payers, without the notices' recipients (a preview sends none)
+    assert read.member.authorizations == paying.authorizations
+    assert (read.member.binder_ids, read.member.user_ids) == ([], [])
+    async with in_transaction() as tx:
+        locked = await money_sql.lock_person_accounts(tx, [member.id, son.id, husband.id])
+    assert read.accounts == locked
+    assert read.quotas == {quota.id: ("active", 3_000)} and plain.id not in read.quotas
+    for by, value in (("id", member.id), ("id_hash", member.id_hash)):
+        again = await money_sql.preview_member(conn, by, value, institution="H1", setl_id="S1")
+        assert again == read
+    # a setl_id the institution already used, and only that institution's
+    inst = await Institution.create(code="H1", name="医院", region_code="420100", secret_enc="x")
+    s = await Settlement.create(
+        setl_id="S1", institution=inst, member_id=member.id, med_type="11",
+        setl_time=t0, body_sha256="0" * 64, medfee_sumamt_fen=1, hifp_pay_fen=0,
+        fund_pay_sumamt_fen=0, psn_part_amt_fen=1, acct_pay_fen=1, acct_mulaid_pay_fen=0,
+        psn_cash_pay_fen=0, balc_fen=0,
+    )
+    found = await money_sql.preview_member(conn, "id", member.id, institution="H1", setl_id="S1")
+    assert found is not None and found.existing_settlement_id == s.id
+    other = await money_sql.preview_member(conn, "id", member.id, institution="H2", setl_id="S1")
+    assert other is not None and other.existing_settlement_id is None
+    assert await money_sql.preview_member(conn, "psn_no", "NOPE", institution="H1", setl_id="S1") is None
+    alone = await add_person(app, "赵敏", insurance_type="resident")
+    read = await money_sql.preview_member(conn, "id", alone.id, institution="H1", setl_id="S2")
+    assert read is not None and (read.accounts, read.quotas) == ([], {})

@@ -5,6 +5,9 @@
   negative balance), nothing from a payer the policy excludes;
 * order: cash only once every allowed bucket is empty; an authorizer pays only once the
   member's own account and every earlier authorizer are exhausted;
+* scope (the 政策范围内 breakdown): 共济 pays only in-scope costs, the own account only
+  in-scope costs plus what the region lets it pay beyond them (out-of-scope first), the
+  rest of the out-of-scope part is cash — and still no 分 created or lost, order kept;
 * through the real service: settle then reverse restores every balance exactly.
 """
 
@@ -21,7 +24,7 @@ from hypothesis import strategies as st
 
 from server.domain.models import Account
 from server.domain.settlements.request import fen_to_yuan, yuan_to_fen
-from server.domain.settlements.split import Payer, compute_split
+from server.domain.settlements.split import Payer, Scope, Split, compute_split
 from tests.factories import add_person, authorize, post_signed, verified_user
 from tests.money.conftest import settlement_body
 
@@ -69,6 +72,80 @@ def test_split_invariants(scenario: tuple[int, Payer | None, list[Payer], dict[s
         assert left[payer.bucket] == 0
 
 
+@st.composite
+def scoped_scenarios(
+    draw: st.DrawFn,
+) -> tuple[int, Payer | None, list[Payer], dict[str, int], Scope]:
+    psn_part, own, authorizers, available = draw(scenarios())
+    out_of_scope = draw(st.integers(0, psn_part))
+    own_may_pay = draw(st.sampled_from([0, out_of_scope, draw(st.integers(0, out_of_scope))]))
+    return psn_part, own, authorizers, available, Scope(out_of_scope, own_may_pay)
+
+
+def _left(split: Split, available: dict[str, int]) -> dict[str, int]:
+    left = dict(available)
+    for bucket, amount in split.taken.items():
+        left[bucket] -= amount
+    return left
+
+
+@given(scoped_scenarios())
+def test_scoped_split_invariants(
+    scenario: tuple[int, Payer | None, list[Payer], dict[str, int], Scope],
+) -> None:
+    psn_part, own, authorizers, available, scope = scenario
+    split = compute_split(psn_part, own, authorizers, available, scope)
+    acct, mulaid, cash = split.acct_pay_fen, split.mulaid_fen, split.psn_cash_pay_fen
+    in_scope = psn_part - scope.out_of_scope_fen
+    # no 分 created or lost, no bucket overdrawn
+    assert acct + mulaid + cash == psn_part and min(acct, mulaid, cash) >= 0
+    assert sum(split.taken.values()) == acct + mulaid
+    assert all(0 < amount <= available[bucket] for bucket, amount in split.taken.items())
+    # scope: the own account covers out-of-scope costs first and no more than allowed;
+    # 共济 pays only what is left of the in-scope part; the forbidden part is cash
+    assert split.acct_out_of_scope_fen == min(acct, scope.own_may_pay_fen)
+    acct_in_scope = acct - split.acct_out_of_scope_fen
+    assert acct_in_scope + mulaid <= in_scope
+    assert cash >= scope.out_of_scope_fen - scope.own_may_pay_fen
+    allowed = {p.key for p in authorizers if p.allowed}
+    assert all(key in allowed for key, _ in split.mulaid)
+    # order: the own account before anyone, authorizers in their order, cash last
+    left = _left(split, available)
+    own_done = own is None or left[own.bucket] == 0 or acct == in_scope + scope.own_may_pay_fen
+    if mulaid:
+        assert own_done
+    if split.acct_out_of_scope_fen < scope.own_may_pay_fen:  # allowed but not paid by it
+        assert own is None or left[own.bucket] == 0
+    if acct_in_scope + mulaid < in_scope:  # in-scope cash: every allowed payer is empty
+        assert own_done
+        assert all(left[p.bucket] == 0 for p in authorizers if p.allowed)
+    keys = [p.key for p in authorizers]
+    paid = [key for key, _ in split.mulaid]
+    assert paid == sorted(paid, key=keys.index)
+    for key, _ in split.mulaid[:-1]:
+        assert left[authorizers[keys.index(key)].bucket] == 0
+
+
+@given(scenarios())
+def test_no_breakdown_is_all_in_scope(
+    scenario: tuple[int, Payer | None, list[Payer], dict[str, int]],
+) -> None:
+    """A 2207 without the breakdown behaves as before the breakdown existed."""
+    psn_part, own, authorizers, available = scenario
+    plain = compute_split(psn_part, own, authorizers, available)
+    assert plain == compute_split(psn_part, own, authorizers, available, Scope(0))
+    # and where the own account may pay everything, scope changes nothing for it
+    everything = compute_split(psn_part, own, [], available, Scope(psn_part, psn_part))
+    assert everything.acct_pay_fen == compute_split(psn_part, own, [], available).acct_pay_fen
+
+
+def test_scope_refuses_impossible_values() -> None:
+    with pytest.raises(ValueError):
+        Scope(10, 11)
+    with pytest.raises(ValueError):
+        compute_split(10, None, [], {}, Scope(11))
+
+
 @given(st.integers(min_value=0, max_value=10**14 - 1))
 def test_yuan_round_trip_is_exact(amount: int) -> None:
     assert yuan_to_fen(fen_to_yuan(amount), "x") == amount
@@ -82,6 +159,7 @@ def test_anything_but_a_yuan_string_is_refused_or_exact(text: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the only allowed failure is the 422
         assert getattr(exc, "status", None) == 422
     else:
+        assert text.isascii()  # "1٠.00" is ten yuan to Decimal (issue #17 finding 9)
         assert Decimal(text) * 100 == value
 
 

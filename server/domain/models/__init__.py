@@ -14,7 +14,9 @@ from server.domain.models.family import (
 from server.domain.models.money import (
     Account,
     Authorization,
+    CreditRow,
     Institution,
+    InstitutionEvent,
     LedgerEntry,
     Settlement,
 )
@@ -32,9 +34,11 @@ __all__ = [
     "Authorization",
     "Binding",
     "CommitmentSignature",
+    "CreditRow",
     "InsuredPerson",
     "VoucherActivation",
     "Institution",
+    "InstitutionEvent",
     "LedgerEntry",
     "Material",
     "MutualAidRefusal",

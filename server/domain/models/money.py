@@ -71,6 +71,9 @@ class Institution(Model):
     name = fields.CharField(max_length=100)
     region_code = fields.CharField(max_length=6)
     secret_enc = fields.TextField()
+    # after a rotation the previous secret still verifies until ``previous_secret_until``
+    previous_secret_enc = fields.TextField(null=True)
+    previous_secret_until = fields.DatetimeField(null=True)
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -78,11 +81,54 @@ class Institution(Model):
         table = "institutions"
 
 
-class Settlement(Model):
-    """One 2207 settlement as applied, idempotent by setl_id, amounts in 分."""
+class InstitutionEvent(Model):
+    """The lifecycle log of an institution: added, re-keyed, rotated, disabled, enabled."""
 
     id = fields.IntField(primary_key=True)
-    setl_id = fields.CharField(max_length=64, unique=True)
+    institution = fields.ForeignKeyField(
+        "models.Institution", related_name="events", on_delete=fields.CASCADE
+    )
+    action = fields.CharField(max_length=16)
+    actor = fields.CharField(max_length=64)  # the operator's login on the machine, or "cli"
+    detail = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "institution_events"
+        indexes = (("institution_id", "created_at"),)
+
+
+class CreditRow(Model):
+    """One applied row of a credit batch (单位划入 / 个人缴费划入 / 年初划入).
+
+    Unique by (batch, row): importing the batch again applies nothing twice, and a row
+    whose content changed (``row_sha256``) is refused.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    batch_id = fields.CharField(max_length=64)
+    row_no = fields.IntField()
+    row_sha256 = fields.CharField(max_length=64)
+    person = fields.ForeignKeyField(
+        "models.InsuredPerson", related_name="credits", on_delete=fields.RESTRICT
+    )
+    account = fields.ForeignKeyField(
+        "models.Account", related_name="credits", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharField(max_length=24)
+    amount_fen = fields.BigIntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "credit_rows"
+        unique_together = (("batch_id", "row_no"),)
+
+
+class Settlement(Model):
+    """One 2207 settlement as applied, idempotent by (institution, setl_id), amounts in 分."""
+
+    id = fields.IntField(primary_key=True)
+    setl_id = fields.CharField(max_length=64)  # the institution's own number
     institution = fields.ForeignKeyField("models.Institution", related_name="settlements")
     member = fields.ForeignKeyField("models.InsuredPerson", related_name="settlements")
     mdtrt_id = fields.CharField(max_length=64, null=True)
@@ -105,4 +151,11 @@ class Settlement(Model):
 
     class Meta:
         table = "settlements"
-        indexes = (("member_id", "setl_time"),)
+        # setl_id is the institution's numbering: unique per institution only (issue #17)
+        unique_together = (("institution", "setl_id"),)
+        # the reconciliation reads an institution's day of settlements and of reversals
+        indexes = (
+            ("member_id", "setl_time"),
+            ("institution_id", "setl_time"),
+            ("institution_id", "reversed_at"),
+        )

@@ -3,6 +3,15 @@
 The national interfaces carry amounts as decimal yuan strings; everything behind this
 module works in integer 分 (SPEC.md "Money"). A body whose totals do not add up is
 refused here (422), before any row is read.
+
+Amounts and codes are ASCII only: Python's ``\\d`` and ``Decimal`` accept any Unicode
+digit (``"1٠.00"`` is ten yuan to them), so every pattern here spells ``[0-9]``
+(adversarial review, issue #17 finding 9).
+
+The 政策范围内 breakdown (API.md v1.1): ``fulamt_ownpay_amt`` 全自费 + ``overlmt_selfpay``
+超限价 + ``preselfpay_amt`` 先行自付 + ``inscp_scp_amt`` 符合范围 = ``medfee_sumamt`` (the
+national 2207 identity), and the fund pays only inside ``inscp_scp_amt``. 全自费 and
+超限价 are outside the policy's scope: 共济 never pays them (SPEC.md "scope").
 """
 
 from __future__ import annotations
@@ -20,14 +29,21 @@ from server.domain.clock import SHANGHAI
 from server.domain.errors import DomainError
 
 INPATIENT_PREFIX = "2"  # national med_type 21 普通住院, 22…, 2x: hospitalization
-_YUAN_RE = re.compile(r"^(0|[1-9]\d{0,11})(\.\d{1,2})?$")
+_YUAN_RE = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$")
+_MED_TYPE_RE = re.compile(r"^[0-9]{2,6}$")
+# settlement times outside these years are a client's bug, not a visit (and the far ends
+# overflow when converted to Beijing time: issue #17 finding 8)
+SETL_YEARS = (2000, 2099)
+# the 政策范围内 breakdown of medfee_sumamt (national 2207 names)
+BREAKDOWN = ("fulamt_ownpay_amt", "overlmt_selfpay", "preselfpay_amt", "inscp_scp_amt")
 
 
 # --- amounts ------------------------------------------------------------------------
 
 
 def yuan_to_fen(value: Any, name: str) -> int:
-    """A decimal yuan string with at most 2 decimals → exact integer 分; anything else 422."""
+    """A decimal yuan string (ASCII digits) with at most 2 decimals → exact integer 分;
+    anything else 422."""
     if not isinstance(value, str) or not _YUAN_RE.match(value):
         raise _field_error(
             name, "INVALID_AMOUNT", f"{name} 必须是元为单位、最多两位小数的非负金额字符串"
@@ -70,10 +86,30 @@ class SettlementRequest:
     certno: str | None = None
     id_type: str = "resident_id"
     psn_no: str | None = None
+    # the 政策范围内 breakdown, when the institution sent it (None: all of psn_part in scope)
+    fulamt_ownpay_fen: int | None = None
+    overlmt_selfpay_fen: int | None = None
+    preselfpay_fen: int | None = None
+    inscp_scp_fen: int | None = None
 
     @property
     def inpatient(self) -> bool:
         return self.med_type.startswith(INPATIENT_PREFIX)
+
+    @property
+    def has_breakdown(self) -> bool:
+        return self.inscp_scp_fen is not None
+
+    def breakdown(self) -> dict[str, int]:
+        """The breakdown in 分 under the national names (empty without one)."""
+        if not self.has_breakdown:
+            return {}
+        return {
+            "fulamt_ownpay_amt": self.fulamt_ownpay_fen or 0,
+            "overlmt_selfpay": self.overlmt_selfpay_fen or 0,
+            "preselfpay_amt": self.preselfpay_fen or 0,
+            "inscp_scp_amt": self.inscp_scp_fen or 0,
+        }
 
 
 def parse_request(data: Mapping[str, Any], *, institution_code: str) -> SettlementRequest:
@@ -105,6 +141,7 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
             422,
             fields={"medfee_sumamt": "AMOUNTS_INCONSISTENT"},
         )
+    breakdown = _parse_breakdown(data, medfee=medfee, fund=fund)
     ids = [k for k in ("qr_token", "certno", "psn_no") if data.get(k)]
     if len(ids) != 1:
         raise DomainError(
@@ -113,19 +150,15 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
             422,
             fields={"qr_token": "ONE_OF_REQUIRED"},
         )
-    try:
-        setl_time = datetime.fromisoformat(str(data.get("setl_time")))
-    except ValueError:
-        raise _field_error("setl_time", "INVALID_FORMAT", "结算时间格式不正确(ISO 8601)") from None
-    if setl_time.tzinfo is None:  # the national format is Beijing time without offset
-        setl_time = setl_time.replace(tzinfo=SHANGHAI)
-    # stored as Beijing time, like the ORM's own timestamps (SQLite compares them as text)
-    setl_time = setl_time.astimezone(SHANGHAI)
+    med_type = str(data.get("med_type"))
+    if not _MED_TYPE_RE.match(med_type):
+        raise _field_error("med_type", "INVALID_FORMAT", "医疗类别(med_type)必须是 2–6 位数字")
+    setl_time = parse_setl_time(data.get("setl_time"))
     canonical = json.dumps(dict(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return SettlementRequest(
         setl_id=str(data["setl_id"]),
         mdtrt_id=data.get("mdtrt_id"),
-        med_type=str(data["med_type"]),
+        med_type=med_type,
         setl_time=setl_time,
         medfee_fen=medfee,
         hifp_fen=hifp,
@@ -136,7 +169,61 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
         certno=data.get("certno"),
         id_type=data.get("id_type") or "resident_id",
         psn_no=data.get("psn_no"),
+        fulamt_ownpay_fen=breakdown.get("fulamt_ownpay_amt"),
+        overlmt_selfpay_fen=breakdown.get("overlmt_selfpay"),
+        preselfpay_fen=breakdown.get("preselfpay_amt"),
+        inscp_scp_fen=breakdown.get("inscp_scp_amt"),
     )
+
+
+def parse_setl_time(value: Any) -> datetime:
+    """ISO 8601 (Beijing time when without an offset) → an aware Beijing time, or 422.
+
+    Stored as Beijing time, like the ORM's own timestamps (SQLite compares them as text).
+    Years outside ``SETL_YEARS`` are refused before the conversion, which overflows at
+    the ends of the calendar (``0001-01-01T00:00:00+14:00``).
+    """
+    try:
+        setl_time = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise _field_error("setl_time", "INVALID_FORMAT", "结算时间格式不正确(ISO 8601)") from None
+    if not SETL_YEARS[0] <= setl_time.year <= SETL_YEARS[1]:
+        raise _field_error(
+            "setl_time",
+            "OUT_OF_RANGE",
+            f"结算时间必须在 {SETL_YEARS[0]}–{SETL_YEARS[1]} 年之间",
+        )
+    if setl_time.tzinfo is None:  # the national format is Beijing time without offset
+        setl_time = setl_time.replace(tzinfo=SHANGHAI)
+    return setl_time.astimezone(SHANGHAI)
+
+
+def _parse_breakdown(data: Mapping[str, Any], *, medfee: int, fund: int) -> dict[str, int]:
+    """The 政策范围内 breakdown in 分 (absent fields count 0), or {} when none was sent.
+
+    全自费 + 超限价 + 先行自付 + 符合范围 must equal ``medfee_sumamt``, and the fund pays
+    only inside the 符合范围 part (``fund_pay_sumamt`` ≤ ``inscp_scp_amt``); otherwise 422
+    ``AMOUNTS_INCONSISTENT`` naming the fields.
+    """
+    sent = [name for name in BREAKDOWN if data.get(name) is not None]
+    if not sent:
+        return {}
+    parts = {name: yuan_to_fen(data[name], name) if name in sent else 0 for name in BREAKDOWN}
+    if sum(parts.values()) != medfee:
+        raise DomainError(
+            "AMOUNTS_INCONSISTENT",
+            "全自费、超限价、先行自付与符合范围金额之和应等于医疗费总额(medfee_sumamt)",
+            422,
+            fields={name: "AMOUNTS_INCONSISTENT" for name in (*BREAKDOWN, "medfee_sumamt")},
+        )
+    if fund > parts["inscp_scp_amt"]:
+        raise DomainError(
+            "AMOUNTS_INCONSISTENT",
+            "基金支付总额(fund_pay_sumamt)不能大于符合范围金额(inscp_scp_amt)",
+            422,
+            fields={"fund_pay_sumamt": "AMOUNTS_INCONSISTENT", "inscp_scp_amt": "AMOUNTS_INCONSISTENT"},
+        )
+    return parts
 
 
 # --- the 2208 request ---------------------------------------------------------------
@@ -164,11 +251,13 @@ def parse_reversal(path_setl_id: str, data: Mapping[str, Any]) -> ReversalReques
 
 
 __all__ = [
+    "BREAKDOWN",
     "INPATIENT_PREFIX",
     "ReversalRequest",
     "SettlementRequest",
     "fen_to_yuan",
     "parse_request",
     "parse_reversal",
+    "parse_setl_time",
     "yuan_to_fen",
 ]

@@ -1,12 +1,11 @@
 """Settlements (national 2207 / 2208): the use cases, with their I/O.
 
 SPEC.md "Settlements" / "家庭共济" / "Money":
-* the split of the 个人负担 is :func:`server.domain.settlements.split.compute_split`
-  (own account first, then the authorizers in authorization order, the rest cash);
-* inpatient (住院, ``med_type`` 2x) 共济 only where the member's and the authorizer's
-  regions allow it (seed 004: Zhejiang does not);
-* a cross-province authorization pays from its 共济额度 only (2026-01-09 notice);
-* applied at most once per ``setl_id``: the same body again answers the same split, a
+* who pays what is decided by :func:`server.domain.settlements.plan.plan` (own account
+  first, then the authorizers in authorization order, the rest cash; inpatient, quota and
+  政策范围内 scope rules there);
+* applied at most once per institution and ``setl_id`` (two institutions' numbering is
+  their own: issue #17 finding 13): the same body again answers the same split, a
   different body 409; a reversal (2208) returns every 分 to the bucket it came from, once;
 * no balance goes negative, even with concurrent settlements: the accounts are locked
   (``SELECT … FOR UPDATE`` in id order) for the whole transaction, through the ledger;
@@ -15,10 +14,8 @@ SPEC.md "Settlements" / "家庭共济" / "Money":
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -27,7 +24,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger, money_sql, notices_outbox, vouchers
-from server.domain.clock import cn_iso, cn_today, parse_uuid
+from server.domain.clock import SHANGHAI, cn_iso, parse_uuid
 from server.domain.errors import DomainError
 from server.domain.institutions import InstitutionInfo
 from server.domain.models import (
@@ -40,8 +37,8 @@ from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import PolicyEngine
 from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash
-from server.domain.settlements.request import SettlementRequest, fen_to_yuan
-from server.domain.settlements.split import Payer, Split, compute_split
+from server.domain.settlements.plan import plan as plan_settlement
+from server.domain.settlements.request import BREAKDOWN, SettlementRequest, fen_to_yuan
 
 
 @dataclass(frozen=True)
@@ -50,18 +47,23 @@ class SettleResult:
     body: dict[str, Any]
 
 
-async def _find_member(
+def member_key(
+    req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
+) -> tuple[money_sql.MemberKey, int | str]:
+    """How the request names who pays: a consumed 医保码's member, an ID number or a psn_no."""
+    if member_id is not None:
+        return "id", member_id
+    if req.certno:
+        return "id_hash", id_hash(pii, req.id_type, req.certno.upper())
+    return "psn_no", req.psn_no or ""
+
+
+async def find_member(
     conn: BaseDBAsyncClient, req: SettlementRequest, member_id: int | None, *, pii: PiiCipher
 ) -> money_sql.PayingMember:
     """Who pays: the member behind a consumed 医保码 token, an ID number or a psn_no."""
-    if member_id is not None:
-        member = await money_sql.paying_member(conn, "id", member_id)
-    elif req.certno:
-        member = await money_sql.paying_member(
-            conn, "id_hash", id_hash(pii, req.id_type, req.certno.upper())
-        )
-    else:
-        member = await money_sql.paying_member(conn, "psn_no", req.psn_no or "")
+    by, value = member_key(req, member_id, pii=pii)
+    member = await money_sql.paying_member(conn, by, value)
     if member is None:
         raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
     return member
@@ -104,21 +106,27 @@ async def settle(
             member_id = (await vouchers.consume(redis, req.qr_token)).member_id
         except DomainError:
             # A retry of a settlement whose token was consumed by its first attempt.
-            existing = await Settlement.get_or_none(setl_id=req.setl_id)
+            existing = await find_existing(institution.code, req.setl_id)
             if existing is None:
                 raise
-            return SettleResult(False, _replay(existing, req))
+            return SettleResult(False, replay(existing, req))
     try:
         body = await _apply(req, member_id, institution=institution, pii=pii, policy=policy)
     except IntegrityError:
-        existing = await Settlement.get_or_none(setl_id=req.setl_id)
+        existing = await find_existing(institution.code, req.setl_id)
         if existing is None:
             raise
-        return SettleResult(False, _replay(existing, req))
+        return SettleResult(False, replay(existing, req))
     return SettleResult(True, body)
 
 
-def _replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
+async def find_existing(institution_code: str, setl_id: str) -> Settlement | None:
+    """This institution's settlement ``setl_id`` (another institution's is not ours)."""
+    return await Settlement.get_or_none(institution_id=institution_code, setl_id=setl_id)
+
+
+def replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
+    """The stored answer for a repeated 2207; a different body under the number is 409."""
     if existing.body_sha256 != req.body_sha256:
         raise DomainError(
             "SETTLEMENT_CONFLICT",
@@ -127,93 +135,6 @@ def _replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
             detail={"setl_id": req.setl_id},
         )
     return result_of(existing)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What a settlement does to the locked buckets (decided on the locked values)."""
-
-    split: Split
-    available: dict[str, int]  # the locked values by bucket
-    balc_fen: int  # the member's own balance afterwards
-    postings: list[ledger.Posting]
-    detail: dict[str, Any]  # psn_no, parts (where each 分 came from), mulaid_detail
-    authorizer_amounts: dict[int, int]  # by authorizer user id, for the notices
-
-
-def _plan(
-    req: SettlementRequest,
-    member: money_sql.PayingMember,
-    accounts: Sequence[money_sql.LockedAccount],
-    quotas: Mapping[uuid.UUID, tuple[str, int]],
-    *,
-    pii: PiiCipher,
-    policy: PolicyEngine,
-) -> _Plan:
-    """The split and the postings for this member and these balances (no I/O)."""
-    setl_day = cn_today(req.setl_time)
-    account_of = {a.person_id: a.id for a in accounts}
-    available = {ledger.bucket_key(a.id, None): a.balance_fen for a in accounts}
-    for qid, (state, remaining) in quotas.items():
-        available[ledger.bucket_key(0, qid)] = remaining if state == "active" else 0
-
-    own_account = account_of.get(member.id)
-    own = Payer("own", ledger.bucket_key(own_account, None)) if own_account is not None else None
-    member_rules = policy.mutual_aid_rules(member.region_code, setl_day)
-    payers: list[Payer] = []
-    by_key: dict[str, tuple[money_sql.PayingAuthorization, int]] = {}
-    for a in member.authorizations:
-        account_id = account_of.get(a.authorizer_person_id)
-        if account_id is None:
-            continue
-        allowed = a.status == "active"
-        if req.inpatient:
-            region_rules = policy.mutual_aid_rules(a.region_code, setl_day)
-            allowed = allowed and member_rules.inpatient_allowed and region_rules.inpatient_allowed
-        key = str(a.id)
-        quota = a.id if a.quota_fen is not None else None
-        payers.append(Payer(key, ledger.bucket_key(account_id, quota), allowed))
-        by_key[key] = (a, account_id)
-    split = compute_split(req.psn_part_fen, own, payers, available)
-
-    parts: list[dict[str, Any]] = []
-    postings: list[ledger.Posting] = []
-    if split.acct_pay_fen and own_account is not None:
-        parts.append({"source": "own", "account_id": own_account, "amount_fen": split.acct_pay_fen})
-        postings.append(
-            ledger.Posting(own_account, -split.acct_pay_fen, "settlement", note=req.setl_id)
-        )
-    mulaid_detail: list[dict[str, Any]] = []
-    authorizer_amounts: dict[int, int] = {}
-    for key, amount in split.mulaid:
-        a, account_id = by_key[key]
-        quota = a.id if a.quota_fen is not None else None
-        name = mask_name(pii.decrypt(a.name_enc, purpose="name"))
-        mulaid_detail.append({"authorizer": name, "amount_fen": amount})
-        parts.append(
-            {
-                "source": "quota" if quota else "mulaid",
-                "account_id": account_id,
-                "authorization_id": key,
-                "authorizer_user_id": a.authorizer_user_id,
-                "amount_fen": amount,
-            }
-        )
-        postings.append(
-            ledger.Posting(
-                account_id, -amount, "mutual_aid", authorization_id=quota, note=req.setl_id
-            )
-        )
-        uid = a.authorizer_user_id
-        authorizer_amounts[uid] = authorizer_amounts.get(uid, 0) + amount
-    return _Plan(
-        split=split,
-        available=available,
-        balc_fen=available[own.bucket] - split.acct_pay_fen if own is not None else 0,
-        postings=postings,
-        detail={"psn_no": member.psn_no, "parts": parts, "mulaid_detail": mulaid_detail},
-        authorizer_amounts=authorizer_amounts,
-    )
 
 
 async def _apply(
@@ -226,7 +147,7 @@ async def _apply(
 ) -> dict[str, Any]:
     # One connection for the whole request: every statement below runs in this transaction.
     async with in_transaction() as conn:
-        member = await _find_member(conn, req, member_id, pii=pii)
+        member = await find_member(conn, req, member_id, pii=pii)
         if member.status != "active":
             raise reason_error("MEMBER_NOT_INSURED")
         # Lock every account this settlement may touch, in id order (no deadlock cycles),
@@ -236,7 +157,7 @@ async def _apply(
             conn, [member.id, *(a.authorizer_person_id for a in auths)]
         )
         quotas = await ledger.lock_quotas(a.id for a in auths if a.quota_fen is not None)
-        plan = _plan(req, member, accounts, quotas, pii=pii, policy=policy)
+        plan = plan_settlement(req, member, accounts, quotas, pii=pii, policy=policy)
         split = plan.split
         settlement = await Settlement.create(
             using_db=conn,
@@ -308,6 +229,9 @@ def result_of(s: Settlement) -> dict[str, Any]:
     }
     if s.reversed_at is not None:
         out["reversed_at"] = cn_iso(s.reversed_at)
+    breakdown = detail.get("breakdown")
+    if breakdown:
+        out.update({name: fen_to_yuan(breakdown[name]) for name in BREAKDOWN})
     return out
 
 
@@ -322,8 +246,12 @@ async def reverse(
     the released quota went).
     """
     async with in_transaction():
-        s = await Settlement.filter(setl_id=setl_id).select_for_update().first()
-        if s is None or s.institution_id != institution.code:  # type: ignore[attr-defined]
+        s = (
+            await Settlement.filter(institution_id=institution.code, setl_id=setl_id)
+            .select_for_update()
+            .first()
+        )
+        if s is None:
             raise DomainError("SETTLEMENT_NOT_FOUND", "未找到该机构的这笔结算", 404)
         if s.state == "reversed":
             return result_of(s)
@@ -356,7 +284,8 @@ async def reverse(
         if own_parts:
             s.balc_fen = after[ledger.bucket_key(own_parts[0]["account_id"], None)]
         s.state = "reversed"
-        s.reversed_at = datetime.now(timezone.utc)
+        # Beijing time, like setl_time: the reconciliation's day bounds compare them
+        s.reversed_at = datetime.now(SHANGHAI)
         s.reversal_reason = (reason or "")[:200] or None
         await s.save(update_fields=["state", "reversed_at", "reversal_reason", "balc_fen"])
         originals = (
