@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp_api.handlers import auth, family, me, mutual_aid, notices, realname, subscriptions
+from miniapp_api.handlers import (
+    auth,
+    family,
+    me,
+    mutual_aid,
+    notices,
+    privacy,
+    realname,
+    subscriptions,
+)
 
 
 def routes() -> list[web.RouteDef]:
@@ -23,6 +32,11 @@ def routes() -> list[web.RouteDef]:
         ),
         web.get("/notices", notices.list_notices, name="notices"),
         web.post("/notices/subscriptions", subscriptions.report, name="notice_subscriptions"),
+        # personal information (PIPL)
+        web.get("/privacy/notice", privacy.get_notice, name="privacy_notice"),
+        web.post("/privacy/consents", privacy.accept, name="privacy_consent"),
+        web.get("/privacy/consents", privacy.list_consents, name="privacy_consents"),
+        web.delete("/privacy/consents/{purpose}", privacy.withdraw, name="privacy_withdraw"),
         # 亲情账户
         web.post("/me/realname", realname.realname, name="me_realname"),
         web.get("/commitments/current", family.commitment_current, name="commitment_current"),

@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> web.Application:
     from miniapp_api import create_subapp as create_miniapp
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
+    from server.privacy import privacy_ctx
 
     app = web.Application(
         middlewares=[request_context, error_envelope],
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.services_ctx,
             bot_ctx,
             lifecycle.family_ctx,
+            privacy_ctx,
         ]
     )
     followers = None  # the push worker's followers beyond our table: the demo's rule only

@@ -32,6 +32,9 @@ registry_key = web.AppKey("registry", "RegistryGateway")
 storage_key = web.AppKey("storage", "LocalStorage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
 binding_key = web.AppKey("binding", "BindingService")
+# personal information (issue #12): consents per purpose, the [privacy] settings
+consents_key = web.AppKey("consents", "ConsentService")
+privacy_config_key = web.AppKey("privacy_config", "PrivacyConfig")
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -47,6 +50,7 @@ __all__ = [
     "auth_key",
     "binding_key",
     "bot_key",
+    "consents_key",
     "documents_key",
     "face_key",
     "fake_wechat_key",
@@ -58,6 +62,7 @@ __all__ = [
     "pii_key",
     "push_worker_key",
     "policy_key",
+    "privacy_config_key",
     "redis_key",
     "registry_key",
     "request_id_key",

@@ -26,6 +26,22 @@ async def login(client: TestClient, user: str = "alice") -> dict[str, Any]:
     return await resp.json()
 
 
+async def consent_all(
+    client: TestClient, tokens: dict[str, Any] | str, purposes: list[str] | None = None
+) -> dict[str, Any]:
+    """Accept the privacy notice in force and consent to ``purposes`` (default: all of
+    them), as the mini-program's privacy page does (API.md v1.1 "Privacy")."""
+    notice = await (await client.get("/api/v1/privacy/notice")).json()
+    chosen = [p["id"] for p in notice["purposes"]] if purposes is None else purposes
+    resp = await client.post(
+        "/api/v1/privacy/consents",
+        json={"version": notice["version"], "sha256": notice["sha256"], "purposes": chosen},
+        headers=bearer(tokens),
+    )
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
 def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:
     token = tokens if isinstance(tokens, str) else tokens["access_token"]
     return {"Authorization": f"Bearer {token}"}

@@ -20,19 +20,15 @@ foreign-key KEY SHARE lock) never waits for them.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger
-from server.domain.clock import cn_iso, cn_today, parse_uuid
+from server.domain.clock import cn_iso, cn_today, parse_uuid, utc_now
+from server.domain.documents import LegalText, shipped
 from server.domain.errors import DomainError
 from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
@@ -43,48 +39,24 @@ from server.domain.policy import blocker as policy_blocker
 from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
-NOTICE_PATH = Path(__file__).resolve().parents[2] / "config" / "mutual_aid_notice.toml"
+NOTICE = "mutual_aid_notice"  # config/mutual_aid_notice.toml, through the one loader
 
 
-@dataclass(frozen=True)
-class NoticeText:
-    """The versioned 职工医保个人账户家庭共济绑定告知书."""
-
-    version: str
-    title: str
-    text: str
-    sha256: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "version": self.version,
-            "title": self.title,
-            "text": self.text,
-            "sha256": self.sha256,
-        }
-
-
-@functools.lru_cache(maxsize=4)
-def current_notice(path: Path = NOTICE_PATH) -> NoticeText:
-    with path.open("rb") as f:
-        data = tomllib.load(f)
-    text = str(data["text"]).strip()
-    return NoticeText(
-        version=str(data["version"]),
-        title=str(data["title"]),
-        text=text,
-        sha256=hashlib.sha256(text.encode()).hexdigest(),
-    )
+def current_notice(now: datetime | None = None) -> LegalText:
+    """The 共济绑定告知书 in force now (wall clock: the text a client is shown today,
+    whatever day a test's policy decisions are made for)."""
+    return shipped(NOTICE).current(now or utc_now())
 
 
 def _notice_state(
-    version: str, sha256: str, notice: NoticeText
+    version: str, sha256: str, now: datetime | None = None
 ) -> Literal["missing", "current", "outdated"]:
+    """Whether the 告知书 the authorizer accepted is the one in force: an older version
+    and a hash that is not that version's text are both ``outdated`` (show it again)."""
     if not version or not sha256:
         return "missing"
-    if version == notice.version and sha256.lower() == notice.sha256:
-        return "current"
-    return "outdated"
+    state = shipped(NOTICE).check_signed(version=version, sha256=sha256, now=now or utc_now())
+    return "current" if state == "current" else "outdated"
 
 
 def refusal(first: Blocker, blocking: Sequence[Blocker] = ()) -> DomainError:
@@ -176,7 +148,7 @@ async def authorize(
             member_status=member.status if member is not None else "unknown",
             authorized_count=authorized_count,
             member_authorizer_ids=member_authorizers,
-            notice=_notice_state(notice_version, notice_sha256, current_notice()),
+            notice=_notice_state(notice_version, notice_sha256),
             quota_fen=quota_fen,
             stage="submit",
         )

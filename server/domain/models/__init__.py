@@ -19,22 +19,32 @@ from server.domain.models.money import (
     Settlement,
 )
 from server.domain.models.notices import Notice, OfficialFollower, SubscriptionGrant
+from server.domain.models.privacy import (
+    AccountDeletion,
+    Consent,
+    MaterialPurge,
+    PrivacyNoticeAcceptance,
+)
 from server.domain.models.registry import InsuredPerson
 from server.domain.models.users import User
 
 __all__ = [
     "Account",
+    "AccountDeletion",
     "Application",
     "ApplicationEvent",
     "Authorization",
     "Binding",
     "CommitmentSignature",
+    "Consent",
     "InsuredPerson",
     "Institution",
     "LedgerEntry",
     "Material",
+    "MaterialPurge",
     "Notice",
     "OfficialFollower",
+    "PrivacyNoticeAcceptance",
     "Settlement",
     "SubscriptionGrant",
     "User",

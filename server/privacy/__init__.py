@@ -1,0 +1,30 @@
+"""Personal information as the law asks (个人信息保护法, PIPL; SPEC.md "Personal
+information"; issue #12). docs/privacy.md maps each article to what the product does.
+
+==================  =====================================================================
+``config``          the ``[privacy]`` settings (retention, export links, the job), typed
+``records``         consent rows as facts (in force per purpose, who withdrew)
+``consent``         the notice and separate consent per purpose; enforcement
+                    (``CONSENT_REQUIRED``)
+==================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from server import keys
+
+__all__ = ["privacy_ctx"]
+
+
+async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The privacy services on the app's resources (after the family context)."""
+    from server.privacy.config import PrivacyConfig
+    from server.privacy.consent import ConsentService
+
+    app[keys.privacy_config_key] = PrivacyConfig.from_settings(app[keys.settings_key])
+    app[keys.consents_key] = ConsentService()
+    yield
