@@ -1,4 +1,4 @@
-"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution]``.
+"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution|staff]``.
 
     python -m server                      # serve (default) on HOST:PORT, embedded defaults
     python -m server --host 0.0.0.0 --port 8080
@@ -6,6 +6,9 @@
     python -m server makemigrations       # write a migration for model changes (developers)
     python -m server registry import FILE.csv
     python -m server institution add CODE NAME REGION_CODE
+    python -m server staff add NAME --role reviewer|counter|admin --region CODE[,CODE]
+    python -m server staff reset NAME [--role R] [--region CODE]   # prints a new password
+    python -m server staff disable NAME
     python -m server worker               # notice delivery worker (see README)
     python -m server menu publish         # publish the official account's custom menu
 """
@@ -138,6 +141,39 @@ def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
+    """Console staff accounts (API.md "Staff (v1.1)"): the generated password is printed
+    once, on a line that says ``password``."""
+    from server.domain import staff as staff_domain
+
+    c = settings.console
+    hasher = staff_domain.hasher_for(c.argon2_time_cost, c.argon2_memory_kib, c.argon2_parallelism)
+
+    async def go(_: Any) -> tuple[Any, str | None]:
+        if args.action == "add":
+            if not args.role or not args.region:
+                raise ValueError("staff add needs --role and --region")
+            return await staff_domain.add_staff(
+                name=args.name, role=args.role, regions=args.region, hasher=hasher
+            )
+        if args.action == "reset":
+            return await staff_domain.reset_password(
+                args.name, hasher=hasher, role=args.role, regions=args.region
+            )
+        return await staff_domain.disable_staff(args.name), None
+
+    try:
+        staff, password = _with_orm(settings, go)
+    except ValueError as exc:
+        print(f"staff {args.action}: {exc}", file=sys.stderr)
+        return 2
+    state = "active" if staff.active else "disabled"
+    print(f"staff {staff.name}: role {staff.role}, regions {staff.regions}, {state}")
+    if password is not None:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from server.push.worker import main as worker_main
 
@@ -198,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("code")
     add.add_argument("name")
     add.add_argument("region_code")
+    staff = sub.add_parser("staff", help="console staff accounts")
+    staff.add_argument("action", choices=("add", "disable", "reset"))
+    staff.add_argument("name")
+    staff.add_argument("--role", choices=("reviewer", "counter", "admin"))
+    staff.add_argument("--region", help="6-digit region code(s), comma-separated (000000: all)")
     menu = sub.add_parser("menu", help="official-account custom menu")
     menu_sub = menu.add_subparsers(dest="action", required=True)
     menu_sub.add_parser("publish", help="publish the menu through the WeChat gateway")
@@ -212,6 +253,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "registry": cmd_registry,
     "institution": cmd_institution,
     "menu": cmd_menu,
+    "staff": cmd_staff,
 }
 
 

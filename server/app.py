@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> web.Application:
     from bot import create_subapp as create_bot
     from institution_api import create_subapp as create_institution
     from miniapp_api import create_subapp as create_miniapp
+    from review_console import console_ctx
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
     from server.privacy import privacy_ctx
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.services_ctx,
             bot_ctx,
             lifecycle.family_ctx,
+            console_ctx,
             privacy_ctx,
         ]
     )

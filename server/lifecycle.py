@@ -126,21 +126,23 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def family_ctx(app: web.Application) -> AsyncIterator[None]:
-    """亲情账户: registry gateway, material storage, 个人承诺书, the binding service."""
-    from server.domain.binding import BindingService, Limits
+    """亲情账户: registry, material storage, 个人承诺书, real-name verification, the family service."""
     from server.domain.documents import DocumentBook
+    from server.domain.family import FamilyService, Limits
     from server.domain.guessing import GuessBudget
-    from server.gateways.registry import LocalRegistryGateway
+    from server.domain.realname import RealnameService
+    from server.domain.registry import LocalRegistry
     from server.gateways.storage import LocalStorage
 
     settings = app[keys.settings_key]
-    app[keys.registry_key] = LocalRegistryGateway(app[keys.pii_key])
+    app[keys.registry_key] = LocalRegistry(app[keys.pii_key])
     family = settings.section("family")
     storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
     documents = DocumentBook.load("commitment")
+    guesses = GuessBudget.from_section(family)
     app[keys.storage_key] = storage
     app[keys.documents_key] = documents
-    app[keys.binding_key] = BindingService(
+    app[keys.family_key] = FamilyService(
         policy=app[keys.policy_key],
         registry=app[keys.registry_key],
         face=app[keys.face_key],
@@ -149,7 +151,14 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         storage=storage,
         documents=documents,
         limits=Limits.from_section(family),
-        guesses=GuessBudget.from_section(family),
+        guesses=guesses,
+    )
+    app[keys.realname_key] = RealnameService(
+        registry=app[keys.registry_key],
+        face=app[keys.face_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        guesses=guesses,
     )
     yield
 

@@ -1,4 +1,4 @@
-"""亲情账户 endpoints (API.md "Mini-program"): parse, call BindingService, answer."""
+"""亲情账户 endpoints (API.md "Mini-program"): parse, call FamilyService, answer."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from miniapp_api.schemas import (
     YearQuery,
 )
 from server import keys
-from server.domain.binding import BindingService
 from server.domain.errors import DomainError
+from server.domain.family import FamilyService
 from server.openapi import endpoint
 from server.responses import document_response, json_response
 
@@ -52,8 +52,8 @@ SUBMIT_ERRORS = (
 )
 
 
-def _service(request: web.Request) -> BindingService:
-    return request.config_dict[keys.binding_key]
+def _service(request: web.Request) -> FamilyService:
+    return request.config_dict[keys.family_key]
 
 
 

@@ -20,10 +20,12 @@ foreign-key KEY SHARE lock) never waits for them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Literal
 
+from tortoise.exceptions import BaseORMException
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger
@@ -32,7 +34,7 @@ from server.domain.documents import LegalText, shipped
 from server.domain.errors import DomainError
 from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
-from server.domain.models import Authorization, InsuredPerson, User
+from server.domain.models import Authorization, InsuredPerson, MutualAidRefusal, User
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import AuthorizationContext, Blocker, PolicyEngine, add_months
 from server.domain.policy import blocker as policy_blocker
@@ -40,6 +42,15 @@ from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
 NOTICE = "mutual_aid_notice"  # config/mutual_aid_notice.toml, through the one loader
+
+log = logging.getLogger(__name__)
+
+# Refusals kept for the bot's personal diagnosis ([bot] diagnosis_days, 30 by default),
+# then dropped when the same user is refused again: no longer than needed (PIPL art. 19).
+REFUSALS_KEPT_DAYS = 90
+# Not the rules saying no: a stale session, a spent identity-guessing budget (recording
+# those would let a flood write a row per request), an authorization that is not there.
+_NOT_RECORDED = frozenset({"UNAUTHORIZED", "RATE_LIMITED", "AUTHORIZATION_NOT_FOUND"})
 
 
 def current_notice(now: datetime | None = None) -> LegalText:
@@ -71,6 +82,23 @@ def refusal(first: Blocker, blocking: Sequence[Blocker] = ()) -> DomainError:
     return err
 
 
+async def record_refusal(user_id: int, action: str, err: DomainError) -> None:
+    """Keep a refused 家庭共济 request (code, the message shown, time) for the bot to explain
+    (issue 11: "共济 refusals are recorded so the bot can explain them"); nothing about the
+    relative. Runs after the refused transaction rolled back; failing to record never
+    hides the refusal itself."""
+    if err.code in _NOT_RECORDED:
+        return
+    try:
+        await MutualAidRefusal.create(
+            user_id=user_id, action=action, code=err.code, message=err.message[:200]
+        )
+        cutoff = datetime.now(timezone.utc) - timedelta(days=REFUSALS_KEPT_DAYS)
+        await MutualAidRefusal.filter(user_id=user_id, at__lt=cutoff).delete()
+    except (BaseORMException, OSError):
+        log.exception("could not record a 家庭共济 refusal (%s)", err.code)
+
+
 async def authorize(
     *,
     user_id: int,
@@ -91,7 +119,37 @@ async def authorize(
     """Create a 家庭共济 authorization from ``user_id`` to the named relative (see module doc).
 
     An authorizer who is not real-name verified learns nothing about the relative (no
-    registry look-up); every look-up spends the identity-guessing budget (issue #17)."""
+    registry look-up); every look-up spends the identity-guessing budget (issue #17).
+    A refusal is recorded (``record_refusal``) before it is raised."""
+    try:
+        return await _authorize(
+            user_id=user_id, name=name, id_type=id_type, id_number=id_number,
+            relationship=relationship, notice_version=notice_version,
+            notice_sha256=notice_sha256, quota_fen=quota_fen, pii=pii, policy=policy,
+            redis=redis, guesses=guesses, ip=ip, today=today,
+        )
+    except DomainError as err:
+        await record_refusal(user_id, "authorize", err)
+        raise
+
+
+async def _authorize(
+    *,
+    user_id: int,
+    name: str,
+    id_type: str,
+    id_number: str,
+    relationship: str,
+    notice_version: str,
+    notice_sha256: str,
+    quota_fen: int | None,
+    pii: PiiCipher,
+    policy: PolicyEngine,
+    redis: Any,
+    guesses: GuessBudget,
+    ip: str | None,
+    today: date | None,
+) -> dict[str, Any]:
     today = today or cn_today()
     verified = await User.filter(
         id=user_id, realname_verified=True, person_id__isnull=False
@@ -217,7 +275,20 @@ async def revoke(
     (the lock in force on the start date — Wuhan guide). Settlements that start after the
     revocation commits no longer use it; one already in flight may still complete with
     the authorizer's balance (a quota, though, is re-read under its lock and is exact).
+    A refusal is recorded (``record_refusal``) before it is raised.
     """
+    try:
+        await _revoke(
+            user_id=user_id, authorization_id=authorization_id, policy=policy, today=today
+        )
+    except DomainError as err:
+        await record_refusal(user_id, "revoke", err)
+        raise
+
+
+async def _revoke(
+    *, user_id: int, authorization_id: str, policy: PolicyEngine, today: date | None
+) -> None:
     today = today or cn_today()
     auth_uuid = parse_uuid(authorization_id)
     if auth_uuid is None:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.domain.pii import ScrubbingFilter
-from tests.factories import bearer, error_of, login
+from tests.factories import bearer, error_of, login, verified_user
 from tests.family.helpers import (
     ALICE,
     MOTHER,
@@ -19,7 +19,6 @@ from tests.family.helpers import (
     create,
     load_registry,
     upload,
-    verified_user,
 )
 
 ARABIC_INDIC = "٤٢٠١٠٢١٩٩٠٠٣٠٧١٢٣٢"  # 420102199003071232 in Arabic-Indic digits
@@ -49,7 +48,7 @@ async def test_non_ascii_digits_in_id_numbers(
     body = {"name": ALICE[0], "id_type": "resident_id", "id_number": digits}
     resp = await client.post("/api/v1/me/realname", json={**body, "face_token": "ok"}, headers=h)
     assert resp.status == 422 and (await error_of(resp))["code"] == "INVALID_ID_NUMBER"
-    alice = await verified_user(client, "alice", ALICE)
+    alice = bearer(await verified_user(client, "alice", ALICE))
     member = {**body, "name": MOTHER[0], "relationship": "parent"}
     resp = await client.post("/api/v1/family/applications", json=member, headers=alice)
     assert resp.status == 422 and (await error_of(resp))["fields"] == {
@@ -62,7 +61,7 @@ async def test_non_ascii_digits_in_id_numbers(
 
 async def test_malformed_multipart(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = (await create(client, h, MOTHER, "parent"))["id"]
     url = f"/api/v1/family/applications/{app_id}/materials"
     b = "multipart/form-data; boundary=b"
@@ -85,7 +84,7 @@ async def test_malformed_multipart(client: TestClient, app: web.Application) -> 
 
 async def test_nul_characters_are_refused(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     body = {"name": "李\u0000秀英", "id_type": "resident_id", "id_number": MOTHER[2],
             "relationship": "parent", "reason": "a\u0000b"}  # fmt: skip
     resp = await client.post("/api/v1/family/applications", json=body, headers=h)
@@ -127,7 +126,7 @@ async def test_a_pdf_with_javascript_is_never_live(client: TestClient, app: web.
     """Finding 14: a PDF carrying JavaScript is served to binder and reviewer as a
     download, sandboxed, never sniffed or cached."""
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = (await create(client, h, MOTHER, "parent"))["id"]
     pdf = PDF.replace(b"/Type/Catalog", b"/Type/Catalog/OpenAction<</S/JavaScript/JS(app.alert(1))>>")
     resp = await upload(client, h, app_id, "household_register", pdf, "a.pdf", "application/pdf")

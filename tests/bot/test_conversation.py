@@ -105,7 +105,7 @@ async def test_guided_troubleshooting_walks_to_a_fix(wx: Wx, bot: BotService, ap
     assert "请回复 1-2" in await wx.say("9", "oa-rose")
     ttl = await app[keys.redis_key].ttl(bot.dialogue.key("oa-rose"))
     assert 0 < ttl <= bot.config.dialogue_ttl_seconds
-    assert "激活了自己的医保电子凭证" in await wx.say("1", "oa-rose")
+    assert "正常参保" in await wx.say("1", "oa-rose")
     assert "逐字核对" in await wx.say("１", "oa-rose")  # full-width digit
     result = await wx.say("1", "oa-rose")
     assert result.startswith("排查结果:系统繁忙")

@@ -157,7 +157,7 @@ async def test_retried_event_is_handled_once(
 def test_fast_parser_matches_wechatpy() -> None:
     from wechatpy import parse_message
 
-    from bot.webhook import parse_xml
+    from bot.codec import parse_xml
 
     pushes = [
         text_xml("你好 <b>&amp; ]]> 绑定", openid="oa-a", msg_id=5),

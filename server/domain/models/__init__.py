@@ -25,7 +25,9 @@ from server.domain.models.privacy import (
     MaterialPurge,
     PrivacyNoticeAcceptance,
 )
+from server.domain.models.refusals import MutualAidRefusal
 from server.domain.models.registry import InsuredPerson
+from server.domain.models.staff import Staff, StaffAuditEntry
 from server.domain.models.users import User
 
 __all__ = [
@@ -42,10 +44,13 @@ __all__ = [
     "LedgerEntry",
     "Material",
     "MaterialPurge",
+    "MutualAidRefusal",
     "Notice",
     "OfficialFollower",
     "PrivacyNoticeAcceptance",
     "Settlement",
+    "Staff",
+    "StaffAuditEntry",
     "SubscriptionGrant",
     "User",
 ]

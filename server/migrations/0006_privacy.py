@@ -78,7 +78,7 @@ async def _drop_guard(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0003_guardians_identity')]
+    dependencies = [('models', '0005_mutual_aid_refusals')]
 
     initial = False
 
