@@ -107,6 +107,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Domain services that need the resources above."""
     from server.domain.auth import REVOCATION_CACHE_SECONDS, AuthService
     from server.domain.policy import DEFAULT_POLICY_PATH, PolicyEngine
+    from server.privacy.consent import ConsentService
 
     settings = app[keys.settings_key]
     # the one policy engine (config/policy.toml, or [policy] file): 共济 and binding rules
@@ -122,6 +123,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         logins_per_ip_per_minute=int(settings.section("auth").get("logins_per_ip_per_minute", 120)),
     )
+    # consents per purpose (the privacy notice in force): every use of a purpose asks it
+    app[keys.consents_key] = ConsentService()
     yield
 
 
@@ -152,6 +155,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         documents=documents,
         limits=Limits.from_section(family),
         guesses=guesses,
+        consents=app[keys.consents_key],
     )
     app[keys.realname_key] = RealnameService(
         registry=app[keys.registry_key],
@@ -159,6 +163,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         pii=app[keys.pii_key],
         redis=app[keys.redis_key],
         guesses=guesses,
+        consents=app[keys.consents_key],
     )
     yield
 

@@ -20,10 +20,15 @@ def demo_code(user: str) -> str:
     return f"demo-{user}-{next(_codes)}"
 
 
-async def login(client: TestClient, user: str = "alice") -> dict[str, Any]:
+async def login(client: TestClient, user: str = "alice", *, consent: bool = True) -> dict[str, Any]:
+    """Log ``user`` in; by default they then accept the privacy notice and every purpose
+    (``consent_all``), as a new user does on the mini-program's first screen."""
     resp = await client.post("/api/v1/auth/login", json={"code": demo_code(user)})
     assert resp.status == 200, await resp.text()
-    return await resp.json()
+    tokens = await resp.json()
+    if consent:
+        await consent_all(client, tokens)
+    return tokens
 
 
 async def consent_all(

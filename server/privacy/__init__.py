@@ -23,8 +23,6 @@ __all__ = ["privacy_ctx"]
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     """The privacy services on the app's resources (after the family context)."""
     from server.privacy.config import PrivacyConfig
-    from server.privacy.consent import ConsentService
 
     app[keys.privacy_config_key] = PrivacyConfig.from_settings(app[keys.settings_key])
-    app[keys.consents_key] = ConsentService()
     yield

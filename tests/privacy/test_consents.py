@@ -55,7 +55,7 @@ async def test_notice_is_versioned_with_a_text_per_purpose(client: TestClient) -
 async def test_each_purpose_is_recorded_separately_with_its_text_hash(
     client: TestClient,
 ) -> None:
-    tokens = await login(client, "alice")
+    tokens = await login(client, "alice", consent=False)
     first = await consents(client, tokens)
     assert first["version"] is None and first["current_version"] == "2026-12"
     assert [i["purpose"] for i in first["items"]] == PURPOSES
@@ -90,14 +90,14 @@ async def test_each_purpose_is_recorded_separately_with_its_text_hash(
 
 
 async def test_accepting_nothing_still_records_the_notice(client: TestClient) -> None:
-    tokens = await login(client, "alice")
+    tokens = await login(client, "alice", consent=False)
     body = await consent_all(client, tokens, purposes=[])
     assert body["version"] == "2026-12" and granted(body) == []
     assert await Consent.filter(user_id=tokens["user"]["id"]).count() == 0
 
 
 async def test_refusals(client: TestClient) -> None:
-    tokens = await login(client, "alice")
+    tokens = await login(client, "alice", consent=False)
     n = await notice(client)
     h = bearer(tokens)
     bad = await client.post(
@@ -124,7 +124,7 @@ async def test_refusals(client: TestClient) -> None:
 
 
 async def test_withdraw_one_purpose(client: TestClient) -> None:
-    tokens = await login(client, "alice")
+    tokens = await login(client, "alice", consent=False)
     await consent_all(client, tokens)
     resp = await client.delete("/api/v1/privacy/consents/medical_records", headers=bearer(tokens))
     assert resp.status == 200
@@ -166,7 +166,7 @@ def _toml(text: str) -> str:
 async def test_a_new_version_asks_again_only_for_changed_purposes(
     client: TestClient, app: web.Application, tmp_path: Path
 ) -> None:
-    tokens = await login(client, "alice")
+    tokens = await login(client, "alice", consent=False)
     await consent_all(client, tokens)
     service = app[keys.consents_key]
     service.book = _newer_book(tmp_path, change="face")
@@ -200,7 +200,7 @@ async def test_a_new_version_asks_again_only_for_changed_purposes(
 
 async def test_opt_in_and_withdrawal_purposes(client: TestClient, app: web.Application) -> None:
     service = app[keys.consents_key]
-    tokens = await login(client, "alice")
+    tokens = await login(client, "alice", consent=False)
     uid = tokens["user"]["id"]
     for purpose in ("face", "id_documents"):  # nothing granted: refused
         with pytest.raises(DomainError) as e:

@@ -89,7 +89,9 @@ class MaterialsPart(FamilyBase):
 
     async def store_upload(self, user_id: int, application_id: str, source: Any) -> StoredObject:
         """Stream one uploaded file to storage once the application is known to be the
-        user's and still editable (sniffed type, size cap: 415 / 413, nothing kept)."""
+        user's and still editable (sniffed type, size cap: 415 / 413, nothing kept).
+        Needs the uploader's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``)."""
+        await self.consents.require(user_id, "id_documents")
         await self._editable(user_id, application_id, "上传材料")
         with storage_errors():
             return await self._storage().save_stream(

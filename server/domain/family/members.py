@@ -149,14 +149,18 @@ class MembersPart(FamilyBase):
         return {"qr_token": token, "expires_at": cn_iso(expires), "ttl_seconds": vouchers.TTL_SECONDS}
 
     async def settlements(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
-        """The member's settlement records of one year (SPEC.md after binding)."""
+        """The member's settlement records of one year (SPEC.md after binding); refused
+        (403 naming ``medical_records``) once the member withdrew that consent."""
         binding = await self._owned_binding(user_id, binding_id)
+        await self.consents.require_member_records(binding.member_id)
         items, total = await spending_list(binding.member_id, year or self.today().year)
         return {"items": items, "total": total}
 
     async def summary(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
-        """Balance, yearly totals and insurance status of the member."""
+        """Balance, yearly totals and insurance status of the member (refused like
+        :meth:`settlements` once the member withdrew ``medical_records``)."""
         binding = await self._owned_binding(user_id, binding_id)
+        await self.consents.require_member_records(binding.member_id)
         view = member_view(self.pii, binding)
         out = await spending_summary(binding.member_id, year or self.today().year)
         return {**out, "member": view["member"], "insurance": view["insurance"]}

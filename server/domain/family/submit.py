@@ -122,10 +122,14 @@ class SubmitPart(FamilyBase):
         a person to look; otherwise ``failed`` with the first blocking reason kept on the
         application, and a 409 carrying that code (SPEC.md failure reasons).
         The member's face check (a network call) runs before the transaction; a face
-        service that is down is 503 ``SYSTEM_BUSY`` and changes nothing.
+        service that is down is 503 ``SYSTEM_BUSY`` and changes nothing. A member face
+        token needs the caller's consent to ``face`` (403 ``CONSENT_REQUIRED``, before
+        anything is counted or checked).
         """
         await self._limit(user_id, "submits")
         app = await self._editable(user_id, application_id, "提交")
+        if member_face_token:
+            await self.consents.require(user_id, "face")
         await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
         actor = f"user:{user_id}"
         now = self.clock()
