@@ -353,3 +353,9 @@ class ConsentWithdrawnOut(BaseModel):
     granted: bool
     withdrawn_at: str | None = None
     effect: str = Field(description="撤回后会发生什么")
+
+
+class FileLinkQuery(In):
+    u: str = Field(max_length=20, description="链接所属用户")
+    exp: str = Field(max_length=20, description="过期时间(Unix 秒)")
+    sig: str = Field(max_length=64, description="签名")

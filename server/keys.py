@@ -39,6 +39,7 @@ review_desk_key = web.AppKey("review_desk", "ReviewDesk")
 # personal information (issue #12): consents per purpose, the [privacy] settings
 consents_key = web.AppKey("consents", "ConsentService")
 privacy_config_key = web.AppKey("privacy_config", "PrivacyConfig")
+links_key = web.AppKey("links", "LinkSigner")  # short-lived signed download links (export)
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -62,6 +63,7 @@ __all__ = [
     "http_key",
     "institution_directory_key",
     "institution_key",
+    "links_key",
     "metrics_key",
     "orm_key",
     "pii_key",

@@ -6,6 +6,8 @@ information"; issue #12). docs/privacy.md maps each article to what the product 
 ``records``         consent rows as facts (in force per purpose, who withdrew)
 ``consent``         the notice and separate consent per purpose; enforcement
                     (``CONSENT_REQUIRED``)
+``links``           short-lived signed download links
+``export``          ``GET /me/export``: everything held about the caller, streamed
 ==================  =====================================================================
 """
 
@@ -23,6 +25,10 @@ __all__ = ["privacy_ctx"]
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     """The privacy services on the app's resources (after the family context)."""
     from server.privacy.config import PrivacyConfig
+    from server.privacy.links import LinkSigner
 
-    app[keys.privacy_config_key] = PrivacyConfig.from_settings(app[keys.settings_key])
+    settings = app[keys.settings_key]
+    config = PrivacyConfig.from_settings(settings)
+    app[keys.privacy_config_key] = config
+    app[keys.links_key] = LinkSigner(settings.pii.hash_key, ttl=config.export_link_seconds)
     yield
