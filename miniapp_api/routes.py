@@ -24,6 +24,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/auth/refresh", auth.refresh, name="auth_refresh"),
         web.post("/auth/logout", auth.logout, name="auth_logout"),
         web.get("/me", me.get_me, name="me"),
+        web.delete("/me", me.delete_me, name="me_delete"),
         web.get("/me/export", me.export, name="me_export"),
         web.get("/me/files/{kind}/{object_id}", me.download, name="me_file"),
         web.get("/mutual-aid/notice", mutual_aid.get_notice, name="mutual_aid_notice"),

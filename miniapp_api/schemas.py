@@ -359,3 +359,23 @@ class FileLinkQuery(In):
     u: str = Field(max_length=20, description="链接所属用户")
     exp: str = Field(max_length=20, description="过期时间(Unix 秒)")
     sig: str = Field(max_length=64, description="签名")
+
+
+class DeletionLine(BaseModel):
+    what: str
+    text: str
+
+
+class KeptLine(BaseModel):
+    what: str
+    text: str
+    why: str = Field(description="保留的原因(法律依据)")
+
+
+class AccountDeletedOut(BaseModel):
+    state: Literal["done", "in_progress"]
+    message: str
+    started_at: str
+    finished_at: str | None = None
+    done: list[DeletionLine] = Field(description="已完成的步骤")
+    kept: list[KeptLine] = Field(description="依法保留(去标识化)的信息及原因")

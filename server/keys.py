@@ -40,6 +40,7 @@ review_desk_key = web.AppKey("review_desk", "ReviewDesk")
 consents_key = web.AppKey("consents", "ConsentService")
 privacy_config_key = web.AppKey("privacy_config", "PrivacyConfig")
 links_key = web.AppKey("links", "LinkSigner")  # short-lived signed download links (export)
+deletion_key = web.AppKey("deletion", "DeletionService")  # DELETE /api/v1/me
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -56,6 +57,7 @@ __all__ = [
     "auth_key",
     "bot_key",
     "consents_key",
+    "deletion_key",
     "documents_key",
     "face_key",
     "family_key",

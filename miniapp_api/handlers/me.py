@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from miniapp_api.schemas import FileLinkQuery, MeOut
+from miniapp_api.schemas import AccountDeletedOut, FileLinkQuery, MeOut
 from server import keys
 from server.domain import users
 from server.domain.clock import utc_now
@@ -21,6 +21,17 @@ EXPORT_WRITE_BYTES = 32 * 1024
 async def get_me(request: web.Request) -> web.Response:
     out = await users.profile(request[keys.user_id_key], pii=request.config_dict[keys.pii_key])
     return json_response(out)
+
+
+@endpoint(
+    summary="注销账户:撤回全部授权,解除绑定和共济授权,删除或匿名化个人信息(202,说明保留了什么及原因)",
+    response=AccountDeletedOut,
+    status=202,
+    tags=("me", "privacy"),
+)
+async def delete_me(request: web.Request) -> web.Response:
+    out = await request.config_dict[keys.deletion_key].delete_account(request[keys.user_id_key])
+    return json_response(out, status=202)
 
 
 @endpoint(summary="导出我的全部个人数据(JSON,分段写出;材料附限时下载链接)", tags=("me", "privacy"))

@@ -305,14 +305,43 @@ async def _revoke(
         )
         if decision.blocker is not None:
             raise refusal(decision.blocker)
-        if auth.quota_fen is not None:
-            # all that is left, as locked (settlements may have spent some meanwhile)
-            await _move_quota(auth, person.id, "quota_release", lambda left: -left)
-        updated = await Authorization.filter(id=auth.id, state="active").update(
-            state="revoked", revoked_at=datetime.now(timezone.utc)
-        )
-        if updated != 1:  # revoked by a concurrent request meanwhile
+        if not await _end(auth, person.id):  # revoked by a concurrent request meanwhile
             raise _not_found()
+
+
+async def _end(auth: Authorization, authorizer_person_id: int) -> bool:
+    """End an active authorization in the caller's transaction: unused 共济额度 back to
+    the authorizer's balance (policy.toml: "unused quota returns when the relationship
+    ends"). False when it was no longer active."""
+    if auth.quota_fen is not None:
+        # all that is left, as locked (settlements may have spent some meanwhile)
+        await _move_quota(auth, authorizer_person_id, "quota_release", lambda left: -left)
+    updated = await Authorization.filter(id=auth.id, state="active").update(
+        state="revoked", revoked_at=datetime.now(timezone.utc)
+    )
+    return updated == 1
+
+
+async def end_for_account_deletion(*, user_id: int, person_id: int | None) -> int:
+    """End every active authorization ``user_id`` gave, and every one given to the
+    insured person ``person_id`` (the account's own), when the account is deleted
+    (SPEC.md "withdraw consent, delete"; issue #12). The region's unbind lock does not
+    apply: it holds a voluntary revocation, not the withdrawal of consent to processing
+    (PIPL art. 15: withdrawing must be as easy as consenting). Quotas return as on a
+    revocation. Idempotent: returns how many it ended now."""
+    q = Authorization.filter(authorizer_id=user_id, state="active")
+    ids = set(await q.values_list("id", flat=True))
+    if person_id is not None:
+        ids |= set(
+            await Authorization.filter(member_id=person_id, state="active").values_list("id", flat=True)
+        )
+    ended = 0
+    for auth_id in sorted(ids, key=str):  # one transaction each: locks as a revocation takes them
+        async with in_transaction():
+            auth = await Authorization.get_or_none(id=auth_id, state="active")
+            if auth is not None and await _end(auth, auth.authorizer_person_id):  # type: ignore[attr-defined]
+                ended += 1
+    return ended
 
 
 async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -> dict[str, Any]:

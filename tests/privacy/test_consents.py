@@ -24,6 +24,7 @@ from server.domain.models import Consent, PrivacyNoticeAcceptance
 from tests.factories import bearer, consent_all, error_of, login
 
 PURPOSES = ["face", "id_documents", "medical_records", "notices"]
+MIGRATIONS = Path(__file__).resolve().parents[2] / "server" / "migrations"
 
 
 async def notice(client: TestClient) -> dict[str, Any]:
@@ -259,3 +260,37 @@ async def test_consent_rows_are_append_only_in_the_database(tmp_path: Path) -> N
                 await db.execute_script("UPDATE privacy_consents SET withdrawn_at = NULL")
         finally:
             await ctx.close_connections()
+
+
+async def test_postgres_triggers_keep_consents_append_only(client: TestClient) -> None:
+    """PostgreSQL pass: the migration's PL/pgSQL guard, installed on the generated test
+    schema, through the ORM (only withdrawn_at once and clearing ip / user agent pass)."""
+    import importlib
+
+    from tortoise import connections
+
+    db = connections.get("default")
+    if db.capabilities.dialect != "postgres":
+        pytest.skip("PostgreSQL only (the SQLite triggers have their own test)")
+    migration = importlib.import_module(f"server.migrations.{next(MIGRATIONS.glob('*_privacy.py')).stem}")
+
+    class Editor:
+        client = db
+
+    await migration._append_only(None, Editor())
+    try:
+        tokens = await login(client, "alice")  # consents to every purpose
+        c = await Consent.filter(user_id=tokens["user"]["id"]).first()
+        assert c is not None
+        for change in ({"purpose": "dna"}, {"ip": "9.9.9.9"}, {"accepted_at": datetime(2020, 1, 1, tzinfo=UTC)}):
+            with pytest.raises(Exception, match="append-only"):
+                await Consent.filter(id=c.id).update(**change)
+        with pytest.raises(Exception, match="append-only"):
+            await Consent.filter(id=c.id).delete()
+        with pytest.raises(Exception, match="append-only"):
+            await PrivacyNoticeAcceptance.filter(user_id=tokens["user"]["id"]).update(notice_version="x")
+        await Consent.filter(id=c.id).update(withdrawn_at=datetime.now(UTC), ip=None, user_agent=None)
+        with pytest.raises(Exception, match="append-only"):
+            await Consent.filter(id=c.id).update(withdrawn_at=None)
+    finally:
+        await migration._drop_guard(None, Editor())
