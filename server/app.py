@@ -54,10 +54,12 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(demo_data_ctx)
         followers = push_follower_fallback(settings)
     if settings.server.run_worker:
+        from server.privacy.job import privacy_job_ctx
         from server.push.worker import worker_ctx_factory
 
-        # notice delivery in-process (README "Push delivery")
+        # notice delivery in-process (README "Push delivery"), and the privacy job
         app.cleanup_ctx.append(worker_ctx_factory(follower_fallback=followers))
+        app.cleanup_ctx.append(privacy_job_ctx)
 
     app.add_routes(ops_routes())
     # The institution sub-app is registered before the mini-program one: its prefix is

@@ -41,6 +41,7 @@ consents_key = web.AppKey("consents", "ConsentService")
 privacy_config_key = web.AppKey("privacy_config", "PrivacyConfig")
 links_key = web.AppKey("links", "LinkSigner")  # short-lived signed download links (export)
 deletion_key = web.AppKey("deletion", "DeletionService")  # DELETE /api/v1/me
+privacy_job_key = web.AppKey("privacy_job", "PrivacyJob")  # retention purge, unfinished deletions
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -72,6 +73,7 @@ __all__ = [
     "push_worker_key",
     "policy_key",
     "privacy_config_key",
+    "privacy_job_key",
     "realname_key",
     "redis_key",
     "registry_key",

@@ -9,6 +9,8 @@ information"; issue #12). docs/privacy.md maps each article to what the product 
 ``links``           short-lived signed download links
 ``export``          ``GET /me/export``: everything held about the caller, streamed
 ``deletion``        ``DELETE /me``: withdraw all and delete the account, resumable
+``retention``       materials purged a set time after the decision, each purge logged
+``job``             the scheduled job (push worker process / embedded server)
 ==================  =====================================================================
 """
 
