@@ -140,7 +140,9 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings_key]
     app[keys.registry_key] = LocalRegistry(app[keys.pii_key])
     family = settings.section("family")
-    storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
+    storage = LocalStorage(
+        Path(family.get("upload_dir") or settings.data_path / "uploads"), keys=app[keys.pii_key]
+    )
     documents = DocumentBook.load("commitment")
     guesses = GuessBudget.from_section(family)
     app[keys.storage_key] = storage

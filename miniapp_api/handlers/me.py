@@ -11,7 +11,7 @@ from server.domain import users
 from server.domain.clock import utc_now
 from server.openapi import endpoint
 from server.privacy import export as privacy_export
-from server.responses import document_response, json_response
+from server.responses import json_response, stream_document
 
 #: Pieces of the export are gathered up to this size before one write to the socket.
 EXPORT_WRITE_BYTES = 32 * 1024
@@ -70,12 +70,12 @@ async def export(request: web.Request) -> web.StreamResponse:
     tags=("me", "privacy"),
     errors=("DOWNLOAD_LINK_INVALID", "DOWNLOAD_LINK_EXPIRED", "MATERIAL_NOT_FOUND"),
 )
-async def download(request: web.Request, query: FileLinkQuery) -> web.Response:
+async def download(request: web.Request, query: FileLinkQuery) -> web.StreamResponse:
     kind, object_id = request.match_info["kind"], request.match_info["object_id"]
     user_id = request.config_dict[keys.links_key].verify(
         kind, object_id, user=query.u, exp=query.exp, sig=query.sig
     )
-    data, content_type = await privacy_export.download(
+    content_type, chunks = await privacy_export.download(
         kind, object_id, user_id, storage=request.config_dict[keys.storage_key]
     )
-    return document_response(data, content_type)
+    return await stream_document(request, content_type, chunks)

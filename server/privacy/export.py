@@ -434,13 +434,15 @@ async def _deletion(user_id: int) -> AsyncIterator[str]:
     yield "null" if d is None else _dumps({"state": d.state, "started_at": cn_iso(d.started_at)})
 
 
-async def download(kind: str, object_id: str, user_id: int, *, storage: Any) -> tuple[bytes, str]:
+async def download(
+    kind: str, object_id: str, user_id: int, *, storage: Any
+) -> tuple[str, AsyncIterator[bytes]]:
     """A file a signed link names, if it is still the user's (metadata stripped by the
     storage, as every material served): a material of an application they made, or the
     image of a 承诺书 they signed. 404 ``MATERIAL_NOT_FOUND`` otherwise (purged, deleted,
     someone else's)."""
     from server.domain.clock import parse_uuid
-    from server.domain.family.materials import read_document
+    from server.domain.family.materials import open_document
 
     gone = DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
     if await AccountDeletion.exists(user_id=user_id):
@@ -455,4 +457,4 @@ async def download(kind: str, object_id: str, user_id: int, *, storage: Any) -> 
         key = s.signature_image_key if s is not None else None
     if key is None:
         raise gone
-    return await read_document(storage, key)
+    return await open_document(storage, key)
