@@ -124,7 +124,9 @@ async def save(notices: Sequence[Notice], *, using_db: BaseDBAsyncClient | None 
     consent to ``notices``; returns how many were written."""
     if not notices:
         return 0
-    stop = await withdrawn_users((n.recipient_id for n in notices), "notices")  # type: ignore[attr-defined]
+    stop = await withdrawn_users(
+        (n.recipient_id for n in notices), "notices", using_db=using_db  # type: ignore[attr-defined]
+    )
     keep = [n for n in notices if n.recipient_id not in stop]  # type: ignore[attr-defined]
     if keep:
         await Notice.bulk_create(keep, using_db=using_db)
