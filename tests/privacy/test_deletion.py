@@ -267,3 +267,15 @@ async def test_every_step_can_be_repeated(
     assert await service.resume(older_than_seconds=0) == 1
     assert calls == 2
     await assert_nothing_identifying(app)
+
+
+async def test_an_account_never_verified_is_deleted_too(client: TestClient) -> None:
+    from tests.factories import login
+
+    tokens = await login(client, "newbie")
+    resp = await client.delete("/api/v1/me", headers=bearer(tokens))
+    assert resp.status == 202 and (await resp.json())["state"] == "done"
+    user = await User.get(id=tokens["user"]["id"])
+    assert user.openid.startswith("deleted:") and user.unionid is None
+    assert await Consent.filter(user_id=user.id, withdrawn_at__isnull=True).count() == 0
+    assert await scan.find(["demo-newbie", "union-newbie"]) == []
