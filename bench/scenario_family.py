@@ -84,6 +84,14 @@ async def call(
 
 async def verified_binder(s: aiohttp.ClientSession, base: str, i: int, tag: str) -> str:
     tokens = await call(s, "POST", f"{base}/api/v1/auth/login", json={"code": f"demo-fb{i}-{tag}"})
+    # the privacy notice first, every purpose consented to (face, documents ...)
+    notice = await call(s, "GET", f"{base}/api/v1/privacy/notice")
+    consent = {
+        "version": notice["version"],
+        "sha256": notice["sha256"],
+        "purposes": [p["id"] for p in notice["purposes"]],
+    }
+    await call(s, "POST", f"{base}/api/v1/privacy/consents", tokens["access_token"], json=consent)
     name, idn = person(i, "b")
     body = {"name": name, "id_type": "resident_id", "id_number": idn, "face_token": "ok-bench"}
     await call(s, "POST", f"{base}/api/v1/me/realname", tokens["access_token"], json=body)

@@ -353,3 +353,78 @@ class SummaryOut(BaseModel):
     balance: int | None = Field(None, description="个人账户余额(分)")
     member: MaskedPerson
     insurance: MemberInsurance
+
+
+# --- personal information (API.md v1.1 "Privacy"; PIPL) ----------------------------------
+
+PurposeId = Annotated[str, Field(min_length=1, max_length=32, description="face / id_documents / medical_records / notices")]
+
+
+class PrivacyPurposeOut(BaseModel):
+    id: str
+    title: str
+    text: str
+
+
+class PrivacyNoticeOut(BaseModel):
+    version: str
+    title: str
+    text: str
+    sha256: str = Field(description="text 的 UTF-8 SHA-256(十六进制),同意时原样提交")
+    purposes: list[PrivacyPurposeOut] = Field(description="需要单独同意的各项用途")
+
+
+class ConsentsIn(In):
+    version: str = Field(min_length=1, max_length=32, description="已阅读的告知书版本")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="已阅读的告知书 sha256")
+    purposes: list[PurposeId] = Field(max_length=16, description="本次同意的用途(可以为空:只确认已阅读)")
+
+
+class ConsentItem(BaseModel):
+    purpose: str
+    title: str
+    version: str | None = Field(None, description="同意时的告知书版本")
+    granted: bool
+    accepted_at: str | None = None
+    withdrawn_at: str | None = None
+    renewal_needed: bool = Field(description="该用途的说明已更新,需要重新同意")
+
+
+class ConsentsOut(BaseModel):
+    version: str | None = Field(None, description="用户最近一次同意的告知书版本(从未同意:null)")
+    current_version: str = Field(description="现行告知书版本")
+    items: list[ConsentItem]
+
+
+class ConsentWithdrawnOut(BaseModel):
+    purpose: str
+    title: str
+    granted: bool
+    withdrawn_at: str | None = None
+    effect: str = Field(description="撤回后会发生什么")
+
+
+class FileLinkQuery(In):
+    u: str = Field(max_length=20, description="链接所属用户")
+    exp: str = Field(max_length=20, description="过期时间(Unix 秒)")
+    sig: str = Field(max_length=64, description="签名")
+
+
+class DeletionLine(BaseModel):
+    what: str
+    text: str
+
+
+class KeptLine(BaseModel):
+    what: str
+    text: str
+    why: str = Field(description="保留的原因(法律依据)")
+
+
+class AccountDeletedOut(BaseModel):
+    state: Literal["done", "in_progress"]
+    message: str
+    started_at: str
+    finished_at: str | None = None
+    done: list[DeletionLine] = Field(description="已完成的步骤")
+    kept: list[KeptLine] = Field(description="依法保留(去标识化)的信息及原因")

@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from server import keys
 from server.domain import analytics
 from server.domain.errors import DomainError
-from server.domain.family.materials import read_document
+from server.domain.family.materials import open_document
 from server.domain.policy import NATIONAL
 from server.domain.review import REJECT_REASONS, QueueFilter
 from server.domain.staff import Principal
 from server.openapi import endpoint
-from server.responses import document_response, json_response
+from server.responses import json_response, stream_document
 
 
 class ListQuery(BaseModel):
@@ -68,8 +68,8 @@ async def get_material(request: web.Request) -> web.Response:
     material = await desk.material(
         _token_reviewer(request), request.match_info["application_id"], request.match_info["material_id"]
     )
-    data, content_type = await read_document(request.config_dict[keys.storage_key], material.storage_key)
-    return document_response(data, content_type)
+    content_type, chunks = await open_document(request.config_dict[keys.storage_key], material.storage_key)
+    return await stream_document(request, content_type, chunks)
 
 
 @endpoint(summary="审核决定:通过或驳回(演示令牌)", body=DecisionIn, auth="reviewer", tags=("review",),

@@ -25,12 +25,12 @@ from review_console.session import (
 )
 from server import keys
 from server.domain.errors import DomainError
-from server.domain.family.materials import read_document
+from server.domain.family.materials import open_document
 from server.domain.identity import ID_TYPE_LABELS
 from server.domain.policy import RELATIONSHIP_LABELS
 from server.domain.review import REJECT_REASONS, QueueFilter
 from server.domain.staff import REVIEW_ROLES, parse_regions
-from server.responses import document_response
+from server.responses import stream_document
 
 PAGE_SIZE = 50
 MESSAGES = {
@@ -200,11 +200,11 @@ async def unmask(request: web.Request) -> web.Response:
 
 
 @requires(REVIEW_ROLES)
-async def material(request: web.Request) -> web.Response:
+async def material(request: web.Request) -> web.StreamResponse:
     desk = request.config_dict[keys.review_desk_key]
     m = await desk.material(principal(request), request.match_info["application_id"], request.match_info["material_id"])
-    data, content_type = await read_document(request.config_dict[keys.storage_key], m.storage_key)
-    return document_response(data, content_type)
+    content_type, chunks = await open_document(request.config_dict[keys.storage_key], m.storage_key)
+    return await stream_document(request, content_type, chunks)
 
 
 @requires(REVIEW_ROLES)

@@ -15,6 +15,7 @@ staff|reconcile|ledger|menu]``.
     python -m server ledger credit FILE.csv   # monthly / yearly credits, idempotent by batch + row
     python -m server worker               # notice delivery worker (see README)
     python -m server menu publish         # publish the official account's custom menu
+    python -m server storage reseal       # uploads: seal old plain files, re-wrap under the current PII key
 """
 
 from __future__ import annotations
@@ -321,6 +322,34 @@ def cmd_menu(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_storage(args: argparse.Namespace, settings: Settings) -> int:
+    """``storage reseal``: every stored upload encrypted under the current PII key — files
+    from before encryption stripped and sealed, data keys of older keys re-wrapped (the
+    file rotation of docs/privacy.md; keep the old key configured until this is done)."""
+    from collections import Counter
+    from pathlib import Path
+
+    from server.domain.pii import PiiCipher
+    from server.gateways.storage import LocalStorage
+
+    root = Path(settings.section("family").get("upload_dir") or settings.data_path / "uploads")
+    pii = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
+    storage = LocalStorage(root, keys=pii)
+
+    async def go() -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for key in list(storage.keys_under()):
+            counts[await storage.reseal(key)] += 1
+        return counts
+
+    counts = run(go)
+    print(
+        f"storage reseal under key {settings.pii.current_kid}: {counts['sealed']} sealed, "
+        f"{counts['rewrapped']} re-wrapped, {counts['current']} already current"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m server", description="亲情医保 backend")
     p.add_argument("--host", help="listen address (default: HOST or config)")
@@ -367,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     menu = sub.add_parser("menu", help="official-account custom menu")
     menu_sub = menu.add_subparsers(dest="action", required=True)
     menu_sub.add_parser("publish", help="publish the menu through the WeChat gateway")
+    store = sub.add_parser("storage", help="uploaded files")
+    store_sub = store.add_subparsers(dest="action", required=True)
+    store_sub.add_parser("reseal", help="seal plain files, re-wrap data keys under the current PII key")
     return p
 
 
@@ -381,6 +413,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "ledger": cmd_ledger,
     "menu": cmd_menu,
     "staff": cmd_staff,
+    "storage": cmd_storage,
 }
 
 

@@ -25,6 +25,7 @@ def create_app(settings: Settings) -> web.Application:
     from review_console import console_ctx
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
+    from server.privacy import privacy_ctx
 
     app = web.Application(
         middlewares=[request_context, error_envelope],
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> web.Application:
             bot_ctx,
             lifecycle.family_ctx,
             console_ctx,
+            privacy_ctx,
         ]
     )
     followers = None  # the push worker's followers beyond our table: the demo's rule only
@@ -52,10 +54,12 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(demo_data_ctx)
         followers = push_follower_fallback(settings)
     if settings.server.run_worker:
+        from server.privacy.job import privacy_job_ctx
         from server.push.worker import worker_ctx_factory
 
-        # notice delivery in-process (README "Push delivery")
+        # notice delivery in-process (README "Push delivery"), and the privacy job
         app.cleanup_ctx.append(worker_ctx_factory(follower_fallback=followers))
+        app.cleanup_ctx.append(privacy_job_ctx)
 
     app.add_routes(ops_routes())
     # The institution sub-app is registered before the mini-program one: its prefix is

@@ -37,6 +37,12 @@ voucher_passwords_key = web.AppKey("voucher_passwords", "VoucherPasswords")  # å
 # the bureau's console (issue #14): staff sessions and the review desk
 staff_key = web.AppKey("staff", "StaffService")
 review_desk_key = web.AppKey("review_desk", "ReviewDesk")
+# personal information (issue #12): consents per purpose, the [privacy] settings
+consents_key = web.AppKey("consents", "ConsentService")
+privacy_config_key = web.AppKey("privacy_config", "PrivacyConfig")
+links_key = web.AppKey("links", "LinkSigner")  # short-lived signed download links (export)
+deletion_key = web.AppKey("deletion", "DeletionService")  # DELETE /api/v1/me
+privacy_job_key = web.AppKey("privacy_job", "PrivacyJob")  # retention purge, unfinished deletions
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -52,6 +58,8 @@ __all__ = [
     "Any",
     "auth_key",
     "bot_key",
+    "consents_key",
+    "deletion_key",
     "documents_key",
     "face_key",
     "family_key",
@@ -59,11 +67,14 @@ __all__ = [
     "http_key",
     "institution_directory_key",
     "institution_key",
+    "links_key",
     "metrics_key",
     "orm_key",
     "pii_key",
     "push_worker_key",
     "policy_key",
+    "privacy_config_key",
+    "privacy_job_key",
     "realname_key",
     "redis_key",
     "registry_key",

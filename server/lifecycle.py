@@ -104,6 +104,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Domain services that need the resources above."""
     from server.domain.auth import REVOCATION_CACHE_SECONDS, AuthService
     from server.domain.policy import DEFAULT_POLICY_PATH, PolicyEngine
+    from server.privacy.consent import ConsentService
 
     settings = app[keys.settings_key]
     # the one policy engine (config/policy.toml, or [policy] file): 共济 and binding rules
@@ -119,6 +120,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         logins_per_ip_per_minute=int(settings.section("auth").get("logins_per_ip_per_minute", 120)),
     )
+    # consents per purpose (the privacy notice in force): every use of a purpose asks it
+    app[keys.consents_key] = ConsentService()
     yield
 
 
@@ -151,7 +154,9 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.face_key] = face
     app[keys.registry_key] = LocalRegistry(app[keys.pii_key])
     family = settings.section("family")
-    storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
+    storage = LocalStorage(
+        Path(family.get("upload_dir") or settings.data_path / "uploads"), keys=app[keys.pii_key]
+    )
     documents = DocumentBook.load("commitment")
     guesses = GuessBudget.from_section(family)
     app[keys.storage_key] = storage
@@ -166,6 +171,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         documents=documents,
         limits=Limits.from_section(family),
         guesses=guesses,
+        consents=app[keys.consents_key],
     )
     app[keys.realname_key] = RealnameService(
         registry=app[keys.registry_key],
@@ -173,6 +179,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         pii=app[keys.pii_key],
         redis=app[keys.redis_key],
         guesses=guesses,
+        consents=app[keys.consents_key],
     )
     console = settings.console  # the project's one argon2id cost profile
     app[keys.voucher_passwords_key] = VoucherPasswords(

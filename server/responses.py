@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Mapping
 
 from aiohttp import web
@@ -17,21 +18,42 @@ def json_response(
     return web.json_response(data, status=status, headers=headers, dumps=dumps)
 
 
+def _document_headers(content_type: str) -> dict[str, str]:
+    disposition = (
+        'attachment; filename="material.pdf"' if content_type == "application/pdf" else "inline"
+    )
+    return {
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+        "Content-Disposition": disposition,
+        # the console's page headers too: a streamed body's headers leave before any
+        # middleware could add them
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
 def document_response(data: bytes, content_type: str) -> web.Response:
     """An uploaded material served back (already stripped of metadata): never cached,
     never content-sniffed, and never live content: ``Content-Security-Policy: sandbox``
     runs no script, and a PDF (which may carry JavaScript) is an attachment to download,
     never shown inline in our pages (issue #17 finding 14)."""
-    disposition = (
-        'attachment; filename="material.pdf"' if content_type == "application/pdf" else "inline"
-    )
-    return web.Response(
-        body=data,
-        content_type=content_type,
-        headers={
-            "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
-            "Content-Disposition": disposition,
-        },
-    )
+    return web.Response(body=data, content_type=content_type, headers=_document_headers(content_type))
+
+
+async def stream_document(
+    request: web.Request, content_type: str, chunks: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """:func:`document_response`'s headers, the body written chunk by chunk as storage
+    decrypts it (never the whole file in memory)."""
+    resp = web.StreamResponse(headers=_document_headers(content_type))
+    resp.content_type = content_type
+    try:
+        await resp.prepare(request)
+        async for chunk in chunks:
+            await resp.write(chunk)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    await resp.write_eof()
+    return resp

@@ -20,9 +20,30 @@ def demo_code(user: str) -> str:
     return f"demo-{user}-{next(_codes)}"
 
 
-async def login(client: TestClient, user: str = "alice") -> dict[str, Any]:
+async def login(client: TestClient, user: str = "alice", *, consent: bool = True) -> dict[str, Any]:
+    """Log ``user`` in; by default they then accept the privacy notice and every purpose
+    (``consent_all``), as a new user does on the mini-program's first screen."""
     resp = await client.post("/api/v1/auth/login", json={"code": demo_code(user)})
     assert resp.status == 200, await resp.text()
+    tokens = await resp.json()
+    if consent:
+        await consent_all(client, tokens)
+    return tokens
+
+
+async def consent_all(
+    client: TestClient, tokens: dict[str, Any] | str, purposes: list[str] | None = None
+) -> dict[str, Any]:
+    """Accept the privacy notice in force and consent to ``purposes`` (default: all of
+    them), as the mini-program's privacy page does (API.md v1.1 "Privacy")."""
+    notice = await (await client.get("/api/v1/privacy/notice")).json()
+    chosen = [p["id"] for p in notice["purposes"]] if purposes is None else purposes
+    resp = await client.post(
+        "/api/v1/privacy/consents",
+        json={"version": notice["version"], "sha256": notice["sha256"], "purposes": chosen},
+        headers=bearer(tokens),
+    )
+    assert resp.status == 201, await resp.text()
     return await resp.json()
 
 

@@ -31,7 +31,7 @@ from server import keys
 from server.domain.errors import DomainError
 from server.domain.family import FamilyService
 from server.openapi import endpoint
-from server.responses import document_response, json_response
+from server.responses import json_response, stream_document
 
 TAGS = ("family",)
 SUBMIT_ERRORS = (
@@ -217,11 +217,11 @@ async def _next_part(reader: Any) -> Any:
 
 
 @endpoint(summary="查看本人上传的材料(已去除元数据)", tags=TAGS)
-async def get_material(request: web.Request) -> web.Response:
-    data, content_type = await _service(request).read_material(
+async def get_material(request: web.Request) -> web.StreamResponse:
+    content_type, chunks = await _service(request).open_material(
         request[keys.user_id_key], request.match_info["id"], request.match_info["material_id"]
     )
-    return document_response(data, content_type)
+    return await stream_document(request, content_type, chunks)
 
 
 @endpoint(

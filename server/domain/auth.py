@@ -5,7 +5,9 @@ Rules (API.md "Mini-program", issue #2):
   ``iss``/``aud`` checked, ``sub`` the user id and ``sid`` the login family;
 * the refresh token is opaque and single use: refreshing rotates it; presenting a used
   one again means it leaked, so the whole login family is revoked (access tokens too);
-* logout revokes the family; ``session_key`` is stored encrypted and never returned.
+* logout revokes the family; ``session_key`` is stored encrypted and never returned;
+* each user's login families are listed in Redis (``auth:user-sids:<id>``), so deleting an
+  account ends every session and refresh token of it at once (:meth:`revoke_user`).
 
 Revocation on the hot path (every authenticated request): a revoked login family is a
 Redis key, shared by all server processes. Each process remembers what it revoked itself
@@ -100,7 +102,7 @@ class AuthService:
         if session.unionid:
             user.unionid = session.unionid
         await user.save(update_fields=["session_key_enc", "unionid", "updated_at"])
-        return user, await self._issue(user.id, sid=secrets.token_hex(12))
+        return user, await self._issue(user.id, sid=secrets.token_hex(12), new_family=True)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         key = _rt_key(refresh_token)
@@ -120,6 +122,17 @@ class AuthService:
     async def logout(self, access_token: str) -> None:
         claims = self._decode(access_token)
         await self._revoke(str(claims["sid"]))
+
+    async def revoke_user(self, user_id: int) -> int:
+        """End every login family of ``user_id`` (account deletion): their access and
+        refresh tokens are refused from now on (in other processes within
+        ``revocation_cache_seconds``). Idempotent; returns how many families it ended."""
+        key = _user_sids_key(user_id)
+        sids = [s.decode() if isinstance(s, bytes) else str(s) for s in await self._redis.smembers(key)]
+        for sid in sids:
+            await self._revoke(sid)
+        await self._redis.delete(key)
+        return len(sids)
 
     # -- per request ------------------------------------------------------------------
     async def verify_access(self, token: str) -> int:
@@ -176,7 +189,7 @@ class AuthService:
         except jwt.InvalidTokenError:
             raise _unauthorized("TOKEN_INVALID", "登录凭证无效,请重新登录") from None
 
-    async def _issue(self, user_id: int, *, sid: str) -> TokenPair:
+    async def _issue(self, user_id: int, *, sid: str, new_family: bool = False) -> TokenPair:
         now = int(time.time())
         kid = self._cfg.current_kid
         access = jwt.encode(
@@ -196,6 +209,9 @@ class AuthService:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(_rt_key(refresh), mapping={"uid": user_id, "sid": sid, "used": 0})
             pipe.expire(_rt_key(refresh), self._cfg.refresh_ttl_seconds)
+            if new_family:  # a login: remember the family under the user
+                pipe.sadd(_user_sids_key(user_id), sid)
+                pipe.expire(_user_sids_key(user_id), self._cfg.refresh_ttl_seconds)
             await pipe.execute()
         return TokenPair(access, refresh, self._cfg.access_ttl_seconds)
 
@@ -211,6 +227,10 @@ def _rt_key(token: str) -> str:
 
 def _revoked_key(sid: str) -> str:
     return "auth:revoked:" + sid
+
+
+def _user_sids_key(user_id: int) -> str:
+    return f"auth:user-sids:{user_id}"
 
 
 def _login_error(err: WeChatError) -> DomainError:

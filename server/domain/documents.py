@@ -1,4 +1,5 @@
-"""Versioned legal texts the user signs or accepts: 个人承诺书, 共济绑定告知书, ...
+"""Versioned legal texts the user signs or accepts: 个人承诺书, 共济绑定告知书, the privacy
+notice (个人信息保护告知书). This is the one loader of them all (issue #10).
 
 Each text lives in ``config/<name>.toml`` as a list of dated versions::
 
@@ -8,14 +9,22 @@ Each text lives in ``config/<name>.toml`` as a list of dated versions::
     published_at = 2025-06-01T00:00:00+08:00   # TOML offset date-time (or an ISO string)
     text = \"\"\"...\"\"\"
 
+    [[versions.purposes]]                      # optional: texts consented to one by one
+    id = "face"
+    title = "人脸识别"
+    text = \"\"\"...\"\"\"
+
 What was signed is identified by its version and the SHA-256 of the exact UTF-8 text
 (SPEC.md "commitment": version, full text hash, time, who, where from, kept immutable).
 A newer version published before submit makes an older signature outdated
-(``COMMITMENT_OUTDATED`` — issue #3).
+(``COMMITMENT_OUTDATED`` — issue #3). A purpose's text has its own SHA-256, so a consent
+to one purpose stays valid under a newer version whose text for that purpose is the same
+(PIPL art. 14, 29: separate consent; issue #12: ask again only for what changed).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -29,6 +38,24 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
+def sha256_hex(text: str) -> str:
+    """Hex SHA-256 of the exact UTF-8 text (what a signature or a consent refers to)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class PurposeText:
+    """One purpose of a notice, consented to separately (e.g. ``face``)."""
+
+    id: str
+    title: str
+    text: str
+    sha256: str  # hex SHA-256 of text.encode("utf-8")
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.id, "title": self.title, "text": self.text}
+
+
 @dataclass(frozen=True)
 class LegalText:
     """One published version of a legal text."""
@@ -38,6 +65,18 @@ class LegalText:
     text: str
     sha256: str  # hex SHA-256 of text.encode("utf-8"), exactly as served
     published_at: datetime  # timezone-aware
+    purposes: tuple[PurposeText, ...] = ()
+
+    def purpose(self, purpose_id: str) -> PurposeText | None:
+        """The text of one purpose of this version, or None."""
+        for p in self.purposes:
+            if p.id == purpose_id:
+                return p
+        return None
+
+    def as_dict(self) -> dict[str, str]:
+        """What the mini-program shows and sends back: version, title, text, sha256."""
+        return {"version": self.version, "title": self.title, "text": self.text, "sha256": self.sha256}
 
 
 def _aware(value: Any, where: str) -> datetime:
@@ -58,6 +97,27 @@ def _text_field(entry: dict[str, Any], field: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{where}: {field} must be a non-empty string")
     return value
+
+
+def _purposes(raw: Any, where: str) -> tuple[PurposeText, ...]:
+    """The ``[[versions.purposes]]`` of one version: ids unique, title and text non-empty."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{where}: purposes must be a non-empty list of [[versions.purposes]]")
+    out: list[PurposeText] = []
+    for j, entry in enumerate(raw):
+        at = f"{where}.purposes[{j}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{at}: must be a table")
+        pid = _text_field(entry, "id", at).strip()
+        if not _NAME_RE.fullmatch(pid):
+            raise ValueError(f"{at}: id {pid!r} must be lower_snake_case")
+        if any(p.id == pid for p in out):
+            raise ValueError(f"{at}: duplicate purpose {pid!r}")
+        text = _text_field(entry, "text", at)
+        out.append(PurposeText(pid, _text_field(entry, "title", at).strip(), text, sha256_hex(text)))
+    return tuple(out)
 
 
 class DocumentBook:
@@ -112,8 +172,9 @@ class DocumentBook:
                     version=version,
                     title=title,
                     text=text,
-                    sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    sha256=sha256_hex(text),
                     published_at=published_at,
+                    purposes=_purposes(entry.get("purposes"), where),
                 )
             )
         return cls(name, versions)
@@ -151,3 +212,9 @@ class DocumentBook:
         if text is None or sha256.lower() != text.sha256 or text.published_at > now:
             return "unknown"
         return "current" if self.current(now).version == version else "outdated"
+
+
+@functools.lru_cache(maxsize=8)
+def shipped(name: str) -> DocumentBook:
+    """The repository's ``config/<name>.toml``, loaded (and checked) once per process."""
+    return DocumentBook.load(name)

@@ -51,6 +51,7 @@ from server.gateways.wechat import (
     WeChatError,
     face_person_md5s,
 )
+from server.privacy.consent import ConsentService
 from server.ratelimit import hit
 
 if TYPE_CHECKING:
@@ -107,7 +108,11 @@ class FaceService:
         pii: PiiCipher,
         limits: FaceLimits | None = None,
         clock: Clock | None = None,
+        consents: ConsentService | None = None,
     ) -> None:
+        # a face check needs the caller's separate consent to ``face`` (PIPL art. 29,
+        # the 2025 face-recognition rules): no session is opened without it
+        self.consents = consents or ConsentService()
         self.wechat = wechat
         self.tokens = tokens
         self.redis = redis
@@ -133,6 +138,7 @@ class FaceService:
         """A ``user_id_key`` for checking the face of the person ``purpose`` names:
         the caller (``realname``: name + ID given) or the member of the caller's own
         application (``member``: someone else's is 404, like none)."""
+        await self.consents.require(user_id, "face")
         given = {"name": name, "id_type": id_type, "id_number": id_number}
         if purpose == "realname":
             _require(given, extra={"application_id": application_id})

@@ -20,21 +20,17 @@ foreign-key KEY SHARE lock) never waits for them.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from tortoise.exceptions import BaseORMException
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger
-from server.domain.clock import cn_iso, cn_today, parse_uuid
+from server.domain.clock import cn_iso, cn_today, parse_uuid, utc_now
+from server.domain.documents import LegalText, shipped
 from server.domain.errors import DomainError
 from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
@@ -45,7 +41,7 @@ from server.domain.policy import blocker as policy_blocker
 from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
-NOTICE_PATH = Path(__file__).resolve().parents[2] / "config" / "mutual_aid_notice.toml"
+NOTICE = "mutual_aid_notice"  # config/mutual_aid_notice.toml, through the one loader
 
 log = logging.getLogger(__name__)
 
@@ -57,45 +53,21 @@ REFUSALS_KEPT_DAYS = 90
 _NOT_RECORDED = frozenset({"UNAUTHORIZED", "RATE_LIMITED", "AUTHORIZATION_NOT_FOUND"})
 
 
-@dataclass(frozen=True)
-class NoticeText:
-    """The versioned 职工医保个人账户家庭共济绑定告知书."""
-
-    version: str
-    title: str
-    text: str
-    sha256: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "version": self.version,
-            "title": self.title,
-            "text": self.text,
-            "sha256": self.sha256,
-        }
-
-
-@functools.lru_cache(maxsize=4)
-def current_notice(path: Path = NOTICE_PATH) -> NoticeText:
-    with path.open("rb") as f:
-        data = tomllib.load(f)
-    text = str(data["text"]).strip()
-    return NoticeText(
-        version=str(data["version"]),
-        title=str(data["title"]),
-        text=text,
-        sha256=hashlib.sha256(text.encode()).hexdigest(),
-    )
+def current_notice(now: datetime | None = None) -> LegalText:
+    """The 共济绑定告知书 in force now (wall clock: the text a client is shown today,
+    whatever day a test's policy decisions are made for)."""
+    return shipped(NOTICE).current(now or utc_now())
 
 
 def _notice_state(
-    version: str, sha256: str, notice: NoticeText
+    version: str, sha256: str, now: datetime | None = None
 ) -> Literal["missing", "current", "outdated"]:
+    """Whether the 告知书 the authorizer accepted is the one in force: an older version
+    and a hash that is not that version's text are both ``outdated`` (show it again)."""
     if not version or not sha256:
         return "missing"
-    if version == notice.version and sha256.lower() == notice.sha256:
-        return "current"
-    return "outdated"
+    state = shipped(NOTICE).check_signed(version=version, sha256=sha256, now=now or utc_now())
+    return "current" if state == "current" else "outdated"
 
 
 def refusal(first: Blocker, blocking: Sequence[Blocker] = ()) -> DomainError:
@@ -234,7 +206,7 @@ async def _authorize(
             member_status=member.status if member is not None else "unknown",
             authorized_count=authorized_count,
             member_authorizer_ids=member_authorizers,
-            notice=_notice_state(notice_version, notice_sha256, current_notice()),
+            notice=_notice_state(notice_version, notice_sha256),
             quota_fen=quota_fen,
             stage="submit",
         )
@@ -333,14 +305,43 @@ async def _revoke(
         )
         if decision.blocker is not None:
             raise refusal(decision.blocker)
-        if auth.quota_fen is not None:
-            # all that is left, as locked (settlements may have spent some meanwhile)
-            await _move_quota(auth, person.id, "quota_release", lambda left: -left)
-        updated = await Authorization.filter(id=auth.id, state="active").update(
-            state="revoked", revoked_at=datetime.now(timezone.utc)
-        )
-        if updated != 1:  # revoked by a concurrent request meanwhile
+        if not await _end(auth, person.id):  # revoked by a concurrent request meanwhile
             raise _not_found()
+
+
+async def _end(auth: Authorization, authorizer_person_id: int) -> bool:
+    """End an active authorization in the caller's transaction: unused 共济额度 back to
+    the authorizer's balance (policy.toml: "unused quota returns when the relationship
+    ends"). False when it was no longer active."""
+    if auth.quota_fen is not None:
+        # all that is left, as locked (settlements may have spent some meanwhile)
+        await _move_quota(auth, authorizer_person_id, "quota_release", lambda left: -left)
+    updated = await Authorization.filter(id=auth.id, state="active").update(
+        state="revoked", revoked_at=datetime.now(timezone.utc)
+    )
+    return updated == 1
+
+
+async def end_for_account_deletion(*, user_id: int, person_id: int | None) -> int:
+    """End every active authorization ``user_id`` gave, and every one given to the
+    insured person ``person_id`` (the account's own), when the account is deleted
+    (SPEC.md "withdraw consent, delete"; issue #12). The region's unbind lock does not
+    apply: it holds a voluntary revocation, not the withdrawal of consent to processing
+    (PIPL art. 15: withdrawing must be as easy as consenting). Quotas return as on a
+    revocation. Idempotent: returns how many it ended now."""
+    q = Authorization.filter(authorizer_id=user_id, state="active")
+    ids = set(await q.values_list("id", flat=True))
+    if person_id is not None:
+        ids |= set(
+            await Authorization.filter(member_id=person_id, state="active").values_list("id", flat=True)
+        )
+    ended = 0
+    for auth_id in sorted(ids, key=str):  # one transaction each: locks as a revocation takes them
+        async with in_transaction():
+            auth = await Authorization.get_or_none(id=auth_id, state="active")
+            if auth is not None and await _end(auth, auth.authorizer_person_id):  # type: ignore[attr-defined]
+                ended += 1
+    return ended
 
 
 async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -> dict[str, Any]:

@@ -7,6 +7,10 @@ the push worker (``server.push``) delivers them. ``dedupe_key`` makes every noti
 unique, so a notice can never be created twice for the same settlement, kind and
 recipient.
 
+Every notice row is written through :func:`save`: a recipient who withdrew their consent
+to ``notices`` (PIPL art. 15, issue #12) gets none; :func:`cancel_pending` ends the ones
+not sent yet (withdrawal, account deletion) as ``cancelled``.
+
 ``Notice.data`` holds semantic fields (not WeChat keywords; the push side maps them):
 member_name (masked), institution, setl_time (ISO +08:00), med_type, medfee_fen,
 psn_part_fen, acct_pay_fen, mulaid_fen (an authorizer's: their own amount), cash_fen, setl_id.
@@ -14,17 +18,21 @@ psn_part_fen, acct_pay_fen, mulaid_fen (an authorizer's: their own amount), cash
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
+
 from server.domain.clock import cn_iso
 from server.domain.models import Notice
+from server.privacy.records import withdrawn_users
 
 FAMILY = "family_settlement"
 MUTUAL_AID = "mutual_aid_debit"
 MEMBER = "member_settlement"
 REVERSAL = "reversal"
+CANCELLED = "cancelled"  # a state: never sent, the recipient withdrew or left
 
 TITLES: Mapping[str, str] = {
     FAMILY: "家人就医结算通知",
@@ -109,6 +117,28 @@ def reversal_notices(
             )
         )
     return out
+
+
+async def save(notices: Sequence[Notice], *, using_db: BaseDBAsyncClient | None = None) -> int:
+    """Insert ``notices`` (one statement), except those for a recipient who withdrew their
+    consent to ``notices``; returns how many were written."""
+    if not notices:
+        return 0
+    stop = await withdrawn_users(
+        (n.recipient_id for n in notices), "notices", using_db=using_db  # type: ignore[attr-defined]
+    )
+    keep = [n for n in notices if n.recipient_id not in stop]  # type: ignore[attr-defined]
+    if keep:
+        await Notice.bulk_create(keep, using_db=using_db)
+    return len(keep)
+
+
+async def cancel_pending(user_id: int, *, reason: str) -> int:
+    """End every notice to ``user_id`` not sent yet as ``cancelled`` (``reason`` says why);
+    returns how many. A notice already handed to WeChat at this moment may still arrive."""
+    return await Notice.filter(recipient_id=user_id, state="pending").update(
+        state=CANCELLED, reason=reason[:200], lease_until=None, leased_by=None
+    )
 
 
 async def list_for_user(user_id: int, *, limit: int = 50) -> dict[str, Any]:

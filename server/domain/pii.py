@@ -20,6 +20,8 @@ from typing import Mapping
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+_FILE_KEY = b"file-data-key"
+
 
 class PiiCipher:
     """Encrypts, decrypts and blind-indexes personal data."""
@@ -43,6 +45,18 @@ class PiiCipher:
 
     def needs_rotation(self, token: str) -> bool:
         return not token.startswith(self._current + "$")
+
+    # Data keys of encrypted files (server.gateways.sealed): wrapped like a field value,
+    # under their own associated data, so they rotate the same way.
+    def wrap_key(self, key: bytes) -> str:
+        nonce = os.urandom(12)
+        ct = self._keys[self._current].encrypt(nonce, key, _FILE_KEY)
+        return f"{self._current}${base64.b64encode(nonce + ct).decode()}"
+
+    def unwrap_key(self, wrapped: str) -> bytes:
+        kid, _, payload = wrapped.partition("$")
+        raw = base64.b64decode(payload)
+        return self._keys[kid].decrypt(raw[:12], raw[12:], _FILE_KEY)
 
     def blind_index(self, value: str, *, purpose: str) -> str:
         """Keyed hash of the normalised value, for equality look-ups and uniqueness."""

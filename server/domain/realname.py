@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from server.domain.face_check import FaceService
+    from server.privacy.consent import ConsentService
 
 
 class RealnameService:
@@ -58,13 +59,17 @@ class RealnameService:
         redis: Redis,
         guesses: GuessBudget | None = None,
         clock: Clock | None = None,
+        consents: ConsentService | None = None,
     ) -> None:
+        from server.privacy.consent import ConsentService
+
         self.registry = registry
         self.face = face
         self.pii = pii
         self.redis = redis
         self.guesses = guesses or GuessBudget()
         self.clock: Clock = clock or utc_now
+        self.consents = consents or ConsentService()  # the face check needs its consent
 
     async def verify(
         self,
@@ -76,7 +81,10 @@ class RealnameService:
         face_token: str,
         ip: str | None = None,
     ) -> dict[str, Any]:
-        """Verify the user as the insured person holding this ID; returns their profile."""
+        """Verify the user as the insured person holding this ID; returns their profile.
+        The face check needs the user's consent to ``face`` first (403 CONSENT_REQUIRED,
+        PIPL art. 29 and the 2025 face rules: nothing is checked or counted without it)."""
+        await self.consents.require(user_id, "face")
         now = self.clock()
         pii = self.pii
         doc = parse_id(id_type, id_number, today=cn_today(now))

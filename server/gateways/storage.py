@@ -1,20 +1,28 @@
-"""Material storage: uploaded 户口本 / 身份证 / 出生证明 images and PDFs.
+"""Material storage: uploaded 户口本 / 身份证 / 出生证明 images and PDFs, and 承诺书 signature
+images.
 
-Rules (SPEC.md "materials", issue #3 "Materials upload"):
+Rules (SPEC.md "materials", issue #3 "Materials upload", issue #12 "Encrypted uploads"):
 
 * only JPEG, PNG and PDF, recognised by their magic bytes, never by file name or the
   client's Content-Type (:class:`UnsupportedMedia`);
 * a size cap enforced while streaming, so an oversize upload is never held in memory or
   on disk beyond the cap (:class:`TooLarge`); an empty file is :class:`EmptyFile`; a file
   whose structure cannot be parsed is :class:`CorruptFile`;
-* the SHA-256 of the exact uploaded bytes is computed on the way in and kept;
-* EXIF / XMP / IPTC / text metadata (GPS position, device, owner names) is never served
-  back: :func:`strip_metadata` runs on every read. The original bytes stay on disk so
-  the recorded SHA-256 keeps matching what was uploaded.
+* the SHA-256 of the exact uploaded bytes is computed on the way in and kept (the
+  upload's receipt);
+* EXIF / XMP / IPTC / text metadata (GPS position, device, owner names) and PDF document
+  information are stripped on the way in (:mod:`server.gateways.sanitize`, streaming):
+  what we never keep cannot leak (PIPL art. 6, minimum necessary);
+* encrypted at rest: each file under its own data key, sealed in 64 KiB AES-GCM records
+  (:mod:`server.gateways.sealed`); the data key is wrapped by the PII key set and rotates
+  like the PII fields (:meth:`LocalStorage.reseal`, ``python -m server storage reseal``);
+* written and read in chunks: neither an upload nor a download is ever whole in memory.
+  Files stored before encryption (plain, unstripped) are still read, stripped as they
+  stream out, until ``reseal`` seals them.
 
 :class:`Storage` is the interface the services use; :class:`LocalStorage` keeps objects
 in a local directory. An object-storage implementation only has to provide the same
-three coroutines.
+coroutines.
 
 Errors are this module's own types (:class:`StorageError`); the domain turns them into
 API.md codes (``UNSUPPORTED_MEDIA_TYPE`` 415, ``MATERIAL_TOO_LARGE`` 413, ``MATERIAL_EMPTY``
@@ -31,14 +39,31 @@ import hashlib
 import os
 import re
 import secrets
-import struct
-import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 import aiohttp
+
+from server.gateways.sanitize import MAX_SEGMENTS, Stripper, strip_metadata, stripper_for
+from server.gateways.sealed import CHUNK, KeyWrapper, SealedReader, SealedWriter, is_sealed, rewrap
+
+__all__ = [
+    "ALLOWED_TYPES",
+    "MAX_SEGMENTS",
+    "CorruptFile",
+    "EmptyFile",
+    "LocalStorage",
+    "ObjectNotFound",
+    "Storage",
+    "StorageError",
+    "StoredObject",
+    "TooLarge",
+    "UnsupportedMedia",
+    "sniff",
+    "strip_metadata",
+]
 
 ALLOWED_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/pdf"})
 
@@ -46,10 +71,6 @@ CHUNK_SIZE = 64 * 1024
 #: Chunks are gathered up to this size before one write in a worker thread: one thread
 #: hop per 256 KiB instead of per 64 KiB chunk.
 WRITE_BATCH = 256 * 1024
-#: At most this many JPEG markers / PNG chunks: real files have tens to a few thousand
-#: (8 KiB IDAT chunks); a crafted file of millions of tiny segments would otherwise cost
-#: seconds of CPU on every read.
-MAX_SEGMENTS = 20_000
 #: The longest magic number we look at (PNG's 8-byte signature).
 SNIFF_BYTES = 8
 
@@ -60,7 +81,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StoredObject:
-    """What storage kept: the key to find it again, and facts about the exact bytes."""
+    """What storage kept: the key to find it again, and facts about the uploaded bytes."""
 
     key: str
     size: int
@@ -78,6 +99,8 @@ class Storage(Protocol):
         max_bytes: int,
         allowed_types: frozenset[str] = ALLOWED_TYPES,
     ) -> StoredObject: ...
+
+    async def open_stream(self, key: str) -> tuple[str, AsyncIterator[bytes]]: ...
 
     async def read_clean(self, key: str) -> tuple[bytes, str]: ...
 
@@ -135,169 +158,6 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def strip_metadata(data: bytes, content_type: str) -> bytes:
-    """``data`` without metadata that could identify a person, place or device.
-
-    * JPEG: keeps only what decoding needs — frame headers (SOF*), Huffman / arithmetic
-      tables (DHT, DAC), quantisation tables (DQT), restart interval (DRI), DNL, the JFIF
-      APP0 header, an ICC colour profile (APP2 ``ICC_PROFILE``) and the Adobe APP14 colour
-      transform flag — then the scan data verbatim. Drops APP1 (EXIF, XMP), APP13
-      (IPTC / Photoshop), COM and every other APPn. The EXIF orientation, if any, is kept
-      in a fresh minimal EXIF block holding that single tag, so phone photos still show
-      upright.
-    * PNG: drops ``tEXt``, ``zTXt``, ``iTXt``, ``eXIf`` and ``tIME`` chunks; every other
-      chunk is copied byte for byte (so its CRC stays valid). CRCs are checked.
-    * PDF: returned unchanged. Rewriting a PDF's Info dictionary / XMP stream safely needs
-      a full PDF parser (incremental updates, object streams, encryption); materials are
-      shown only to their owner and reviewers, and scans from phone apps rarely carry
-      personal metadata. Object storage with a PDF sanitiser can do better.
-
-    Raises ``ValueError`` when the structure cannot be parsed (truncated, bad CRC).
-    """
-    if content_type == "image/jpeg":
-        return _strip_jpeg(data)
-    if content_type == "image/png":
-        return _strip_png(data)
-    if content_type == "application/pdf":
-        return data
-    raise ValueError(f"unsupported content type {content_type!r}")
-
-
-# JPEG markers kept before the first SOS: SOF0..SOF15 with DHT (C4), JPG (C8), DAC (CC);
-# DQT, DNL, DRI.
-_JPEG_KEEP = frozenset(range(0xC0, 0xD0)) | {0xDB, 0xDC, 0xDD}
-_SOS = 0xDA
-_JPEG_MARKER_RE = re.compile(rb"\xff+[\x01-\xcf\xd8-\xfe]")
-_EOI = 0xD9
-
-
-def _strip_jpeg(data: bytes) -> bytes:
-    if not data.startswith(b"\xff\xd8"):
-        raise ValueError("JPEG: missing SOI")
-    out = bytearray(b"\xff\xd8")
-    orientation: int | None = None
-    exif_at = 2  # where a kept orientation goes: after SOI and a leading JFIF APP0
-    seen_scan = False
-    pos = 2
-    n = len(data)
-    for _ in range(MAX_SEGMENTS):
-        if seen_scan:
-            # Entropy-coded data runs up to the next real marker: inside it 0xFF is only
-            # followed by 0x00 (stuffing) or RSTn, or is a fill byte before a marker.
-            m = _JPEG_MARKER_RE.search(data, pos)
-            if m is None:
-                raise ValueError("JPEG: missing EOI")
-            out += data[pos : m.start()]
-            pos = m.start()
-        elif pos >= n or data[pos] != 0xFF:
-            raise ValueError(f"JPEG: expected a marker at offset {pos}")
-        # Markers may be preceded by any number of 0xFF fill bytes.
-        while pos < n and data[pos] == 0xFF:
-            pos += 1
-        if pos >= n:
-            raise ValueError("JPEG: truncated marker")
-        marker = data[pos]
-        pos += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
-            continue  # standalone markers (TEM, RSTn) carry no length
-        if marker == _EOI:
-            if not seen_scan:
-                raise ValueError("JPEG: no image data before EOI")
-            # Anything after EOI (vendor trailers, appended preview images) is dropped.
-            out += b"\xff\xd9"
-            return bytes(out)
-        if pos + 2 > n:
-            raise ValueError("JPEG: truncated segment length")
-        (length,) = struct.unpack_from(">H", data, pos)
-        if length < 2 or pos + length > n:
-            raise ValueError(f"JPEG: bad segment length at offset {pos}")
-        segment = data[pos - 2 : pos + length]
-        payload = data[pos + 2 : pos + length]
-        pos += length
-        if marker == _SOS:
-            if not seen_scan and orientation is not None and orientation != 1:
-                out[exif_at:exif_at] = _exif_orientation_segment(orientation)
-            seen_scan = True
-            out += segment
-        elif marker in _JPEG_KEEP:
-            out += segment
-        elif marker == 0xE0 and payload.startswith(b"JFIF\x00"):
-            out += segment
-            if exif_at == 2 and len(out) == 2 + len(segment):
-                exif_at = len(out)
-        elif (marker, payload[:12]) == (0xE2, b"ICC_PROFILE\x00") or (
-            marker == 0xEE and payload.startswith(b"Adobe")
-        ):
-            out += segment
-        elif marker == 0xE1 and payload.startswith(b"Exif\x00\x00") and orientation is None:
-            orientation = _exif_orientation(payload[6:])
-        # everything else (APP1 EXIF/XMP, APP13 IPTC, COM, other APPn) is dropped
-    raise ValueError(f"JPEG: more than {MAX_SEGMENTS} markers")
-
-
-def _exif_orientation(tiff: bytes) -> int | None:
-    """The Orientation tag (0x0112) of IFD0 of an EXIF TIFF block, or None."""
-    try:
-        if tiff[:2] == b"II":
-            order = "<"
-        elif tiff[:2] == b"MM":
-            order = ">"
-        else:
-            return None
-        (ifd0,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, ifd0)
-        for i in range(count):
-            tag, typ, _, value = struct.unpack_from(order + "HHIH", tiff, ifd0 + 2 + 12 * i)
-            if tag == 0x0112 and typ == 3:
-                return value if 1 <= value <= 8 else None
-    except struct.error:
-        return None
-    return None
-
-
-def _exif_orientation_segment(orientation: int) -> bytes:
-    """A minimal APP1 EXIF segment holding only the Orientation tag."""
-    tiff = (
-        b"MM\x00\x2a"
-        + struct.pack(">I", 8)  # big-endian TIFF header, IFD0 at offset 8
-        + struct.pack(">H", 1)  # one entry
-        + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # SHORT, count 1, padded
-        + struct.pack(">I", 0)  # no next IFD
-    )
-    payload = b"Exif\x00\x00" + tiff
-    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-
-
-_PNG_DROP = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"})
-
-
-def _strip_png(data: bytes) -> bytes:
-    if not data.startswith(_PNG_SIGNATURE):
-        raise ValueError("PNG: missing signature")
-    out = bytearray(_PNG_SIGNATURE)
-    view = memoryview(data)
-    pos = len(_PNG_SIGNATURE)
-    n = len(data)
-    for _ in range(MAX_SEGMENTS):
-        if pos + 12 > n:
-            break
-        length, ctype = struct.unpack_from(">I4s", data, pos)
-        end = pos + 12 + length
-        if end > n:
-            raise ValueError(f"PNG: chunk {ctype!r} runs past the end of the file")
-        (crc,) = struct.unpack_from(">I", data, end - 4)
-        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
-            raise ValueError(f"PNG: bad CRC in chunk {ctype!r}")
-        if ctype not in _PNG_DROP:
-            out += data[pos:end]
-        pos = end
-        if ctype == b"IEND":
-            return bytes(out)
-    if pos + 12 > n:
-        raise ValueError("PNG: missing IEND")
-    raise ValueError(f"PNG: more than {MAX_SEGMENTS} chunks")
-
-
 # ---------------------------------------------------------------------------------------
 # Local directory storage
 
@@ -322,10 +182,12 @@ async def _chunks(source: aiohttp.BodyPartReader | AsyncIterator[bytes]) -> Asyn
 
 
 class LocalStorage:
-    """Materials in a local directory (``root/ab/cd/<32 hex>``), files mode 0600."""
+    """Materials in a local directory (``root/ab/cd/<32 hex>``), files mode 0600, each
+    sealed under its own data key wrapped by ``keys`` (the PII key set)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, keys: KeyWrapper) -> None:
         self.root = Path(root)
+        self.keys = keys
 
     def path_of(self, key: str) -> Path:
         """The file of ``key``; ValueError if the key is not one this storage makes."""
@@ -341,17 +203,19 @@ class LocalStorage:
     ) -> StoredObject:
         """Stream ``source`` to a new object; see the module docstring for the rules.
 
-        Bytes go to a temporary file next to the final path and are renamed into place
-        only once everything checked out; on any error (including cancellation) the
-        temporary file is removed, so nothing is left behind. File I/O runs in worker
-        threads in batches of up to :data:`WRITE_BATCH` bytes.
+        Bytes are stripped and sealed as they arrive, into a temporary file next to the
+        final path, renamed into place only once everything checked out; on any error
+        (including cancellation) the temporary file is removed, so nothing is left
+        behind. File I/O and encryption run in worker threads, in batches of up to
+        :data:`WRITE_BATCH` bytes.
         """
         name = secrets.token_hex(16)
         key = f"{name[:2]}/{name[2:4]}/{name}"
-        temp = _TempFile(self.path_of(key))
+        temp = _TempFile(self.path_of(key), self.keys)
         digest = hashlib.sha256()
         size = 0
         content_type: str | None = None
+        stripper: Stripper | None = None
         head = bytearray()  # bytes held back until the type is known
         pending = bytearray()
         in_flight: asyncio.Future[Any] | None = None
@@ -362,6 +226,13 @@ class LocalStorage:
             in_flight = asyncio.ensure_future(asyncio.to_thread(fn, *args))
             # Shielded: if we are cancelled, the thread finishes before the cleanup runs.
             return await asyncio.shield(in_flight)
+
+        def clean(data: bytes, *, last: bool = False) -> bytes:
+            assert stripper is not None
+            try:
+                return stripper.feed(data) + (stripper.close() if last else b"")
+            except ValueError:
+                raise CorruptFile() from None
 
         try:
             async for chunk in _chunks(source):
@@ -374,8 +245,9 @@ class LocalStorage:
                     if len(head) < SNIFF_BYTES:
                         continue
                     content_type = _accept(head, allowed_types)
+                    stripper = stripper_for(content_type)
                     chunk, head = bytes(head), bytearray()
-                pending += chunk
+                pending += clean(chunk)
                 if len(pending) >= WRITE_BATCH:
                     await in_thread(temp.write, bytes(pending))
                     pending.clear()
@@ -383,11 +255,11 @@ class LocalStorage:
                 raise EmptyFile()
             if content_type is None:  # a file shorter than the longest magic number
                 content_type = _accept(head, allowed_types)
-                pending += head
-            if pending:
-                await in_thread(temp.write, bytes(pending))
-            if not await in_thread(temp.finish, content_type):
-                raise CorruptFile()
+                stripper = stripper_for(content_type)
+                pending += clean(bytes(head))
+            pending += clean(b"", last=True)
+            await in_thread(temp.write, bytes(pending))
+            await in_thread(temp.finish)
             done = True
             return StoredObject(
                 key=key, size=size, sha256=digest.hexdigest(), content_type=content_type
@@ -399,21 +271,63 @@ class LocalStorage:
                 else:
                     temp.discard()
 
-    async def read_clean(self, key: str) -> tuple[bytes, str]:
-        """The object's bytes with metadata stripped (:func:`strip_metadata`) and its type.
+    async def open_stream(self, key: str) -> tuple[str, AsyncIterator[bytes]]:
+        """The object's type and its bytes (metadata stripped), chunk by chunk.
 
-        :class:`ObjectNotFound` if there is no such object; ValueError for a bad key.
-        """
+        :class:`ObjectNotFound` if there is no such object; ValueError for a bad key or a
+        file that fails decryption (altered on disk)."""
         path = self.path_of(key)
         try:
-            return await asyncio.to_thread(_read_clean, path)
+            source = await asyncio.to_thread(_Source.open, path, self.keys)
         except FileNotFoundError:
             raise ObjectNotFound(key) from None
+        try:
+            first = await asyncio.to_thread(source.next)
+            content_type = sniff(first[:SNIFF_BYTES]) if first else None
+            if content_type is None:
+                raise ValueError(f"stored object {path.name} has an unknown type")
+        except BaseException:
+            await asyncio.to_thread(source.close)
+            raise
+        return content_type, _stream(source, first)
+
+    async def read_clean(self, key: str) -> tuple[bytes, str]:
+        """The whole object (metadata stripped) and its type: for small callers; large
+        readers use :meth:`open_stream`."""
+        content_type, chunks = await self.open_stream(key)
+        return b"".join([c async for c in chunks]), content_type
 
     async def delete(self, key: str) -> None:
         """Remove the object; deleting a missing object is not an error."""
         path = self.path_of(key)
         await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def reseal(self, key: str) -> str:
+        """Bring one object up to date: a sealed file under an older master key gets its
+        data key re-wrapped (``rewrapped``); a file stored before encryption is stripped
+        and sealed (``sealed``); else ``current``."""
+        path = self.path_of(key)
+        if await asyncio.to_thread(_is_sealed_file, path):
+            return "rewrapped" if await asyncio.to_thread(rewrap, path, self.keys) else "current"
+        content_type, chunks = await self.open_stream(key)  # strips on the way
+        temp = _TempFile(path, self.keys)
+        try:
+            async for chunk in chunks:
+                await asyncio.to_thread(temp.write, chunk)
+            await asyncio.to_thread(temp.finish)
+        except BaseException:
+            temp.path.unlink(missing_ok=True)
+            raise
+        return "sealed"
+
+    def keys_under(self) -> Iterator[str]:
+        """Every object key in the directory (temporary files skipped)."""
+        if not self.root.exists():
+            return
+        for path in sorted(self.root.glob("??/??/*")):
+            key = f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
+            if _KEY_RE.fullmatch(key):
+                yield key
 
 
 def _accept(head: bytes | bytearray, allowed_types: frozenset[str]) -> str:
@@ -424,36 +338,39 @@ def _accept(head: bytes | bytearray, allowed_types: frozenset[str]) -> str:
 
 
 class _TempFile:
-    """The temporary file of one upload, next to its final path (same file system).
+    """The temporary file of one upload, next to its final path (same file system),
+    sealed as it is written.
 
     Its methods run in a worker thread, one at a time; :meth:`discard` runs only once no
     other method is running (save_stream waits for the one in flight).
     """
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, keys: KeyWrapper) -> None:
         self.final = final
         self.path = final.with_name(f".{final.name}.tmp")
+        self.keys = keys
         self.file: IO[bytes] | None = None
+        self.writer: SealedWriter | None = None
 
     def write(self, data: bytes) -> None:
         if self.file is None:
             self.final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             self.file = os.fdopen(fd, "wb")
-        self.file.write(data)
+            self.writer = SealedWriter(self.file, self.keys)
+        assert self.writer is not None
+        self.writer.write(data)
 
-    def finish(self, content_type: str) -> bool:
-        """Flush, check the structure is servable, rename into place. False if corrupt."""
-        assert self.file is not None
+    def finish(self) -> None:
+        """Seal the last record, flush, rename into place."""
+        if self.file is None:
+            self.write(b"")
+        assert self.file is not None and self.writer is not None
+        self.writer.close()
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
-        try:
-            strip_metadata(self.path.read_bytes(), content_type)
-        except ValueError:
-            return False
         os.replace(self.path, self.final)
-        return True
 
     def discard(self) -> None:
         """Remove every trace: the temporary file and, when cancelled during
@@ -464,9 +381,63 @@ class _TempFile:
         self.final.unlink(missing_ok=True)
 
 
-def _read_clean(path: Path) -> tuple[bytes, str]:
-    data = path.read_bytes()
-    content_type = sniff(data[:SNIFF_BYTES])
+class _Source:
+    """A stored file read chunk by chunk: sealed (decrypted) or, from before encryption,
+    plain (stripped as it streams). Its methods run in worker threads."""
+
+    def __init__(self, file: IO[bytes], chunks: Iterator[bytes]) -> None:
+        self.file = file
+        self.chunks = chunks
+
+    @classmethod
+    def open(cls, path: Path, keys: KeyWrapper) -> _Source:
+        f = open(path, "rb")
+        try:
+            if is_sealed(f.read(4)):
+                f.seek(0)
+                return cls(f, SealedReader(f, keys).chunks())
+            f.seek(0)
+            return cls(f, _plain(f))
+        except BaseException:
+            f.close()
+            raise
+
+    def next(self) -> bytes:
+        return next(self.chunks, b"")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _is_sealed_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return is_sealed(f.read(4))
+
+
+def _plain(f: IO[bytes]) -> Iterator[bytes]:
+    """A file stored before encryption, metadata stripped as it streams."""
+    first = f.read(CHUNK)
+    content_type = sniff(first[:SNIFF_BYTES])
     if content_type is None:
-        raise ValueError(f"stored object {path.name} has an unknown type")
-    return strip_metadata(data, content_type), content_type
+        yield first
+        return
+    stripper = stripper_for(content_type)
+    block = first
+    while block:
+        out = stripper.feed(block)
+        if out:
+            yield out
+        block = f.read(CHUNK)
+    tail = stripper.close()
+    if tail:
+        yield tail
+
+
+async def _stream(source: _Source, first: bytes) -> AsyncIterator[bytes]:
+    try:
+        chunk = first
+        while chunk:
+            yield chunk
+            chunk = await asyncio.to_thread(source.next)
+    finally:
+        await asyncio.to_thread(source.close)

@@ -218,6 +218,7 @@ def worker_ctx_factory(
 async def main(settings: Settings, concurrency: int = 32) -> int:
     """``python -m server worker``: deliver notices until SIGTERM / SIGINT."""
     from server import lifecycle
+    from server.domain.pii import PiiCipher
     from server.metrics import Metrics
     from server.ops import healthz, metrics, readyz
 
@@ -245,10 +246,19 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
     app[keys.settings_key] = settings
     app[keys.metrics_key] = Metrics()
     app[keys.services_key] = {}
+    app[keys.pii_key] = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
+    from server.privacy import privacy_ctx
+    from server.privacy.job import privacy_job_ctx
+
     app.cleanup_ctx.extend(
         [
             *lifecycle.core_contexts(),
             worker_ctx_factory(concurrency, follower_fallback=follower_fallback),
+            # the privacy job (retention, unfinished deletions) runs where notices go out
+            lifecycle.services_ctx,
+            lifecycle.family_ctx,
+            privacy_ctx,
+            privacy_job_ctx,
         ]
     )
     app.add_routes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import struct
 import zlib
@@ -15,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.domain.family.materials import storage_refusal
+from server.domain.pii import PiiCipher
 from server.gateways.storage import (
     CorruptFile,
     EmptyFile,
@@ -45,9 +47,12 @@ def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
+KEYS = PiiCipher({"p1": base64.b64encode(b"k" * 32).decode()}, "p1", "hash-key")
+
+
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
-    return LocalStorage(tmp_path / "materials")
+    return LocalStorage(tmp_path / "materials", keys=KEYS)
 
 
 # --- sniffing ------------------------------------------------------------------------
@@ -88,7 +93,7 @@ async def test_accepts_jpeg_png_pdf_with_size_and_sha256(
     a, b, name = obj.key.split("/")
     assert (a, b) == (name[:2], name[2:4]) and len(name) == 32
     path = storage.root / obj.key
-    assert path.read_bytes() == data  # the original is kept: the sha256 stays verifiable
+    assert path.read_bytes().startswith(b"QQE1") and data not in path.read_bytes()  # sealed
     assert path.stat().st_mode & 0o777 == 0o600
     assert files_under(storage.root) == [path]  # no temporary file left
     clean, served_type = await storage.read_clean(obj.key)
@@ -114,7 +119,7 @@ async def test_large_upload_in_64k_chunks(storage: LocalStorage) -> None:
     parts = [data[i : i + 65536] for i in range(0, len(data), 65536)]
     obj = await storage.save_stream(pieces(parts), max_bytes=8 * 1024 * 1024)
     assert obj.size == len(data) and obj.sha256 == hashlib.sha256(data).hexdigest()
-    assert (storage.root / obj.key).read_bytes() == data
+    assert (await storage.read_clean(obj.key))[0] == data
 
 
 # --- rejected uploads: nothing left behind -------------------------------------------
@@ -350,7 +355,7 @@ async def test_missing_object_is_404_and_delete_is_idempotent(storage: LocalStor
 
 async def test_streamed_multipart_upload_through_aiohttp(tmp_path: Path) -> None:
     """A tiny app that streams the ``file`` part with save_stream, as the endpoint will."""
-    storage = LocalStorage(tmp_path / "materials")
+    storage = LocalStorage(tmp_path / "materials", keys=KEYS)
 
     async def upload(request: web.Request) -> web.Response:
         reader = await request.multipart()

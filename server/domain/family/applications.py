@@ -99,7 +99,9 @@ class ApplicationsPart(FamilyBase):
         reason: str | None = None,
     ) -> dict[str, Any]:
         """A new draft. Only the document's format is refused here (422); every other rule
-        is the submit's, so that a failure is recorded where the bot can find it."""
+        is the submit's, so that a failure is recorded where the bot can find it.
+        Needs the binder's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``)."""
+        await self.consents.require(user_id, "id_documents")
         await self._limit(user_id, "applications")
         binder = await self._binder(user_id)
         doc = parse_id(id_type, id_number, today=self.today())

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from server.domain.policy import PolicyEngine
     from server.domain.registry import Registry
     from server.gateways.storage import Storage
+    from server.privacy.consent import ConsentService
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,10 @@ class FamilyBase:
         limits: Limits | None = None,
         guesses: GuessBudget | None = None,
         clock: Clock | None = None,
+        consents: ConsentService | None = None,
     ) -> None:
+        from server.privacy.consent import ConsentService
+
         self.policy = policy
         self.registry = registry
         self.face = face
@@ -104,6 +108,9 @@ class FamilyBase:
         self.limits = limits or Limits()
         self.guesses = guesses or GuessBudget()
         self.clock: Clock = clock or utc_now
+        # separate consents per purpose (PIPL art. 29; server.privacy.consent): without
+        # one injected, the shipped privacy notice on the wall clock — never no check
+        self.consents = consents or ConsentService()
 
     def today(self, now: datetime | None = None) -> date:
         """The Asia/Shanghai calendar day of ``now`` (default: the service's clock)."""

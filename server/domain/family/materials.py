@@ -8,7 +8,7 @@ place that words them for people (:func:`storage_refusal`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -65,6 +65,13 @@ def storage_errors() -> Iterator[None]:
         raise storage_refusal(err) from None
 
 
+async def open_document(storage: Storage, key: str) -> tuple[str, AsyncIterator[bytes]]:
+    """A stored material's type and its bytes chunk by chunk (metadata stripped, decrypted
+    as they stream); 404 ``MATERIAL_NOT_FOUND`` when the object is gone."""
+    with storage_errors():
+        return await storage.open_stream(key)
+
+
 async def read_document(storage: Storage, key: str) -> tuple[bytes, str]:
     """A stored material without its metadata, and its type (the owner's and the reviewers'
     view); 404 ``MATERIAL_NOT_FOUND`` when the object is gone."""
@@ -89,7 +96,9 @@ class MaterialsPart(FamilyBase):
 
     async def store_upload(self, user_id: int, application_id: str, source: Any) -> StoredObject:
         """Stream one uploaded file to storage once the application is known to be the
-        user's and still editable (sniffed type, size cap: 415 / 413, nothing kept)."""
+        user's and still editable (sniffed type, size cap: 415 / 413, nothing kept).
+        Needs the uploader's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``)."""
+        await self.consents.require(user_id, "id_documents")
         await self._editable(user_id, application_id, "上传材料")
         with storage_errors():
             return await self._storage().save_stream(
@@ -162,3 +171,15 @@ class MaterialsPart(FamilyBase):
         if material is None:
             raise not_found("材料")
         return await read_document(self._storage(), material.storage_key)
+
+    async def open_material(
+        self, user_id: int, application_id: str, material_id: str
+    ) -> tuple[str, AsyncIterator[bytes]]:
+        """:meth:`read_material`, streamed (the type, then the bytes chunk by chunk)."""
+        app = await self._owned(user_id, application_id)
+        material = await Material.get_or_none(
+            id=uuid_or_404(material_id, "材料"), application_id=app.id
+        )
+        if material is None:
+            raise not_found("材料")
+        return await open_document(self._storage(), material.storage_key)

@@ -165,10 +165,12 @@ class MembersPart(FamilyBase):
     ) -> dict[str, Any]:
         """The member's settlement records of one year, from the binding's start on (SPEC.md
         after binding: not the member's earlier history — issue #17 finding 7), newest
-        first, a page at a time (``next_cursor``)."""
+        first, a page at a time (``next_cursor``); refused (403 naming ``medical_records``) once
+        the member withdrew that consent."""
         from server.domain.settlements import queries as settlements
 
         binding = await self._owned_binding(user_id, binding_id)
+        await self.consents.require_member_records(binding.member_id)
         after = decode_cursor(cursor)
         before = None
         if after is not None:
@@ -193,8 +195,10 @@ class MembersPart(FamilyBase):
         }
 
     async def summary(self, user_id: int, binding_id: str, year: int | None) -> dict[str, Any]:
-        """Balance, yearly totals and insurance status of the member."""
+        """Balance, yearly totals and insurance status of the member (refused like
+        :meth:`settlements` once the member withdrew ``medical_records``)."""
         binding = await self._owned_binding(user_id, binding_id)
+        await self.consents.require_member_records(binding.member_id)
         view = member_view(self.pii, binding)
         out = await spending_summary(
             binding.member_id, year or self.today().year, since=visible_from(binding.bound_at)

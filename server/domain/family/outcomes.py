@@ -18,6 +18,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
+from server.domain import notices_outbox
 from server.domain.clock import cn_iso
 from server.domain.models import (
     Application,
@@ -79,21 +80,25 @@ async def binding_result(
     now: datetime,
 ) -> None:
     """The reviewer's decision, to the binder."""
-    await Notice.create(
-        recipient_id=app.binder_id,
-        kind=BINDING_RESULT,
-        dedupe_key=f"{BINDING_RESULT}:{app.id}:{outcome}:{int(now.timestamp() * 1000)}",
-        title=TITLES[BINDING_RESULT],
-        data={
-            "member_name": _names(pii, app),
-            "relationship": RELATIONSHIP_LABELS.get(app.relationship, app.relationship),
-            "result": RESULT_LABELS[outcome],
-            "outcome": outcome,
-            "reason": reason or "无",
-            "application_id": str(app.id),
-            "decided_at": cn_iso(now),
-        },
-        state="pending",
+    await notices_outbox.save(
+        [
+            Notice(
+                recipient_id=app.binder_id,
+                kind=BINDING_RESULT,
+                dedupe_key=f"{BINDING_RESULT}:{app.id}:{outcome}:{int(now.timestamp() * 1000)}",
+                title=TITLES[BINDING_RESULT],
+                data={
+                    "member_name": _names(pii, app),
+                    "relationship": RELATIONSHIP_LABELS.get(app.relationship, app.relationship),
+                    "result": RESULT_LABELS[outcome],
+                    "outcome": outcome,
+                    "reason": reason or "无",
+                    "application_id": str(app.id),
+                    "decided_at": cn_iso(now),
+                },
+                state="pending",
+            )
+        ]
     )
 
 
@@ -120,18 +125,24 @@ async def member_told(
     binder_name = (
         mask_name(pii.decrypt(binder.name_enc, purpose="name")) if binder.name_enc else "您的家人"
     )
-    await Notice.create(
-        recipient_id=recipient,
-        kind=kind,
-        dedupe_key=f"{kind}:{binding.id}",
-        title=TITLES[kind],
-        data={
-            "binder_name": binder_name,
-            "relationship": RELATIONSHIP_LABELS.get(binding.relationship, binding.relationship),
-            "at": cn_iso(now),
-            "binding_id": str(binding.id),
-        },
-        state="pending",
+    await notices_outbox.save(
+        [
+            Notice(
+                recipient_id=recipient,
+                kind=kind,
+                dedupe_key=f"{kind}:{binding.id}",
+                title=TITLES[kind],
+                data={
+                    "binder_name": binder_name,
+                    "relationship": RELATIONSHIP_LABELS.get(
+                        binding.relationship, binding.relationship
+                    ),
+                    "at": cn_iso(now),
+                    "binding_id": str(binding.id),
+                },
+                state="pending",
+            )
+        ]
     )
 
 

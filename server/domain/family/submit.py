@@ -130,11 +130,15 @@ class SubmitPart(FamilyBase):
         (``FIXABLE``: materials, signature and all kept), else ``failed`` with the first
         reason no fix can cure.
         The member's face check (a network call) runs before the transaction; a face
-        service that is down is 503 ``SYSTEM_BUSY`` and changes nothing.
+        service that is down is 503 ``SYSTEM_BUSY`` and changes nothing. A member face
+        token needs the caller's consent to ``face`` (403 ``CONSENT_REQUIRED``, before
+        anything is counted or checked).
         """
         way: Literal["face", "documents"] = verification or "face"
         await self._limit(user_id, "submits")
         app = await self._editable(user_id, application_id, "提交")
+        if member_face_token:
+            await self.consents.require(user_id, "face")
         await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
         actor = f"user:{user_id}"
         now = self.clock()

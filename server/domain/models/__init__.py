@@ -21,6 +21,12 @@ from server.domain.models.money import (
     Settlement,
 )
 from server.domain.models.notices import Notice, OfficialFollower, SubscriptionGrant
+from server.domain.models.privacy import (
+    AccountDeletion,
+    Consent,
+    MaterialPurge,
+    PrivacyNoticeAcceptance,
+)
 from server.domain.models.refusals import MutualAidRefusal
 from server.domain.models.registry import InsuredPerson, VoucherActivation
 from server.domain.models.staff import Staff, StaffAuditEntry
@@ -29,11 +35,13 @@ from server.domain.models.voucher_password import VoucherPassword
 
 __all__ = [
     "Account",
+    "AccountDeletion",
     "Application",
     "ApplicationEvent",
     "Authorization",
     "Binding",
     "CommitmentSignature",
+    "Consent",
     "CreditRow",
     "InsuredPerson",
     "VoucherActivation",
@@ -41,9 +49,11 @@ __all__ = [
     "InstitutionEvent",
     "LedgerEntry",
     "Material",
+    "MaterialPurge",
     "MutualAidRefusal",
     "Notice",
     "OfficialFollower",
+    "PrivacyNoticeAcceptance",
     "Settlement",
     "Staff",
     "StaffAuditEntry",

@@ -201,7 +201,7 @@ async def _apply(
             member_user_ids=member.user_ids,
         )
         if notices:
-            await Notice.bulk_create(notices, using_db=conn)
+            await notices_outbox.save(notices, using_db=conn)
     return result_of(settlement)
 
 
@@ -301,5 +301,5 @@ async def reverse(
             reversed_at=cn_iso(s.reversed_at),
         )
         if notices:
-            await Notice.bulk_create(notices)
+            await notices_outbox.save(notices)
     return result_of(s)
