@@ -1,0 +1,170 @@
+"""One database connection held for a bulk run, the same API on both backends.
+
+Bulk work bypasses the ORM: rows go in sets (``COPY`` or ``executemany`` into a staging
+table, then set-based statements), and the ORM's per-row objects are what made the old
+import slow. A session is opened on the ORM's own connection (``Model._meta.db``):
+
+* PostgreSQL — one asyncpg connection taken from the Tortoise pool for the whole run
+  (``acquire_connection``); ``copy_in`` is asyncpg's ``copy_records_to_table`` (the
+  binary ``COPY`` protocol). Temp tables live on that connection and are dropped before
+  it goes back (the pool does not reset connections: server/db.py).
+* SQLite — the ORM's single aiosqlite connection behind its lock, taken per transaction
+  (so the app's own queries interleave between batches); ``copy_in`` is ``executemany``.
+
+SQL is written for PostgreSQL (``$n`` placeholders); on SQLite it goes through
+``ledger.dialect_sql`` (``?n``). ``sql(pg=…, sqlite=…)`` picks per backend where the two
+differ beyond that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+from server.domain.ledger import dialect_sql
+
+
+class BulkSession:
+    """Base: the shared surface; see :func:`open_session`."""
+
+    dialect = ""
+
+    def sql(self, *, pg: str, sqlite: str) -> str:
+        return pg if self.dialect == "postgres" else sqlite
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        raise NotImplementedError
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        raise NotImplementedError
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def copy_in(self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def stream(self, sql: str, *args: Any, size: int = 2000) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Rows of a query in lists of ``size``, without holding the result in memory
+        (PostgreSQL: a server-side cursor; SQLite: ``fetchmany``). Run it inside
+        :meth:`transaction` on PostgreSQL (cursors live in one)."""
+        raise NotImplementedError
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        rows = await self.fetch(sql, *args)
+        return rows[0][0] if rows else None
+
+
+class PgSession(BulkSession):
+    dialect = "postgres"
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn  # asyncpg.Connection
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        async with self.conn.transaction():
+            yield
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self.conn.fetch(sql, *args)]
+
+    async def copy_in(self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]) -> None:
+        await self.conn.copy_records_to_table(table, records=records, columns=list(columns))
+
+    async def stream(self, sql: str, *args: Any, size: int = 2000) -> AsyncIterator[list[tuple[Any, ...]]]:
+        cursor = await self.conn.cursor(sql, *args)
+        for _ in range(10**12):  # bounded: ends when the cursor is exhausted
+            rows = await cursor.fetch(size)
+            if not rows:
+                return
+            yield [tuple(r) for r in rows]
+
+
+class SqliteSession(BulkSession):
+    dialect = "sqlite"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client  # tortoise SqliteClient (its lock serialises the connection)
+        self._conn: Any = None  # the aiosqlite connection while a transaction holds the lock
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        if self._conn is not None:
+            yield self._conn
+            return
+        async with self.client.acquire_connection() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self._conn is not None:  # nested: a savepoint
+            await self._conn.execute("SAVEPOINT bulk_nested")
+            try:
+                yield
+            except BaseException:
+                await self._conn.execute("ROLLBACK TO bulk_nested")
+                raise
+            finally:
+                await self._conn.execute("RELEASE bulk_nested")
+            return
+        async with self.client.acquire_connection() as conn:
+            # IMMEDIATE: take the write lock now, not half-way (no SQLITE_BUSY upgrade mid-batch)
+            await conn.execute("BEGIN IMMEDIATE")
+            self._conn = conn
+            try:
+                yield
+            except BaseException:
+                self._conn = None
+                await conn.execute("ROLLBACK")
+                raise
+            self._conn = None
+            await conn.execute("COMMIT")
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        async with self._connection() as conn:
+            cursor = await conn.execute(dialect_sql("sqlite", sql), args)
+            await cursor.close()
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            rows = await conn.execute_fetchall(dialect_sql("sqlite", sql), args)
+            return [tuple(r) for r in rows]
+
+    async def copy_in(self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        async with self._connection() as conn:
+            await conn.executemany(sql, records)
+
+    async def stream(self, sql: str, *args: Any, size: int = 2000) -> AsyncIterator[list[tuple[Any, ...]]]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(dialect_sql("sqlite", sql), args)
+            try:
+                for _ in range(10**12):  # bounded: ends when the cursor is exhausted
+                    rows = await cursor.fetchmany(size)
+                    if not rows:
+                        return
+                    yield [tuple(r) for r in rows]
+            finally:
+                await cursor.close()
+
+
+@contextlib.asynccontextmanager
+async def open_session() -> AsyncIterator[BulkSession]:
+    """A session on the ORM's default connection (the caller drops its temp tables)."""
+    from server.domain.models import InsuredPerson
+
+    client = InsuredPerson._meta.db
+    dialect = client.capabilities.dialect
+    if dialect == "postgres":
+        async with client.acquire_connection() as conn:
+            yield PgSession(conn)
+    elif dialect == "sqlite":
+        yield SqliteSession(client)
+    else:  # pragma: no cover — the settings accept only these two
+        raise RuntimeError(f"bulk work supports PostgreSQL and SQLite, not {dialect}")
