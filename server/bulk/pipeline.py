@@ -116,6 +116,7 @@ async def run(
     rejects: RejectWriter,
     progress: Progress | None = None,
     hooks: Hooks | None = None,
+    overlap: bool = True,
 ) -> RunTotals:
     """Drive ``job`` over ``source`` (see the module docstring for ``mode``)."""
     if mode not in ("batches", "single", "dry_run"):
@@ -145,15 +146,20 @@ async def run(
             totals.counts.update(result.counts)
         await _call(hooks.before_commit, number)
 
+    async def ahead() -> tuple[list[Row], P] | None:
+        if overlap:
+            return await asyncio.to_thread(_next_batch, batches, job)
+        return _next_batch(batches, job)
+
     async def loop() -> None:
-        nxt = asyncio.ensure_future(asyncio.to_thread(_next_batch, batches, job))
+        nxt = asyncio.ensure_future(ahead())
         for number in range(1, 10**12):  # bounded by the file
             current = await nxt
             if current is None:
                 return
             _, batch = current
             # the thread reads and prepares batch k+1 while batch k is written
-            nxt = asyncio.ensure_future(asyncio.to_thread(_next_batch, batches, job))
+            nxt = asyncio.ensure_future(ahead())
             try:
                 if mode == "batches":
                     async with session.transaction():

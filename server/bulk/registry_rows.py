@@ -51,6 +51,7 @@ _GB11643_TYPES = ("resident_id", "hk_mo_tw_residence_permit", "foreign_permanent
 _PERMIT_AREAS = frozenset(RESIDENCE_PERMIT_PREFIXES.values())
 _BOOLS = {"true": True, "false": False}
 _GUARDIAN_BIRTH_LIMIT = date(2100, 1, 1)  # as registry.guardian_hashes: any real birth date
+_HALF = 1 << 63  # a 64-bit unsigned fingerprint as SQLite's signed integer
 MAX_BALANCE_FEN = 10**15  # a BIGINT with room to spare; anything larger is a typo
 
 
@@ -88,12 +89,21 @@ def _id_reason(id_type: str, number: str, field_name: str, line: int, err: Domai
 class RowPreparer:
     """Validates and transforms rows; one per run (``today`` fixed at the start)."""
 
-    def __init__(self, pii: PiiCipher, columns: Sequence[str], *, today: date, encrypt: bool = True) -> None:
+    def __init__(
+        self,
+        pii: PiiCipher,
+        columns: Sequence[str],
+        *,
+        today: date,
+        encrypt: bool = True,
+        fingerprint: bool = False,
+    ) -> None:
         self.pii = pii
         self.ncols = len(columns)
         self.has_guardians = len(columns) > len(HEADER)
         self.today = today
         self.encrypt = encrypt  # False for --dry-run: everything but the ciphertexts
+        self.fingerprint = fingerprint  # SQLite: + 64 bits of the blind index as an integer
 
     def prepare(self, rows: Sequence[Row]) -> PreparedBatch:
         out = PreparedBatch(rows=len(rows))
@@ -192,4 +202,6 @@ class RowPreparer:
             guardians,
             balance,
         )
+        if self.fingerprint:
+            record += (int(hid[:16], 16) - _HALF,)
         return record, number

@@ -110,9 +110,13 @@ class Progress:
         self.rows = 0
         self.lines_written = 0
 
-    def line(self, rows: int, fraction: float) -> str:
+    def line(self, rows: int, fraction: float | None) -> str:
+        """``fraction`` None: the total is unknown (an export) — no bar, no ETA."""
         elapsed = max(self._now() - self.started, 1e-9)
         rate = rows / elapsed
+        if fraction is None:
+            text = f"{self.label}: {rows:,} rows, {rate:,.0f} rows/s, elapsed {_duration(elapsed)}"
+            return "\r" + text + " " if self.tty else text
         fraction = min(max(fraction, 0.0), 1.0)
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
         if self.tty:
@@ -128,7 +132,7 @@ class Progress:
             f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}"
         )
 
-    def update(self, rows: int, fraction: float) -> None:
+    def update(self, rows: int, fraction: float | None) -> None:
         self.rows = rows
         now = self._now()
         if now - self._last < self.interval:
@@ -136,10 +140,10 @@ class Progress:
         self._last = now
         self._emit(self.line(rows, fraction))
 
-    def done(self, rows: int) -> None:
+    def done(self, rows: int, *, known_total: bool = True) -> None:
         self.rows = rows
         if self.tty:
-            self._emit(self.line(rows, 1.0))
+            self._emit(self.line(rows, 1.0 if known_total else None))
             self.stream.write("\n")
             self.stream.flush()
 
