@@ -55,9 +55,19 @@ class CsvSource:
         self.columns: list[str] = []
         self._raw: io.BufferedReader | None = None
         self._reader: Any = None  # csv.reader: an iterator with ``line_num``
+        self._text: io.TextIOWrapper | None = None
 
     def __enter__(self) -> CsvSource:
         self._raw = open(self.path, "rb")  # noqa: SIM115 — closed in __exit__
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        assert self._raw is not None
         self.size = os.fstat(self._raw.fileno()).st_size
         text = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
         # strict: a stray quote is an error of that record (reported, then reading goes on)
@@ -70,12 +80,12 @@ class CsvSource:
         except (UnicodeDecodeError, csv.Error):
             raise DomainError(self.layout.error_code, "CSV 文件必须是 UTF-8 编码的 CSV", 422) from None
         self.columns = self.layout.check([h.strip() for h in header])
+        self._text = text
         self._reader = reader
-        return self
 
     def __exit__(self, *exc: object) -> None:
         if self._raw is not None:
-            self._raw.close()
+            self._raw.close()  # (the text wrapper only wraps it)
             self._raw = None
 
     @property
