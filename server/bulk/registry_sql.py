@@ -116,14 +116,17 @@ class RegistrySql:
                     FROM {self.stage} s OFFSET 0) x
                 WHERE first <> line"""
             self.drop_lines = f"DELETE FROM {self.stage} WHERE line = ANY($1::bigint[])"
-            # Only new or changed persons reach the upsert: it locks every conflicting
-            # row, even one its WHERE then leaves alone, and a lock is a write — a re-run
-            # would rewrite the whole registry. Counted by RETURNING (xmax = 0): created.
-            self.merge = (
-                f"WITH m AS ({upsert.format(filter=f'{changed} IS NOT FALSE')} "
+            # Counted by RETURNING (xmax = 0): created. ``merge`` lets only new or changed
+            # persons reach the upsert: it locks every conflicting row, even one its WHERE
+            # then leaves alone, and a lock is a write (WAL, a dirty page) — a re-run would
+            # rewrite the whole registry. ``merge_new`` skips that probe (~3 µs a row) for
+            # a batch that follows one where every row was new: a first load.
+            counted = (
                 "RETURNING (xmax = 0) AS created) "
                 "SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM m"
             )
+            self.merge = f"WITH m AS ({upsert.format(filter=f'{changed} IS NOT FALSE')} {counted}"
+            self.merge_new = f"WITH m AS ({upsert.format(filter='true')} {counted}"
         else:
             self.clear = f"DELETE FROM {self.stage}"
             # 64 bits of the blind index (computed by the preparer) as the rowid: SQLite's
@@ -140,4 +143,4 @@ class RegistrySql:
                 f"(SELECT s.line FROM {self.stage} s JOIN {self.seen} d ON d.fp = s.fp WHERE d.line <> s.line)"
             )
             # no pre-filter: SQLite's upsert writes nothing for a row its WHERE leaves alone
-            self.merge = upsert.format(filter="true")
+            self.merge = self.merge_new = upsert.format(filter="true")
