@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -92,18 +91,6 @@ async def _call(hook: Callable[[int], Awaitable[None] | None] | None, n: int) ->
 def _next_batch(batches: Iterator[list[Row]], job: Job[P]) -> tuple[list[Row], P] | None:
     rows = next(batches, None)
     return None if rows is None else (rows, job.prepare(rows))
-
-
-@contextlib.asynccontextmanager
-async def _faster_handoff() -> AsyncIterator[None]:
-    """The preparing thread holds the GIL in long stretches; a shorter switch interval
-    lets the loop answer the database sooner."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 async def run(
@@ -174,18 +161,17 @@ async def run(
             if progress is not None:
                 progress.update(totals.rows, source.bytes_read / max(source.size, 1))
 
-    async with _faster_handoff():
-        if mode == "batches":
-            await loop()
-        else:
-            try:
-                async with session.transaction():
-                    await loop()
-                    if mode == "dry_run" or totals.stopped_at is not None:
-                        raise StrictStop
-                    await _call(hooks.after_commit, totals.batches)
-            except StrictStop:
-                pass
+    if mode == "batches":
+        await loop()
+    else:
+        try:
+            async with session.transaction():
+                await loop()
+                if mode == "dry_run" or totals.stopped_at is not None:
+                    raise StrictStop  # roll everything back
+                await _call(hooks.after_commit, totals.batches)
+        except StrictStop:
+            pass
     totals.seconds = time.perf_counter() - started
     if progress is not None:
         progress.done(totals.rows)

@@ -36,7 +36,7 @@ from server.domain.pii import PiiCipher, mask_id
 from server.domain.registry import HEADER, OPTIONAL
 
 LAYOUT = Layout(HEADER, OPTIONAL, error_code="REGISTRY_CSV_INVALID")
-BATCH_SIZE = {"postgres": 5000, "sqlite": 2000}  # measured: bench/scenario_bulk.py
+BATCH_SIZE = {"postgres": 20_000, "sqlite": 5000}  # measured: docs/bulk.md
 # Prepare the next batch in a thread while the database works on this one (docs/bulk.md):
 # on PostgreSQL the server's CPU is another process's; SQLite's is ours, and a second
 # thread there only fights for the GIL (measured: the same rows/s, ~10 % more CPU).

@@ -8,6 +8,7 @@ decides *why* a row is refused, for the reject report.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,6 +52,7 @@ _GB11643_TYPES = ("resident_id", "hk_mo_tw_residence_permit", "foreign_permanent
 _PERMIT_AREAS = frozenset(RESIDENCE_PERMIT_PREFIXES.values())
 _BOOLS = {"true": True, "false": False}
 _GUARDIAN_BIRTH_LIMIT = date(2100, 1, 1)  # as registry.guardian_hashes: any real birth date
+_ID_HASH = operator.itemgetter(STAGE_COLUMNS.index("id_hash"))
 _HALF = 1 << 63  # a 64-bit unsigned fingerprint as SQLite's signed integer
 MAX_BALANCE_FEN = 10**15  # a BIGINT with room to spare; anything larger is a typo
 
@@ -123,6 +125,9 @@ class RowPreparer:
             seen[record[6]] = line
             out.records.append(record)
             out.id_numbers[line] = number
+        # in blind-index order: the database's look-ups and inserts by id_hash (and the
+        # seen-set's by its prefix) then walk each index in order instead of at random
+        out.records.sort(key=_ID_HASH)
         return out
 
     def _row(self, line: int, cells: list[str] | str) -> Reject | tuple[tuple[Any, ...], str]:
