@@ -90,7 +90,7 @@ class RegistryJob:
     def __init__(self, sql: RegistrySql, preparer: RowPreparer) -> None:
         self.sql = sql
         self.preparer = preparer
-        self.all_new = False  # the last batch created every row (a first load)
+        self.all_new = True  # the last batch created every row (a first load; hoped at first)
 
     def prepare(self, rows: list[Row]) -> PreparedBatch:
         return self.preparer.prepare(rows)
@@ -114,8 +114,8 @@ class RegistryJob:
         else:
             now = datetime.now(SHANGHAI)
             if sql.pg:
-                merge = sql.merge_new if self.all_new else sql.merge
-                created, updated = (await session.fetch(merge, now))[0]
+                got = await session.fetch_unless_conflict(sql.merge_new, now) if self.all_new else None
+                created, updated = (got or await session.fetch(sql.merge, now))[0]
                 self.all_new = created == staged
             else:  # ids only grow under the transaction's write lock: the new rows are above
                 before = await session.fetchval("SELECT coalesce(max(id), 0) FROM insured_persons")

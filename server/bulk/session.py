@@ -58,6 +58,12 @@ class BulkSession:
         rows = await self.fetch(sql, *args)
         return rows[0][0] if rows else None
 
+    async def fetch_unless_conflict(self, sql: str, *args: Any) -> list[tuple[Any, ...]] | None:
+        """``fetch`` in a savepoint: None — and nothing done — if it broke a unique
+        constraint (a concurrent writer got there first), so the caller can take the
+        slower path that handles conflicts. Inside the caller's transaction."""
+        return await self.fetch(sql, *args)
+
 
 class PgSession(BulkSession):
     dialect = "postgres"
@@ -75,6 +81,15 @@ class PgSession(BulkSession):
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await self.conn.fetch(sql, *args)]
+
+    async def fetch_unless_conflict(self, sql: str, *args: Any) -> list[tuple[Any, ...]] | None:
+        import asyncpg
+
+        try:
+            async with self.conn.transaction():  # nested: a savepoint
+                return [tuple(r) for r in await self.conn.fetch(sql, *args)]
+        except asyncpg.UniqueViolationError:
+            return None
 
     async def copy_in(self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]) -> None:
         await self.conn.copy_records_to_table(table, records=records, columns=list(columns))

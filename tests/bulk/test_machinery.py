@@ -167,3 +167,51 @@ async def test_the_import_waits_for_a_settlements_lock_and_sets_from_its_result(
     assert amounts == [2000, -700, 3700]  # the difference from the balance after the settlement
     assert (await Account.get(id=account.id)).balance_fen == 5000
     assert await ledger.verify_account(account.id)
+
+
+@pytest.mark.skipif(not PG_URL, reason="concurrent writers: PostgreSQL (SQLite serialises them)")
+async def test_an_account_opened_meanwhile_is_set_not_duplicated(
+    app: web.Application, tmp_path: Path
+) -> None:
+    """The import opens missing accounts with a plain INSERT; another transaction opening
+    the same account first makes it redo the statement conflict-safe, and set that
+    account's balance through the ledger instead."""
+    from tortoise.transactions import in_transaction
+
+    pii = app[keys.pii_key]
+    path = write_csv(tmp_path / "reg.csv", [row(1)])  # a resident without an account
+    await import_csv(path, pii=pii)
+    person = await InsuredPerson.get()
+    write_csv(path, [row(1).replace(",resident,420100,false,", ",employee,420100,true,").replace(",0,", ",900,")])
+    opened, release = asyncio.Event(), asyncio.Event()
+
+    async def other_writer() -> None:
+        async with in_transaction():
+            account = await Account.create(person_id=person.id)
+            await ledger.apply_postings([ledger.Posting(account.id, 100, "import")],
+                                        {ledger.bucket_key(account.id, None): 0})
+            opened.set()
+            await release.wait()
+
+    other = asyncio.create_task(other_writer())
+    await opened.wait()
+    load = asyncio.create_task(import_csv(path, pii=pii))
+    conn = Account._meta.db
+    for _ in range(500):  # until the import's INSERT waits on the other's uncommitted row
+        _, rows = await conn.execute_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")
+        if rows[0]["n"]:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the import never waited for the other writer")
+    release.set()
+    await other
+    summary = await load
+    assert summary.updated == 1 and summary.balances == 1
+    account = await Account.get(person_id=person.id)
+    amounts = await LedgerEntry.filter(account_id=account.id).order_by("id").values_list("amount_fen", flat=True)
+    assert amounts == [100, 800] and account.balance_fen == 900
+    assert await Account.filter(person_id=person.id).count() == 1
+    assert await ledger.verify_account(account.id)
