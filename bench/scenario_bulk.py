@@ -52,7 +52,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 TARGETS = {"pg_rows_per_s": 20_000, "sqlite_rows_per_s": 5_000, "copy_cpu_ratio": 25.0,
            "rss_mb_1m": 200.0}
 
-RAW_TABLE = """CREATE UNLOGGED TABLE IF NOT EXISTS raw_registry (
+RAW_TABLE = """CREATE TABLE IF NOT EXISTS raw_registry (
     name text, id_type text, id_number text, insurance_type text, region_code text,
     has_personal_account text, voucher_activated text, status text, balance_fen text,
     guardian_id_numbers text)"""

@@ -45,6 +45,7 @@ MAX_BATCH_SIZE = 100_000
 LEDGER_KIND = "import"
 LEDGER_NOTE = "registry import"
 
+
 @dataclass
 class ImportSummary:
     """What a run did. ``created`` / ``updated`` keep their old meaning for callers of
