@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--rejects", default=None,
                      help="reject report CSV (default FILE.rejects.csv; '-': none)")
     imp.add_argument("--batch-size", type=int, default=None,
-                     help="rows per batch / transaction (default 5000 PostgreSQL, 2000 SQLite)")
+                     help="rows per batch / transaction (default 20000 PostgreSQL, 5000 SQLite)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
     inst = sub.add_parser("institution", help="定点医药机构")
     inst_sub = inst.add_subparsers(dest="action", required=True)

@@ -39,7 +39,7 @@ LAYOUT = Layout(HEADER, OPTIONAL, error_code="REGISTRY_CSV_INVALID")
 BATCH_SIZE = {"postgres": 20_000, "sqlite": 5000}  # measured: docs/bulk.md
 # Prepare the next batch in a thread while the database works on this one (docs/bulk.md):
 # on PostgreSQL the server's CPU is another process's; SQLite's is ours, and a second
-# thread there only fights for the GIL (measured: the same rows/s, ~10 % more CPU).
+# thread there only fights for the GIL (measured: the same rows/s, 6-14 % more CPU).
 OVERLAP = {"postgres": True, "sqlite": False}
 MAX_BATCH_SIZE = 100_000
 LEDGER_KIND = "import"
