@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.procs import LOOPBACK, Children, free_port, wait_http, wait_idle  # noqa: E402
-from bot.simulator import WeChatSimulator, event_xml, text_xml  # noqa: E402
+from fakes.wechat.simulator import WeChatSimulator, event_xml, text_xml  # noqa: E402
 from server.settings import Settings  # noqa: E402
 
 PATH = "/wechat/official"
@@ -357,8 +357,8 @@ def serve_bare(port: int) -> None:
 def serve_fake_wechat(port: int) -> None:
     import asyncio
 
+    from fakes.wechat import FakeWeChatState, start_fake_wechat
     from server.__main__ import new_loop
-    from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
 
     async def main() -> None:
         runner, _, _ = await start_fake_wechat(LOOPBACK, port, FakeWeChatState())

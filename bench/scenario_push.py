@@ -122,7 +122,7 @@ def _http(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
 
 
 async def _serve_fake(port: int) -> None:
-    from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
+    from fakes.wechat import FakeWeChatState, start_fake_wechat
 
     runner, base, _ = await start_fake_wechat(port=port, state=FakeWeChatState(max_sent=200_000))
     print(f"fake WeChat on {base}", flush=True)

@@ -73,6 +73,11 @@ BENCH_OVERLAY = """
 applications_per_window = 1000000
 submits_per_window = 1000000
 vouchers_per_window = 1000000
+identity_checks_per_user = 1000000
+identity_checks_per_ip = 1000000
+
+[auth]
+logins_per_ip_per_minute = 1000000
 
 [bot]
 rate_limit_per_minute = 1000000000

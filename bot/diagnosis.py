@@ -3,9 +3,10 @@
 A follower is the same person as a mini-program user when their unionids match. The
 follower's unionid is learnt off the reply path (subscribe → user/info, see
 ``bot.followers``) and kept in ``OfficialFollower``; here we only read our own database:
-OfficialFollower → User (by unionid) → that user's latest application that failed or
-waits for review within ``diagnosis_days`` (SPEC.md "The bot": "the answer names that
-attempt and its actual reason").
+OfficialFollower → User (by unionid) → what the domain says went wrong for that user
+within ``diagnosis_days`` (``server.domain.attempts``: the latest application that
+failed, needs action or waits for a reviewer, and the latest refused 家庭共济 request)
+— SPEC.md "The bot": "the answer names that attempt and its actual reason".
 
 The follower → user link (the first two lookups) is kept briefly in ``Links``: an openid's
 unionid and a unionid's user never change once known, so a found link is reused for five
@@ -19,26 +20,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from cryptography.exceptions import InvalidTag
 
 from bot.nlu import KnowledgeBase
-from server.domain.models import Application, ApplicationEvent, OfficialFollower, User
+from server.domain import attempts
+from server.domain.attempts import (
+    CORRECTION_REQUESTED,
+    FAILED,
+    NEEDS_ACTION,
+    PENDING_REVIEW,
+    Refusal,
+)
+from server.domain.clock import SHANGHAI
+from server.domain.models import OfficialFollower, User
 from server.domain.pii import PiiCipher, mask_name
 
-__all__ = ["Attempt", "Diagnosis", "Links", "diagnose", "explain"]
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-FAILED = "failed"
-PENDING_REVIEW = "pending_review"
+__all__ = ["Attempt", "Diagnosis", "Links", "diagnose", "explain", "explain_refusal"]
 
 
 @dataclass(frozen=True)
 class Attempt:
     """A recent binding attempt worth talking about."""
 
-    state: str  # failed | pending_review
+    state: str  # one of server.domain.attempts.ATTEMPT_STATES
     member_masked: str
     at: datetime  # when it was submitted (or created), UTC
     failure_code: str | None
@@ -47,10 +52,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """What we know about one follower: whether their unionid is learnt, and the attempt."""
+    """What we know about one follower: whether their unionid is learnt, their latest
+    binding attempt worth explaining, and their latest refused 家庭共济 request."""
 
     unionid_known: bool
     attempt: Attempt | None
+    refusal: Refusal | None = None
 
 
 class Links:
@@ -125,12 +132,12 @@ async def diagnose(
     links: Links | None = None,
 ) -> dict[str, Diagnosis]:
     """For each follower: OfficialFollower → User (by unionid, the newest) → that user's
-    latest failed or pending-review application within ``days``.
+    latest binding attempt and 家庭共济 refusal within ``days`` (``server.domain.attempts``).
 
-    Batched (bot.batching.Coalescer): three queries for any number of followers, not three
-    per follower. On SQLite every query holds the one connection's lock for a thread hop
-    and two event-loop turns, so per-follower queries queued behind each other under load
-    (p99 ≈ 0.2 s on bench/scenario_bot.py)."""
+    Batched (bot.batching.Coalescer): a fixed number of queries for any number of
+    followers, not a few per follower. On SQLite every query holds the one connection's
+    lock for a thread hop and two event-loop turns, so per-follower queries queued behind
+    each other under load (p99 ≈ 0.2 s on bench/scenario_bot.py)."""
     openids = list(dict.fromkeys(oa_openids))
     link_of = await _link(openids, links)
     out = {openid: Diagnosis(known, None) for openid, (known, _) in link_of.items()}
@@ -138,60 +145,68 @@ async def diagnose(
     if not user_ids:
         return out
     since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
-    latest: dict[int, Application] = {}
-    for app in await Application.filter(
-        binder_id__in=user_ids,
-        state__in=(FAILED, PENDING_REVIEW),
-        updated_at__gte=since,
-    ).order_by("-updated_at", "-id"):
-        latest.setdefault(app.binder_id, app)
-    attempts: dict[int, Attempt] = {}
-    for binder_id, app in latest.items():
-        attempts[binder_id] = await _attempt(app, pii)
+    found = await attempts.latest_binding_attempts(user_ids, since=since)
+    refusals = await attempts.latest_mutual_aid_refusals(user_ids, since=since)
     for openid, (_, user_id) in link_of.items():
         if user_id is not None:
-            out[openid] = Diagnosis(True, attempts.get(user_id))
+            row = found.get(user_id)
+            out[openid] = Diagnosis(
+                True, _attempt(row, pii) if row is not None else None, refusals.get(user_id)
+            )
     return out
 
 
-async def _attempt(app: Application, pii: PiiCipher) -> Attempt:
-    code = app.failure_code
-    if app.state == FAILED and not code:
-        # The state history records the code of the transition into "failed".
-        event = (
-            await ApplicationEvent.filter(application_id=app.id, to_state=FAILED)
-            .exclude(code=None)
-            .order_by("-id")
-            .first()
-        )
-        code = event.code if event is not None else None
+def _attempt(row: attempts.BindingAttempt, pii: PiiCipher) -> Attempt:
     try:
-        member = mask_name(pii.decrypt(app.member_name_enc, purpose="name"))
+        member = mask_name(pii.decrypt(row.member_name_enc, purpose="name"))
     except (InvalidTag, ValueError, KeyError):  # unreadable with the configured keys
         member = "家人"
     return Attempt(
-        state=app.state,
+        state=row.state,
         member_masked=member,
-        at=app.submitted_at or app.created_at,
-        failure_code=code,
-        failure_message=app.failure_message,
+        at=row.at,
+        failure_code=row.failure_code,
+        failure_message=row.failure_message,
     )
 
 
+def _when(at: datetime) -> str:
+    day = at.astimezone(SHANGHAI)
+    return f"{day.month}月{day.day}日"
+
+
 def explain(attempt: Attempt, kb: KnowledgeBase) -> str | None:
-    """The personal answer for an attempt; None when we cannot say more than the FAQ."""
-    day = attempt.at.astimezone(SHANGHAI)
-    when = f"{day.month}月{day.day}日"
+    """The personal answer for a binding attempt; None when we cannot say more than the
+    FAQ. The wording is the knowledge base's ``[reply.binding_<state>]``,
+    filled with the attempt and the failure code's intent."""
+    fields = {"when": _when(attempt.at), "member": attempt.member_masked}
     if attempt.state == PENDING_REVIEW:
-        return (
-            f"您{when}为{attempt.member_masked}提交的亲情账户绑定申请正在人工审核中"
-            "(材料需经办人员核对),审核结果会通过本公众号通知您,无需重复提交。\n"
-            "进度可在小程序「我的-亲情账户-申请记录」查看。"
-        )
-    intent = kb.by_error_code(attempt.failure_code) if attempt.failure_code else None
+        return kb.replies["binding_pending_review"].text.format(**fields)
+    if attempt.state == CORRECTION_REQUESTED:
+        note = (attempt.failure_message or "").strip()
+        fields["reason"] = f":{note}" if note else ""
+        return kb.replies["binding_correction_requested"].text.format(**fields)
+    if attempt.state not in (FAILED, NEEDS_ACTION) or not attempt.failure_code:
+        return None
+    intent = kb.by_error_code(attempt.failure_code, "binding")
     if intent is None:
         return None
-    return (
-        f"查到您{when}为{attempt.member_masked}提交的绑定没有成功,原因是「{intent.title}」。\n"
-        f"{kb.render(intent)}"
+    template = "binding_needs_action" if attempt.state == NEEDS_ACTION else "binding_failed"
+    return kb.replies[template].text.format(
+        **fields, title=intent.title, answer=kb.render(intent)
+    )
+
+
+def explain_refusal(refusal: Refusal, kb: KnowledgeBase) -> str | None:
+    """The personal answer for a refused 家庭共济 request; None when no intent explains
+    its code (the FAQ answer is all we can give then)."""
+    intent = kb.by_error_code(refusal.code, "mutual_aid")
+    if intent is None:
+        return None
+    template = "mutual_aid_revoke_refused" if refusal.action == "revoke" else "mutual_aid_refused"
+    return kb.replies[template].text.format(
+        when=_when(refusal.at),
+        message=refusal.message,
+        title=intent.title,
+        answer=kb.render(intent),
     )

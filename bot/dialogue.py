@@ -37,8 +37,10 @@ class Question:
     choices: tuple[tuple[str, str], ...]
 
 
-# Causes from seed 000 「医保亲情账号绑定不了什么原因」 and SPEC.md's failure reasons;
-# the order asks what the follower most likely saw first.
+# Causes from seed 000 「医保亲情账号绑定不了什么原因」 and SPEC.md's failure reasons
+# (with API.md v1.1's FACE_CHECK_FAILED, MATERIALS_MISSING, MEMBER_NOT_INSURED); the order
+# asks what the follower most likely saw first (new choices go last: followers' numbers
+# stay what they were).
 TREE: dict[str, Question] = {
     "start": Question(
         "绑定失败时,页面提示的是哪一类?",
@@ -49,6 +51,8 @@ TREE: dict[str, Question] = {
             ("人数已满 / 次数上限", "limit"),
             ("缺少材料 / 材料被驳回", "materials"),
             ("系统繁忙,或没有具体提示", "who"),
+            ("家人刷脸没通过", "FACE_CHECK_FAILED"),
+            ("家人未参保或参保状态异常", "MEMBER_NOT_INSURED"),
         ),
     ),
     "limit": Question(
@@ -59,8 +63,12 @@ TREE: dict[str, Question] = {
         ),
     ),
     "materials": Question(
-        "要绑定的家人多大?",
-        (("16岁以下", "MINOR_DOCUMENTS_MISSING"), ("16岁及以上", "MATERIALS_REJECTED")),
+        "是哪一种情况?",
+        (
+            ("给16岁以下孩子绑定,提示缺材料", "MINOR_DOCUMENTS_MISSING"),
+            ("16岁及以上的家人,提示缺少材料", "MATERIALS_MISSING"),
+            ("审核没通过,或被要求补充材料", "MATERIALS_REJECTED"),
+        ),
     ),
     "who": Question(
         "要绑定的家人是您的?",
@@ -78,9 +86,11 @@ TREE: dict[str, Question] = {
         "您本人已在小程序完成实名认证并激活了自己的医保码吗?",
         (("已完成", "member_active"), ("没有或不确定", "BINDER_NOT_VERIFIED")),
     ),
+    # an unactivated voucher is no blocker where 代激活 is on (SPEC.md): ask about the
+    # insurance itself instead
     "member_active": Question(
-        "这位家人激活了自己的医保电子凭证吗?",
-        (("已激活", "info"), ("没有或不确定", "MEMBER_NOT_ACTIVATED")),
+        "这位家人现在正常参保吗(没有停保、断缴)?",
+        (("正常参保", "info"), ("停保、断缴或不确定", "MEMBER_NOT_INSURED")),
     ),
     "info": Question(
         "填写的姓名、身份证号,和家人身份证原件逐字核对过吗?",

@@ -1,6 +1,6 @@
 """Followers and push receipts: what the bot tells the push side.
 
-The push feature owns follower records and notices (``server.domain.delivery``): the bot
+The push feature owns follower records and notices (``server.push``): the bot
 reports subscribes and TEMPLATESENDJOBFINISH receipts to it.
 
 ``learn_follower`` runs OFF the reply path (a background task): it asks WeChat's
@@ -13,8 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.domain.delivery import on_template_send_finished, remember_follower
 from server.gateways.wechat import WeChatError, WeChatGateway
+from server.push.receipts import on_template_send_finished
+from server.push.recipients import remember_follower
 
 __all__ = ["learn_follower", "remember", "template_finished"]
 

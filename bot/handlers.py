@@ -21,7 +21,7 @@ from bot.router import Router, is_event
 if TYPE_CHECKING:
     from bot.service import BotService, Turn
 
-__all__ = ["build_router", "topics_text", "fallback_text"]
+__all__ = ["build_router", "fallback_text", "spoken", "topics_text"]
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,65 @@ async def troubleshoot(bot: BotService, openid: str) -> str:
 
 
 async def on_text(message: BaseMessage, turn: Turn) -> str | None:
-    """A question. In order: an open troubleshooting dialogue, "菜单", a topic number,
-    then intent matching; a binding failure without a known reason starts the dialogue."""
-    bot = turn.bot
-    openid = message.source
+    """A typed question (see ``answer_question``)."""
     text = unicodedata.normalize("NFKC", str(getattr(message, "content", "") or ""))
+    return await answer_question(turn, message.source, text)
+
+
+async def on_voice(message: BaseMessage, turn: Turn) -> str | None:
+    """A spoken question: WeChat's speech recognition (``Recognition``, when the account
+    has it switched on) is answered like typed text — many elderly followers only speak
+    (SPEC.md "The bot"). No words recognised: say so kindly, and how else to ask."""
+    heard = spoken(str(getattr(message, "recognition", "") or ""))
+    if not heard:
+        return turn.bot.kb.replies["voice_not_heard"].text
+    return await answer_question(turn, message.source, heard)
+
+
+# A spoken choice: "二", "第二个", "选2", "3号" → "2" / "3" (the menu and the dialogue take digits)
+_CN_DIGITS = {"零": 0, "幺": 1, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5,
+              "六": 6, "七": 7, "八": 8, "九": 9}
+_SPOKEN_CHOICE_RE = re.compile(
+    r"^(?:第|选|选择|我选)?([零幺一二两三四五六七八九十]{1,3}|\d{1,2})(?:个|号|项|条|个吧)?$"
+)
+# What recognition adds around words: punctuation, spaces, a filler at the start.
+_SPOKEN_TRIM = "。，,.!！?？、~～ "
+_FILLERS = ("嗯", "呃", "额", "啊", "那个", "就是", "喂")
+
+
+def _cn_number(word: str) -> int | None:
+    """1–99 written in Chinese numerals ("十二", "二十", "二十三"), else None."""
+    if word.isdigit():
+        return int(word)
+    if "十" not in word:
+        return _CN_DIGITS.get(word) if len(word) == 1 else None
+    tens, _, units = word.partition("十")
+    if (tens and tens not in _CN_DIGITS) or (units and units not in _CN_DIGITS):
+        return None
+    return (_CN_DIGITS[tens] if tens else 1) * 10 + (_CN_DIGITS[units] if units else 0)
+
+
+def spoken(text: str) -> str:
+    """Recognised speech as a typed message: NFKC, trimmed of punctuation and a leading
+    filler; a bare spoken number becomes digits ("第二个。" → "2") so it picks a topic or
+    a troubleshooting choice like a typed one. Empty when nothing was recognised."""
+    text = unicodedata.normalize("NFKC", text).strip(_SPOKEN_TRIM)
+    for filler in _FILLERS:
+        if text.startswith(filler) and len(text) > len(filler):
+            text = text[len(filler):].lstrip(_SPOKEN_TRIM)
+    choice = _SPOKEN_CHOICE_RE.match(text)
+    if choice is not None:
+        number = _cn_number(choice.group(1))
+        if number is not None and 0 <= number <= 99:
+            return str(number)
+    return text
+
+
+async def answer_question(turn: Turn, openid: str, text: str) -> str | None:
+    """A question, typed or spoken. In order: an open troubleshooting dialogue, "菜单", a
+    topic number, then intent matching; a binding failure without a known reason starts
+    the dialogue."""
+    bot = turn.bot
     warning = ""
     if _ID_NUMBER_RE.search(text):
         text = _ID_NUMBER_RE.sub("身份证号", text)
@@ -109,9 +163,23 @@ async def on_text(message: BaseMessage, turn: Turn) -> str | None:
     return warning + await answer_intent(bot, openid, match.intent.id)
 
 
+async def personal_refusal(bot: BotService, openid: str) -> str | None:
+    """The follower's own recent refused 家庭共济 request, explained (None: none known)."""
+    known = await bot.diagnoses.get(openid)
+    if not known.unionid_known:
+        learn_in_background(bot, openid)
+        return None
+    return diagnosis.explain_refusal(known.refusal, bot.kb) if known.refusal is not None else None
+
+
 async def answer_intent(bot: BotService, openid: str, intent_id: str) -> str:
+    """An intent's answer; "why did it fail" is answered personally when we know why."""
     if intent_id == "bind_fail_general":
         return await troubleshoot(bot, openid)
+    if intent_id == "gongji_fail_general":
+        personal = await personal_refusal(bot, openid)
+        if personal is not None:
+            return personal
     return bot.kb.render(bot.kb.get(intent_id))
 
 
@@ -180,17 +248,18 @@ async def on_template_finished(message: BaseMessage, turn: Turn) -> None:
 
 
 async def on_other(message: BaseMessage, turn: Turn) -> str | None:
-    """Images, voice, locations: ask for text. Events we do not know: nothing."""
+    """Images, videos, locations: ask for words. Events we do not know: nothing."""
     bot = turn.bot
     if is_event(message):
         return None
-    return topics_text(bot, "目前我只能看懂文字消息,请把问题用文字发给我,或回复数字:")
+    return topics_text(bot, "目前我只能看懂文字和语音消息,请把问题打字或说给我,或回复数字:")
 
 
 def build_router() -> Router:
     """The bot's dispatch table."""
     router = Router()
     router.text(on_text)
+    router.message("voice")(on_voice)
     router.event("subscribe")(on_subscribe)
     router.event("unsubscribe")(on_unsubscribe)
     router.event("view")(on_view)

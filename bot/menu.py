@@ -12,9 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from server.gateways.wechat import WeChatGateway
-from server.settings import Settings
+from server.settings import Settings, typed_table
 
-__all__ = ["build_menu", "click_keys", "publish_menu", "publish_from_settings", "KB_PREFIX"]
+__all__ = [
+    "KB_PREFIX",
+    "build_menu",
+    "click_keys",
+    "menu_from_settings",
+    "publish_from_settings",
+    "publish_menu",
+]
 
 KB_PREFIX = "KB:"
 
@@ -66,31 +73,25 @@ async def publish_menu(gateway: WeChatGateway, access_token: str, menu: dict[str
     await gateway.create_menu(access_token, menu)
 
 
-async def publish_from_settings(settings: Settings) -> dict[str, Any]:
-    """The CLI's work: build the menu from ``[bot]`` settings and publish it with the
-    official account's stable token (the in-process fake WeChat when api_base is empty)."""
+def menu_from_settings(settings: Settings) -> dict[str, Any]:
+    """The menu for these settings: the mini-program entry opens ``wechat.mp_appid``
+    (``WECHAT_MP_APPID``) at ``[bot] miniprogram_path``."""
+    from bot.service import BotConfig  # bot.service imports a lot; the CLI needs little
+
+    config = typed_table(BotConfig, settings.section("bot"), "bot")
+    return build_menu(
+        miniprogram_appid=settings.wechat.mp_appid, miniprogram_path=config.miniprogram_path
+    )
+
+
+async def publish_from_settings(settings: Settings, *, api_base: str) -> dict[str, Any]:
+    """The CLI's work: build the menu from the settings and publish it to the WeChat at
+    ``api_base`` with the official account's stable token; returns the menu."""
     import aiohttp
 
-    from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
-
-    section = settings.section("bot")
-    menu = build_menu(
-        miniprogram_appid=str(section.get("miniprogram_appid") or settings.wechat.mp_appid),
-        miniprogram_path=str(section.get("miniprogram_path") or "pages/index/index"),
-    )
-    runner = None
-    api_base = settings.wechat.api_base
-    if not api_base:
-        state = FakeWeChatState(
-            oa_appid=settings.wechat.oa_appid, oa_secret=settings.wechat.oa_secret
-        )
-        runner, api_base, _ = await start_fake_wechat(state=state)
-    try:
-        async with aiohttp.ClientSession() as session:
-            gateway = WeChatGateway.from_settings(session, settings.wechat, api_base=api_base)
-            token = await gateway.stable_token("oa")
-            await publish_menu(gateway, token.token, menu)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
+    menu = menu_from_settings(settings)
+    async with aiohttp.ClientSession() as session:
+        gateway = WeChatGateway.from_settings(session, settings.wechat, api_base=api_base)
+        token = await gateway.stable_token("oa")
+        await publish_menu(gateway, token.token, menu)
     return menu

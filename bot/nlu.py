@@ -1,6 +1,7 @@
 """Intent matching for the official-account bot.
 
 A question is normalised (full-width → half-width, lower case, traditional → simplified,
+spoken fillers dropped — a voice message's Recognition text is matched like typing —,
 typos and colloquial / English wording → one canonical term, punctuation dropped), cut
 into character uni- and bi-grams (an ASCII word counts as one character), weighted by
 TF-IDF, and compared with every intent by cosine similarity. An intent's score blends
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from bot.knowledge import INTENTS_PATH
 
-__all__ = ["Intent", "Match", "KnowledgeBase", "normalize", "features"]
+__all__ = ["FEATURES", "Intent", "Match", "KnowledgeBase", "Reply", "normalize", "features"]
 
 DEFAULT_CAUTION = "提示:本内容不能代替面诊,具体以当地医保部门规定为准。"
 
@@ -95,7 +96,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
              "mom", "mum", "mother", "dad", "father", "parents", "parent"),
     "子女": ("孩子", "小孩", "小朋友", "儿子", "女儿", "闺女", "儿女", "娃", "kid", "kids",
              "child", "children", "son", "daughter", "baby"),
-    "配偶": ("老婆", "老公", "媳妇", "爱人", "丈夫", "妻子", "wife", "husband", "spouse"),
+    "配偶": ("老婆", "老公", "媳妇", "爱人", "丈夫", "妻子", "老伴儿", "老伴", "wife", "husband",
+             "spouse"),
     # colloquial question words
     "怎么": ("怎么样", "怎样", "咋样", "咋", "如何", "怎么弄", "怎么搞", "怎么办", "咋办",
              "how to", "how"),
@@ -146,6 +148,13 @@ _SYNONYM_RE = re.compile(
     "|".join(_pattern(v) for v in sorted(_SYNONYM_TO_CANON, key=len, reverse=True))
 )
 
+# What speech (a voice message's Recognition text) and chatty typing wrap a question in:
+# dropped before matching, so "那个,我想问一下,就是亲情账户要怎么绑定啊" reads like
+# "亲情账户要怎么绑定". Only words that carry no topic.
+_FILLERS = ("我想问一下", "想问一下", "请问一下", "我想问问", "问一下", "就是说", "那个",
+            "就是", "嗯", "呃", "啊", "哦", "喂")
+_FILLER_RE = re.compile("|".join(sorted(_FILLERS, key=len, reverse=True)))
+
 # Kept: CJK ideographs, ASCII letters and digits. Everything else (punctuation, emoji,
 # spaces) separates units.
 _UNIT_RE = re.compile(r"[a-z0-9]+|[\u4e00-\u9fff]")
@@ -158,6 +167,7 @@ def normalize(text: str) -> str:
     (one space kept between ASCII words so "id number" stays two words)."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = "".join(_T2S.get(ch, ch) for ch in text)
+    text = _FILLER_RE.sub(" ", text)
     text = _DROP_RE.sub(" ", text)
     text = _SYNONYM_RE.sub(lambda m: _SYNONYM_TO_CANON[m.group(0)], text)
     # Spaces only matter between two ASCII words.
@@ -173,15 +183,35 @@ def features(text: str) -> Counter[str]:
     return feats
 
 
+#: What a failure code belongs to: a 亲情账户 binding, a 家庭共济 request, or either.
+FEATURES = ("binding", "mutual_aid", "common")
+
+
 @dataclass(frozen=True)
 class Intent:
     id: str
     title: str
     answer: str
     caution: bool
-    error_code: str | None
+    error_code: str | None  # the first of ``codes`` (None: explains no failure)
     source: str
     examples: tuple[str, ...]
+    #: every failure code this intent explains (API.md codes, server/domain/reasons.py)
+    codes: tuple[str, ...] = ()
+    #: whose failures: "binding", "mutual_aid" or "common" (both)
+    feature: str = "binding"
+    #: what the answer names: "page:pages/…", "notice:<kind>", "menu:<entry>", "state:<state>"
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A text the bot says outside intents (``[reply.<id>]`` in intents.toml), with
+    ``{fields}`` where it is a template."""
+
+    id: str
+    text: str
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +255,7 @@ class KnowledgeBase:
         menu: list[str] | None = None,
         caution_text: str = DEFAULT_CAUTION,
         offtopic: dict[str, tuple[str, ...]] | None = None,
+        replies: dict[str, Reply] | None = None,
     ) -> None:
         if not intents:
             raise ValueError("a knowledge base needs at least one intent")
@@ -237,7 +268,16 @@ class KnowledgeBase:
         self._order = [i.id for i in intents] + list(offtopic)
         self._offtopic = frozenset(offtopic)
         self._offtopic_examples = dict(offtopic)
-        self._by_code = {i.error_code: i for i in intents if i.error_code}
+        # (feature, code) → intent; one intent per pair
+        self._by_code: dict[tuple[str, str], Intent] = {}
+        for i in intents:
+            if i.feature not in FEATURES:
+                raise ValueError(f"intent {i.id}: unknown feature {i.feature!r}")
+            for code in i.codes or ((i.error_code,) if i.error_code else ()):
+                if (i.feature, code) in self._by_code:
+                    raise ValueError(f"{code} ({i.feature}) is explained by two intents")
+                self._by_code[(i.feature, code)] = i
+        self.replies = dict(replies or {})
         self._menu = [self._intents[i] for i in (menu or [])]
         self.caution_text = caution_text
         keywords = keywords or {}
@@ -301,14 +341,18 @@ class KnowledgeBase:
         menu: list[tuple[int, str]] = []
         offtopic = {g["id"]: tuple(g["examples"]) for g in data.get("offtopic", ())}
         for raw in data["intent"]:
+            codes = tuple(raw.get("error_codes", ()))
             intent = Intent(
                 id=raw["id"],
                 title=raw["title"],
                 answer=raw["answer"].strip(),
                 caution=bool(raw.get("caution", False)),
-                error_code=raw.get("error_code"),
+                error_code=codes[0] if codes else None,
                 source=raw["source"],
                 examples=tuple(raw["examples"]),
+                codes=codes,
+                feature=str(raw.get("feature", "binding")),
+                names=tuple(raw.get("names", ())),
             )
             intents.append(intent)
             keywords[intent.id] = tuple(raw.get("keywords", ()))
@@ -320,6 +364,10 @@ class KnowledgeBase:
             menu=[i for _, i in sorted(menu)],
             caution_text=data.get("caution_text", DEFAULT_CAUTION),
             offtopic=offtopic,
+            replies={
+                rid: Reply(rid, str(r["text"]).strip(), tuple(r.get("names", ())))
+                for rid, r in data.get("reply", {}).items()
+            },
         )
 
     # ── queries ──
@@ -366,9 +414,10 @@ class KnowledgeBase:
             return None
         return Match(self._intents[best_id], round(best, 4), runner_up)
 
-    def by_error_code(self, code: str) -> Intent | None:
-        """The intent explaining an API binding failure code (API.md), if any."""
-        return self._by_code.get(code)
+    def by_error_code(self, code: str, feature: str = "binding") -> Intent | None:
+        """The intent explaining a failure code (API.md, server/domain/reasons.py) of a
+        binding (default) or a 家庭共济 request; an intent for both ("common") otherwise."""
+        return self._by_code.get((feature, code)) or self._by_code.get(("common", code))
 
     def get(self, intent_id: str) -> Intent:
         return self._intents[intent_id]

@@ -28,16 +28,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
-from wechatpy import create_reply
 from wechatpy.messages import BaseMessage
 
 from bot import diagnosis
 from bot.batching import Coalescer, RedisBatcher
+from bot.codec import Codec, reply_xml
 from bot.customer_service import WINDOW_SECONDS, CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
-from bot.webhook import Codec
 from server.domain.pii import PiiCipher
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
@@ -53,6 +52,8 @@ _PENDING, _REPLY, _EMPTY = b"P", b"R", b"E"
 # rate limit); the rest (unsubscribe, VIEW, TEMPLATESENDJOBFINISH) come from WeChat.
 _USER_EVENTS = frozenset({"subscribe", "subscribe_scan", "scan", "click"})
 _REDIS_DOWN = "系统繁忙,请稍后再试。"
+# Messages that are questions: typed, or spoken (WeChat's Recognition text).
+_QUESTION_TYPES = frozenset({"text", "voice"})
 
 # Step 1 in one command (fewer round trips and far less client work than five):
 # KEYS dedupe, rate-limit counter, customer-service window, dialogue state;
@@ -92,7 +93,7 @@ class BotConfig:
     rate_limit_per_minute: int = 20
     diagnosis_days: int = 30
     max_body_bytes: int = 65_536
-    miniprogram_appid: str = ""
+    # the menu's mini-program page; the mini-program's appid is wechat.mp_appid
     miniprogram_path: str = "pages/index/index"
 
 
@@ -129,7 +130,12 @@ def dedupe_key(message: BaseMessage) -> str:
             f"bot:seen:e:{message.source}:{message.time}:"
             f"{raw.get('Event', '')}:{raw.get('EventKey', '')}:{raw.get('MsgID', '')}"
         )
-    return f"bot:seen:m:{message.source}:{message.id}"
+    # WeChat's documentation spells a voice message's id "MsgID" in places and "MsgId" in
+    # its examples: take either, and never let a missing id (0) merge distinct messages.
+    msg_id = raw.get("MsgId") or raw.get("MsgID")
+    if not msg_id:
+        msg_id = f"t{message.time}:{raw.get('MediaId', '')}"
+    return f"bot:seen:m:{message.source}:{msg_id}"
 
 
 class BotService:
@@ -205,7 +211,8 @@ class BotService:
         openid = message.source
         user_made = not is_event(message) or str(getattr(message, "event", "")) in _USER_EVENTS
         ttl = self.config.dedupe_ttl_seconds
-        is_text = message.type == "text"
+        # a typed or spoken question may answer an open troubleshooting dialogue
+        is_text = message.type in _QUESTION_TYPES
         open_window = user_made and self.customer_service is not None
         claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
         claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
@@ -221,7 +228,7 @@ class BotService:
             # Without Redis we cannot tell a retry from a first delivery: say so briefly
             # rather than risk answering twice or failing with a 500 WeChat retries.
             log.error("bot cannot reach Redis: %r", exc)
-            return create_reply(_REDIS_DOWN, message, render=True)
+            return reply_xml(_REDIS_DOWN, message)
         if not claimed:
             return await self._first_answer(key)
         turn = Turn(self, Dialogue.decode(node or None) if is_text else NOT_READ)
@@ -235,7 +242,7 @@ class BotService:
             )
         else:
             text = await self._within_budget(message, turn)
-        reply = create_reply(text, message, render=True) if text else ""
+        reply = reply_xml(text, message) if text else ""
         stored = _REPLY + reply.encode() if reply else _EMPTY
 
         # Not awaited: the reply goes out now; the store follows in the next batch, ahead

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from institution_api.routes import routes
-from institution_api.signing import InstitutionDirectory, verify_signature
+from institution_api.signing import verify_signature
 from server import keys
+from server.domain.institutions import InstitutionDirectory
 
 
 def create_subapp() -> web.Application:

@@ -12,17 +12,18 @@ from institution_api.schemas import (
     VoucherVerifyOut,
 )
 from server import keys
-from server.domain import settlements
-from server.domain.errors import DomainError
+from server.domain.institutions import InstitutionInfo
+from server.domain.settlements import service as settlements
+from server.domain.settlements.request import parse_request, parse_reversal
 from server.openapi import endpoint
 from server.responses import json_response
 
 TAGS = ("institution",)
 
 
-def _institution(request: web.Request) -> settlements.InstitutionInfo:
+def _institution(request: web.Request) -> InstitutionInfo:
     inst = request[keys.institution_key]
-    assert isinstance(inst, settlements.InstitutionInfo)
+    assert isinstance(inst, InstitutionInfo)
     return inst
 
 
@@ -54,7 +55,7 @@ async def verify_voucher(request: web.Request, body: VoucherVerifyIn) -> web.Res
 )
 async def create_settlement(request: web.Request, body: SettlementIn) -> web.Response:
     inst = _institution(request)
-    req = settlements.parse_request(body.model_dump(exclude_none=True), institution_code=inst.code)
+    req = parse_request(body.model_dump(exclude_none=True), institution_code=inst.code)
     result = await settlements.settle(
         req,
         institution=inst,
@@ -74,15 +75,8 @@ async def create_settlement(request: web.Request, body: SettlementIn) -> web.Res
     errors=("SETTLEMENT_NOT_FOUND",),
 )
 async def reverse_settlement(request: web.Request, body: ReversalIn) -> web.Response:
-    setl_id = request.match_info["setl_id"]
-    if body.setl_id != setl_id:
-        raise DomainError(
-            "VALIDATION_FAILED",
-            "请求体中的 setl_id 与路径不一致",
-            422,
-            fields={"setl_id": "MISMATCH"},
-        )
+    rev = parse_reversal(request.match_info["setl_id"], body.model_dump())
     out = await settlements.reverse(
-        setl_id=setl_id, reason=body.reason, institution=_institution(request)
+        setl_id=rev.setl_id, reason=rev.reason, institution=_institution(request)
     )
     return json_response(out)

@@ -9,6 +9,10 @@ inactive institution, a stale timestamp or a replayed nonce answers 401 and chan
 nothing (the nonce is only remembered once the signature is good, so a forger cannot
 burn a real client's nonces). Nonces live in Redis (SET NX) for longer than the window,
 so a replay inside the window is always caught and one outside it fails the timestamp.
+
+Who the caller is (active? its secret?) is the domain's answer
+(``server.domain.institutions.InstitutionDirectory``, under ``keys.institution_directory_key``);
+this module only reads headers, checks the signature and the nonce.
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ from aiohttp import web
 
 from server import keys
 from server.domain.errors import DomainError
-from server.domain.models import Institution
-from server.domain.pii import PiiCipher
-from server.domain.settlements import InstitutionInfo
+from server.domain.institutions import InstitutionDirectory
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
@@ -35,42 +37,6 @@ def sign(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
     """The signature a caller sends (also used by the tests and the benchmark)."""
     message = timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-class InstitutionDirectory:
-    """Active institutions by code, per process.
-
-    Rows are kept ``cache_seconds`` (``[institution_api]``, default 5 s): a deactivated or
-    re-keyed institution is refused within that time, and the hot path saves a database
-    round trip per request. Decrypted secrets are kept by (code, secret_enc), so a re-key
-    never serves the old secret once the row is re-read.
-    """
-
-    def __init__(self) -> None:
-        self._rows: dict[str, tuple[float, InstitutionInfo | None, str]] = {}
-        self._secrets: dict[tuple[str, str], str] = {}
-
-    async def lookup(
-        self, code: str, *, ttl: float, pii: PiiCipher
-    ) -> tuple[InstitutionInfo, str] | None:
-        now = time.monotonic()
-        cached = self._rows.get(code)
-        if cached is None or cached[0] <= now:
-            row = await Institution.filter(code=code, active=True).values_list(
-                "name", "region_code", "secret_enc"
-            )
-            info = InstitutionInfo(code, row[0][0], row[0][1]) if row else None
-            cached = (now + ttl, info, row[0][2] if row else "")
-            if ttl > 0 and len(self._rows) < 100_000:
-                self._rows[code] = cached
-        _, info, secret_enc = cached
-        if info is None:
-            return None
-        secret = self._secrets.get((code, secret_enc))
-        if secret is None:
-            secret = pii.decrypt(secret_enc, purpose="institution_secret")
-            self._secrets[(code, secret_enc)] = secret
-        return info, secret
 
 
 def _refuse(code: str, message: str) -> DomainError:

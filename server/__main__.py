@@ -1,4 +1,4 @@
-"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution]``.
+"""Command line: ``python -m server [serve|worker|migrate|makemigrations|registry|institution|staff]``.
 
     python -m server                      # serve (default) on HOST:PORT, embedded defaults
     python -m server --host 0.0.0.0 --port 8080
@@ -6,6 +6,9 @@
     python -m server makemigrations       # write a migration for model changes (developers)
     python -m server registry import FILE.csv [--strict] [--dry-run] [--rejects R.csv]
     python -m server institution add CODE NAME REGION_CODE
+    python -m server staff add NAME --role reviewer|counter|admin --region CODE[,CODE]
+    python -m server staff reset NAME [--role R] [--region CODE]   # prints a new password
+    python -m server staff disable NAME
     python -m server worker               # notice delivery worker (see README)
     python -m server menu publish         # publish the official account's custom menu
 """
@@ -152,8 +155,41 @@ def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_staff(args: argparse.Namespace, settings: Settings) -> int:
+    """Console staff accounts (API.md "Staff (v1.1)"): the generated password is printed
+    once, on a line that says ``password``."""
+    from server.domain import staff as staff_domain
+
+    c = settings.console
+    hasher = staff_domain.hasher_for(c.argon2_time_cost, c.argon2_memory_kib, c.argon2_parallelism)
+
+    async def go(_: Any) -> tuple[Any, str | None]:
+        if args.action == "add":
+            if not args.role or not args.region:
+                raise ValueError("staff add needs --role and --region")
+            return await staff_domain.add_staff(
+                name=args.name, role=args.role, regions=args.region, hasher=hasher
+            )
+        if args.action == "reset":
+            return await staff_domain.reset_password(
+                args.name, hasher=hasher, role=args.role, regions=args.region
+            )
+        return await staff_domain.disable_staff(args.name), None
+
+    try:
+        staff, password = _with_orm(settings, go)
+    except ValueError as exc:
+        print(f"staff {args.action}: {exc}", file=sys.stderr)
+        return 2
+    state = "active" if staff.active else "disabled"
+    print(f"staff {staff.name}: role {staff.role}, regions {staff.regions}, {state}")
+    if password is not None:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from server.worker import main as worker_main
+    from server.push.worker import main as worker_main
 
     return int(run(lambda: worker_main(settings, concurrency=args.concurrency)) or 0)
 
@@ -162,12 +198,31 @@ def cmd_menu(args: argparse.Namespace, settings: Settings) -> int:
     from bot.menu import publish_from_settings
     from server.gateways.wechat import WeChatError
 
+    async def publish() -> tuple[dict[str, Any], bool]:
+        if settings.wechat.api_base:
+            return await publish_from_settings(settings, api_base=settings.wechat.api_base), False
+        # no WeChat configured: the embedded fake checks the menu as WeChat would
+        from server.demo import start_embedded_wechat
+
+        fake = await start_embedded_wechat(settings.wechat)
+        try:
+            return await publish_from_settings(settings, api_base=fake.api_base), True
+        finally:
+            await fake.close()
+
     try:
-        menu = run(lambda: publish_from_settings(settings))
+        menu, to_fake = run(publish)
     except WeChatError as exc:
         print(f"menu not published: {exc.message_zh} (errcode {exc.errcode})", file=sys.stderr)
         return 1
-    print(f"menu published: {', '.join(b['name'] for b in menu['button'])}")
+    names = ", ".join(b["name"] for b in menu["button"])
+    if to_fake:
+        print(
+            "WECHAT_API_BASE is not set: the menu was published to the embedded fake WeChat "
+            f"only (it accepted it); nothing reached WeChat: {names}"
+        )
+    else:
+        print(f"menu published to {settings.wechat.api_base}: {names}")
     return 0
 
 
@@ -201,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("code")
     add.add_argument("name")
     add.add_argument("region_code")
+    staff = sub.add_parser("staff", help="console staff accounts")
+    staff.add_argument("action", choices=("add", "disable", "reset"))
+    staff.add_argument("name")
+    staff.add_argument("--role", choices=("reviewer", "counter", "admin"))
+    staff.add_argument("--region", help="6-digit region code(s), comma-separated (000000: all)")
     menu = sub.add_parser("menu", help="official-account custom menu")
     menu_sub = menu.add_subparsers(dest="action", required=True)
     menu_sub.add_parser("publish", help="publish the menu through the WeChat gateway")
@@ -215,6 +275,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "registry": cmd_registry,
     "institution": cmd_institution,
     "menu": cmd_menu,
+    "staff": cmd_staff,
 }
 
 

@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> web.Application:
     from bot import create_subapp as create_bot
     from institution_api import create_subapp as create_institution
     from miniapp_api import create_subapp as create_miniapp
+    from review_console import console_ctx
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
 
@@ -41,16 +42,20 @@ def create_app(settings: Settings) -> web.Application:
             lifecycle.services_ctx,
             bot_ctx,
             lifecycle.family_ctx,
+            console_ctx,
         ]
     )
+    followers = None  # the push worker's followers beyond our table: the demo's rule only
     if settings.server.demo_data:
-        from server.demo import demo_data_ctx
+        from server.demo import demo_data_ctx, push_follower_fallback
 
         app.cleanup_ctx.append(demo_data_ctx)
+        followers = push_follower_fallback(settings)
     if settings.server.run_worker:
-        from server.worker import worker_ctx
+        from server.push.worker import worker_ctx_factory
 
-        app.cleanup_ctx.append(worker_ctx)  # notice delivery in-process (README "Push delivery")
+        # notice delivery in-process (README "Push delivery")
+        app.cleanup_ctx.append(worker_ctx_factory(follower_fallback=followers))
 
     app.add_routes(ops_routes())
     # The institution sub-app is registered before the mini-program one: its prefix is

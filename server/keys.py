@@ -28,10 +28,14 @@ services_key = web.AppKey("services", dict)  # feature services registered by na
 institution_directory_key = web.AppKey("institution_directory", object)
 bot_key = web.AppKey("bot", "BotService")  # the official-account bot (on the /wechat sub-app)
 # 亲情账户 (issue #3)
-registry_key = web.AppKey("registry", "RegistryGateway")
-storage_key = web.AppKey("storage", "LocalStorage")
+registry_key = web.AppKey("registry", "Registry")
+storage_key = web.AppKey("storage", "Storage")
 documents_key = web.AppKey("documents", "DocumentBook")  # the 个人承诺书 versions
-binding_key = web.AppKey("binding", "BindingService")
+family_key = web.AppKey("family", "FamilyService")
+realname_key = web.AppKey("realname", "RealnameService")
+# the bureau's console (issue #14): staff sessions and the review desk
+staff_key = web.AppKey("staff", "StaffService")
+review_desk_key = web.AppKey("review_desk", "ReviewDesk")
 # this server's base URL as seen from this machine (set by ``python -m server serve``):
 # the embedded fake WeChat posts template delivery receipts to <it>/wechat/official
 self_url_key = web.AppKey("self_url", str)
@@ -40,15 +44,16 @@ self_url_key = web.AppKey("self_url", str)
 request_id_key = web.RequestKey("request_id", str)
 user_id_key = web.RequestKey("user_id", int)
 reviewer_key = web.RequestKey("reviewer", str)
+staff_session_key = web.RequestKey("staff_session", object)  # the console's StaffSession
 institution_key = web.RequestKey("institution", object)  # the signed caller's InstitutionInfo
 
 __all__ = [
     "Any",
     "auth_key",
-    "binding_key",
     "bot_key",
     "documents_key",
     "face_key",
+    "family_key",
     "fake_wechat_key",
     "http_key",
     "institution_directory_key",
@@ -58,13 +63,17 @@ __all__ = [
     "pii_key",
     "push_worker_key",
     "policy_key",
+    "realname_key",
     "redis_key",
     "registry_key",
     "request_id_key",
     "self_url_key",
     "reviewer_key",
+    "review_desk_key",
     "services_key",
     "settings_key",
+    "staff_key",
+    "staff_session_key",
     "storage_key",
     "user_id_key",
     "wechat_key",

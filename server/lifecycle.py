@@ -33,8 +33,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings_key]
     if settings.redis.url:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
 
-        client: Redis = Redis.from_url(settings.redis.url, health_check_interval=30)
+        # A pooled connection that died (Redis restarted) fails when a command is sent on
+        # it: reconnect and send again, twice at most, then the request fails clean (503).
+        client: Redis = Redis.from_url(
+            settings.redis.url,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),
+            retry_on_error=[RedisConnectionError],
+        )
     else:
         from fakeredis import FakeAsyncRedis
 
@@ -66,32 +76,20 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.gateways.wechat import WeChatGateway
 
     settings = app[keys.settings_key]
-    runner = None
+    embedded = None
     api_base = settings.wechat.api_base
     if not api_base:
-        from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
+        from server.demo import start_embedded_wechat
 
-        state = FakeWeChatState(
-            mp_appid=settings.wechat.mp_appid,
-            mp_secret=settings.wechat.mp_secret,
-            oa_appid=settings.wechat.oa_appid,
-            oa_secret=settings.wechat.oa_secret,
+        embedded = await start_embedded_wechat(
+            settings.wechat, receipts_to=app.get(keys.self_url_key)
         )
-        self_url = app.get(keys.self_url_key)
-        if self_url:
-            # like WeChat, the fake reports each template message's fate to our webhook
-            # (TEMPLATESENDJOBFINISH), so the demo's notices reach ``delivered``
-            state.configure(
-                receipt_url=f"{self_url.rstrip('/')}/wechat/official",
-                receipt_token=settings.wechat.oa_token,
-                receipt_aes_key=settings.wechat.oa_encoding_aes_key,
-            )
-        runner, api_base, _ = await start_fake_wechat(state=state)
-        app[keys.fake_wechat_key] = state
+        api_base = embedded.api_base
+        app[keys.fake_wechat_key] = embedded.state
         log.info(
             "WECHAT_API_BASE unset: fake WeChat API serving at %s (receipts to %s)",
             api_base,
-            state.receipt_url or "nowhere",
+            embedded.state.receipt_url or "nowhere",
         )
     session = app[keys.http_key]
     app[keys.wechat_key] = WeChatGateway.from_settings(
@@ -101,8 +99,8 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
         HttpFaceGateway(session, settings.face.api_base) if settings.face.api_base else FakeFaceGateway()
     )
     yield
-    if runner is not None:
-        await runner.cleanup()
+    if embedded is not None:
+        await embedded.close()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -122,26 +120,29 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         revocation_cache_seconds=float(
             settings.section("auth").get("revocation_cache_seconds", REVOCATION_CACHE_SECONDS)
         ),
+        logins_per_ip_per_minute=int(settings.section("auth").get("logins_per_ip_per_minute", 120)),
     )
     yield
 
 
 async def family_ctx(app: web.Application) -> AsyncIterator[None]:
-    """亲情账户: registry gateway, material storage, 个人承诺书, the binding service."""
-    from server.domain.binding import BindingService, Limits
+    """亲情账户: registry, material storage, 个人承诺书, real-name verification, the family service."""
     from server.domain.documents import DocumentBook
+    from server.domain.family import FamilyService, Limits
     from server.domain.guessing import GuessBudget
-    from server.gateways.registry import LocalRegistryGateway
+    from server.domain.realname import RealnameService
+    from server.domain.registry import LocalRegistry
     from server.gateways.storage import LocalStorage
 
     settings = app[keys.settings_key]
-    app[keys.registry_key] = LocalRegistryGateway(app[keys.pii_key])
+    app[keys.registry_key] = LocalRegistry(app[keys.pii_key])
     family = settings.section("family")
     storage = LocalStorage(Path(family.get("upload_dir") or settings.data_path / "uploads"))
     documents = DocumentBook.load("commitment")
+    guesses = GuessBudget.from_section(family)
     app[keys.storage_key] = storage
     app[keys.documents_key] = documents
-    app[keys.binding_key] = BindingService(
+    app[keys.family_key] = FamilyService(
         policy=app[keys.policy_key],
         registry=app[keys.registry_key],
         face=app[keys.face_key],
@@ -150,7 +151,14 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         storage=storage,
         documents=documents,
         limits=Limits.from_section(family),
-        guesses=GuessBudget.from_section(family),
+        guesses=guesses,
+    )
+    app[keys.realname_key] = RealnameService(
+        registry=app[keys.registry_key],
+        face=app[keys.face_key],
+        pii=app[keys.pii_key],
+        redis=app[keys.redis_key],
+        guesses=guesses,
     )
     yield
 

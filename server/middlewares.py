@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from typing import Awaitable, Callable
 
@@ -13,6 +14,8 @@ from aiohttp import web
 from server import keys
 from server.domain.errors import DomainError
 from server.domain.pii import Scrubbed, scrub
+from server.outages import RETRY_AFTER_SECONDS, dependency_down
+from server.ratelimit import RateLimited
 from server.responses import dumps, json_response
 
 log = logging.getLogger("server.access")
@@ -50,7 +53,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     # a caller's id is kept (tracing across systems) but never carries personal data into
     # our logs and headers. Ours only has to be unique, not secret: the PRNG (reseeded in
     # forked children) spares a getrandom() syscall per request (uuid4 / os.urandom).
-    rid = scrub(rid[:64]) if rid else f"{_random_bits(128):032x}"
+    rid = rid if rid and _SAFE_RID(rid) else f"{_random_bits(128):032x}"
     request[keys.request_id_key] = rid
     started = time.perf_counter()
     status = 500
@@ -78,6 +81,15 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 
 _random_bits = random.getrandbits
+# A caller's request id is kept only when it looks like one (letters, digits, . _ : -, at
+# most 64) and carries nothing the scrubber would mask; anything else is replaced by ours,
+# neither logged nor echoed (issue #17 finding 11).
+_RID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _SAFE_RID(rid: str) -> bool:  # noqa: N802
+    return _RID_RE.fullmatch(rid) is not None and scrub(rid) == rid
+
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C-accelerated "…" quoting
 
@@ -109,6 +121,10 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         resp = json_response(err.to_body(), status=err.status)
         resp.headers.update(err.headers)
         return resp
+    except RateLimited as err:
+        resp = json_response(_RATE_LIMITED_BODY, status=429)
+        resp.headers["Retry-After"] = str(err.retry_after)
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400 or not _wants_json(request):
             raise
@@ -118,9 +134,26 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             if h in exc.headers:
                 resp.headers[h] = exc.headers[h]
         return resp
-    except Exception:  # the one catch-all: logged with its traceback, answered as a JSON 500
+    except Exception as exc:  # the one catch-all: logged with its traceback, a JSON 500 …
+        if dependency_down(exc):  # … unless a dependency is down: 503, retry shortly
+            errlog.warning(
+                "dependency unavailable rid=%s %s %s: %s",
+                rid,
+                request.method,
+                request.path,
+                type(exc).__name__,
+            )
+            resp = error_response(
+                503, "SERVICE_UNAVAILABLE", "系统繁忙,请稍后再试", request_id=rid
+            )
+            resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return resp
         errlog.exception("unhandled error rid=%s %s %s", rid, request.method, request.path)
         return error_response(500, "INTERNAL_ERROR", "服务器内部错误,请稍后再试", request_id=rid)
+
+
+# API.md "Errors": the body of a rate-limited call (server.ratelimit.hit), as it always was
+_RATE_LIMITED_BODY = {"error": {"code": "RATE_LIMITED", "message": "操作过于频繁，请稍后再试"}}
 
 
 def _wants_json(request: web.Request) -> bool:

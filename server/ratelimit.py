@@ -1,8 +1,9 @@
 """Rate limits shared by every process through Redis.
 
 * :func:`hit` — a fixed-window counter for API rate limits (per user, per IP, ...): the
-  ``limit``-th + 1 call within ``per_seconds`` raises ``DomainError`` 429 with
-  ``Retry-After`` (API.md "Errors").
+  ``limit``-th + 1 call within ``per_seconds`` raises :class:`RateLimited` with the
+  seconds until the window opens (the error middleware answers 429 ``RATE_LIMITED`` with
+  ``Retry-After``, API.md "Errors").
 * :class:`TokenBucket` — a reserving token bucket for outgoing sends (WeChat quotas): a
   caller takes ``n`` tokens at once and is told how long to wait before using them, so
   many workers on many machines share one global rate without polling.
@@ -18,13 +19,21 @@ import math
 import time
 from typing import Any
 
-from server.domain.errors import DomainError
+__all__ = ["RateLimited", "TokenBucket", "hit"]
 
-__all__ = ["TokenBucket", "hit"]
+
+class RateLimited(Exception):
+    """Too many calls on one key: try again in ``retry_after`` seconds (≥ 1)."""
+
+    def __init__(self, key: str, retry_after: int) -> None:
+        super().__init__(f"rate limited: retry after {retry_after} s")
+        self.key = key
+        self.retry_after = retry_after
 
 
 async def hit(redis: Any, key: str, *, limit: int, per_seconds: int) -> None:
-    """Count one call against ``key``; raise 429 when more than ``limit`` fall in one window.
+    """Count one call against ``key``; :class:`RateLimited` when more than ``limit`` fall
+    in one window.
 
     The window is aligned to ``per_seconds`` (fixed window): cheap (INCR + EXPIRE in one
     round trip) and good enough for abuse protection; ``Retry-After`` says when it opens.
@@ -39,13 +48,7 @@ async def hit(redis: Any, key: str, *, limit: int, per_seconds: int) -> None:
         pipe.expire(rkey, per_seconds + 1)
         count, _ = await pipe.execute()
     if int(count) > limit:
-        retry_after = max(1, math.ceil((window + 1) * per_seconds - now))
-        raise DomainError(
-            "RATE_LIMITED",
-            "操作过于频繁，请稍后再试",
-            429,
-            headers={"Retry-After": str(retry_after)},
-        )
+        raise RateLimited(key, max(1, math.ceil((window + 1) * per_seconds - now)))
 
 
 # KEYS[1] bucket; ARGV rate (tokens/s), burst, n. Tokens may go negative: that is the

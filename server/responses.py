@@ -19,13 +19,19 @@ def json_response(
 
 def document_response(data: bytes, content_type: str) -> web.Response:
     """An uploaded material served back (already stripped of metadata): never cached,
-    never content-sniffed by the browser, shown inline."""
+    never content-sniffed, and never live content: ``Content-Security-Policy: sandbox``
+    runs no script, and a PDF (which may carry JavaScript) is an attachment to download,
+    never shown inline in our pages (issue #17 finding 14)."""
+    disposition = (
+        'attachment; filename="material.pdf"' if content_type == "application/pdf" else "inline"
+    )
     return web.Response(
         body=data,
         content_type=content_type,
         headers={
             "Cache-Control": "private, no-store",
             "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": "inline",
+            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+            "Content-Disposition": disposition,
         },
     )

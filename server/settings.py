@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -113,6 +114,27 @@ class InstitutionSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The bureau's console at /review/ (docs/console.md): staff sessions and limits."""
+
+    idle_timeout_seconds: int = 900  # a session unused this long ends
+    session_max_seconds: int = 43_200  # and any session ends after this long
+    secure_cookies: bool = True  # Secure cookies (browsers accept them on http://127.0.0.1)
+    login_failures_per_name: int = 5  # failed logins per staff name per window, then 429
+    login_failures_per_ip: int = 30  # failed logins per client address per window, then 429
+    login_failure_window_seconds: int = 900
+    claim_seconds: int = 900  # a reviewer's claim on an application expires after this
+    counter_lookups_per_hour: int = 120  # registry look-ups per counter clerk
+    # argon2id cost (argon2-cffi defaults: RFC 9106's second recommended profile)
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 4
+    # the password of the demo staff (demo-admin, demo-reviewer, demo-counter), created only
+    # while server.demo_data is on; production refuses demo data and demo staff
+    demo_staff_password: str = "demo-console-password"
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -122,6 +144,7 @@ class Settings:
     jwt: JwtSettings = field(default_factory=JwtSettings)
     pii: PiiSettings = field(default_factory=PiiSettings)
     institution: InstitutionSettings = field(default_factory=InstitutionSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     # the raw merged tables, for sections owned by features (policy, bot, worker, ...)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -178,6 +201,7 @@ class Settings:
             "jwt": JwtSettings,
             "pii": PiiSettings,
             "institution": InstitutionSettings,
+            "console": ConsoleSettings,
         }
         kwargs: dict[str, Any] = {
             name: typed_table(klass, data.get(name, {}), name) for name, klass in sections.items()
@@ -213,13 +237,21 @@ class Settings:
                 continue
             if not value or "demo" in value.lower() or "change-me" in value.lower():
                 problems.append(f"{name} is a demo or empty secret")
-        for name, token in self.section("review").get("reviewers", {}).items():
-            if len(str(token)) < 24 or "demo" in str(token).lower():
-                problems.append(f"review.reviewers.{name} is a demo or short token")
+        # [review] reviewers (the old static bearer tokens) answer nothing in production:
+        # staff log in with their own accounts (review_console, issue #14).
+        if not self.console.secure_cookies:
+            problems.append("console.secure_cookies must be true in production")
+        if self.console.argon2_memory_kib < 19_456 or self.console.argon2_time_cost < 2:
+            problems.append("console.argon2_* is below the OWASP minimum (19 MiB, 2 passes)")
+        if self.console.idle_timeout_seconds > 3600:
+            problems.append("console.idle_timeout_seconds must be at most 3600 in production")
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
-        if not self.wechat.api_base:
+        if not self.wechat.api_base or _is_loopback(self.wechat.api_base):
             problems.append("wechat.api_base must point at WeChat in production")
+        for name, appid in (("mp_appid", self.wechat.mp_appid), ("oa_appid", self.wechat.oa_appid)):
+            if appid == defaults["wechat"][name] or not appid.startswith("wx"):
+                problems.append(f"wechat.{name} is the demo or not a WeChat appid")
         if not self.database.url.startswith(("postgres://", "postgresql://", "asyncpg://")):
             problems.append("database.url must be PostgreSQL in production")
         if not self.redis.url:
@@ -228,6 +260,12 @@ class Settings:
             problems.append("server.demo_data must be false in production")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
+
+
+def _is_loopback(url: str) -> bool:
+    """True for a URL on this machine (our fakes listen there; WeChat never does)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
 
 
 def _resolve(name: str | Path) -> Path:

@@ -18,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server import keys
 from server.app import create_app
-from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
 from server.settings import Settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")

@@ -40,8 +40,8 @@ async def error_of(resp: Any) -> dict[str, Any]:
 
 
 # --- 家庭共济 and settlements (tests/money) ------------------------------------------------
-# Persons, real-name verified users and bindings are created directly in the database
-# (the real-name and binding APIs belong to issue #3); institution calls are signed
+# Persons and bindings are created directly in the database (see ``add_binding`` for
+# why); users are real-name verified through the API; institution calls are signed
 # exactly as API.md says.
 
 
@@ -88,16 +88,39 @@ async def add_person(
 
 
 async def verified_user(client: TestClient, user: str, person: Any) -> dict[str, Any]:
-    """Log ``user`` in and mark them real-name verified as ``person`` (issue #3 does this via API)."""
-    from server.domain.models import User
+    """Log ``user`` in and pass real-name verification as ``person`` the way the
+    mini-program does (``POST /api/v1/me/realname`` with a demo face token); the login
+    tokens (``bearer(tokens)`` for the headers, ``tokens["user"]["id"]``).
 
+    ``person``: a ``(name, id_type, id_number)`` tuple (``tests.family.helpers.ALICE``…)
+    or an ``add_person`` result. The person must be in the registry with an activated
+    voucher; each call spends one unit of the identity-guessing budget.
+    """
+    if isinstance(person, tuple):
+        name, id_type, id_number = person
+    else:
+        name, id_type, id_number = person.name, person.id_type, person.id_number
     tokens = await login(client, user)
-    await User.filter(id=tokens["user"]["id"]).update(realname_verified=True, person_id=person.id)
+    resp = await client.post(
+        "/api/v1/me/realname",
+        json={"name": name, "id_type": id_type, "id_number": id_number, "face_token": "ok-face"},
+        headers=bearer(tokens),
+    )
+    assert resp.status == 200, await resp.text()
     return tokens
 
 
 async def add_binding(binder_user_id: int, member: Any, relationship: str = "parent") -> Any:
-    """An active 亲情账户 binding (the binding API of issue #3 creates these for real)."""
+    """An active 亲情账户 binding row, written directly — not through the binding flow.
+
+    Why not the real flow: the money and push tests need "this binder holds this member"
+    as a fixture, not the journey (tests/family covers that through HTTP, every step and
+    refusal). The flow would also make them depend on the binding rules: an
+    ``add_person`` child has no registered guardian, so their binding would wait for a
+    reviewer; every binding costs five requests and a unit of the identity-guessing
+    budget; and the binding has no application behind it here (``application_id`` null),
+    which the binding views tolerate.
+    """
     from datetime import datetime, timezone
 
     from server.domain.models import Binding

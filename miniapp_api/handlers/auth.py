@@ -11,9 +11,9 @@ from server.responses import json_response
 
 
 @endpoint(summary="微信登录", body=LoginIn, response=TokenOut, auth=False, tags=("auth",),
-          errors=("WECHAT_CODE_INVALID", "WECHAT_CODE_USED", "WECHAT_UNAVAILABLE"))
+          errors=("WECHAT_CODE_INVALID", "WECHAT_CODE_USED", "WECHAT_UNAVAILABLE", "RATE_LIMITED"))
 async def login(request: web.Request, body: LoginIn) -> web.Response:
-    user, pair = await request.config_dict[keys.auth_key].login(body.code)
+    user, pair = await request.config_dict[keys.auth_key].login(body.code, ip=request.remote)
     out = {**pair.as_dict(), "user": {"id": user.id, "realname_verified": user.realname_verified}}
     return json_response(out)
 

@@ -1,8 +1,11 @@
-"""亲情账户 endpoints (API.md "Mini-program"): parse, call BindingService, answer."""
+"""亲情账户 endpoints (API.md "Mini-program"): parse, call FamilyService, answer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from miniapp_api.schemas import (
     ApplicationIn,
@@ -23,8 +26,8 @@ from miniapp_api.schemas import (
     YearQuery,
 )
 from server import keys
-from server.domain.binding import BindingService
 from server.domain.errors import DomainError
+from server.domain.family import FamilyService
 from server.openapi import endpoint
 from server.responses import document_response, json_response
 
@@ -49,8 +52,8 @@ SUBMIT_ERRORS = (
 )
 
 
-def _service(request: web.Request) -> BindingService:
-    return request.config_dict[keys.binding_key]
+def _service(request: web.Request) -> FamilyService:
+    return request.config_dict[keys.family_key]
 
 
 
@@ -138,9 +141,12 @@ async def upload_material(request: web.Request) -> web.Response:
         )
     kind: str | None = request.query.get("kind")
     stored = None
-    reader = await request.multipart()
     try:
-        while (part := await reader.next()) is not None:
+        reader = await request.multipart()
+    except ValueError:  # no boundary
+        raise _malformed_multipart() from None
+    try:
+        while (part := await _next_part(reader)) is not None:
             name = getattr(part, "name", None)
             if name == "kind":
                 kind = (await part.text()).strip()[:64]  # type: ignore[union-attr]
@@ -153,9 +159,11 @@ async def upload_material(request: web.Request) -> web.Response:
                     422,
                     fields={str(name or "body"): "UNKNOWN_FIELD"},
                 )
-    except BaseException:
+    except BaseException as exc:
         if stored is not None:
             await service.discard_upload(stored)
+        if isinstance(exc, (ValueError, HttpProcessingError)):  # truncated mid-part
+            raise _malformed_multipart() from None
         raise
     if stored is None:
         raise DomainError(
@@ -163,6 +171,18 @@ async def upload_material(request: web.Request) -> web.Response:
         )
     out = await service.attach_material(user_id, app_id, kind=kind, stored=stored)
     return json_response(out, status=201)
+
+
+def _malformed_multipart() -> DomainError:
+    return DomainError("MALFORMED_MULTIPART", "上传的表单格式有误,请重新选择文件上传", 400)
+
+
+async def _next_part(reader: Any) -> Any:
+    """The next part; a truncated body, an oversized or endless part header is 400."""
+    try:
+        return await reader.next()
+    except (ValueError, HttpProcessingError):
+        raise _malformed_multipart() from None
 
 
 @endpoint(summary="查看本人上传的材料(已去除元数据)", tags=TAGS)

@@ -64,7 +64,7 @@ async def create_authorization(request: web.Request, body: AuthorizationCreate) 
         pii=request.config_dict[keys.pii_key],
         policy=request.config_dict[keys.policy_key],
         redis=request.config_dict[keys.redis_key],
-        guesses=request.config_dict[keys.binding_key].guesses,
+        guesses=request.config_dict[keys.family_key].guesses,
         ip=request.remote,
     )
     return json_response(out, status=201)

@@ -6,7 +6,6 @@ from aiohttp import web
 
 from miniapp_api.schemas import MeOut, RealnameIn
 from server import keys
-from server.domain.realname import verify_realname
 from server.openapi import endpoint
 from server.responses import json_response
 
@@ -28,19 +27,12 @@ from server.responses import json_response
     ),
 )
 async def realname(request: web.Request, body: RealnameIn) -> web.Response:
-    service = request.config_dict[keys.binding_key]
-    out = await verify_realname(
+    out = await request.config_dict[keys.realname_key].verify(
         request[keys.user_id_key],
         name=body.name,
         id_type=body.id_type,
         id_number=body.id_number,
         face_token=body.face_token,
-        registry=request.config_dict[keys.registry_key],
-        face=request.config_dict[keys.face_key],
-        pii=request.config_dict[keys.pii_key],
-        today=service.today(),
-        redis=request.config_dict[keys.redis_key],
-        guesses=service.guesses,
         ip=request.remote,
     )
     return json_response(out)

@@ -6,8 +6,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server import keys
-from server.domain.delivery import PushConfig, record_subscription_results
 from server.openapi import endpoint
+from server.push.config import PushConfig
+from server.push.recipients import record_subscription_results
 from server.ratelimit import hit
 from server.responses import json_response
 

@@ -11,18 +11,25 @@ import slow. A session is opened on the ORM's own connection (``Model._meta.db``
 * SQLite — the ORM's single aiosqlite connection behind its lock, taken per transaction
   (so the app's own queries interleave between batches); ``copy_in`` is ``executemany``.
 
-SQL is written for PostgreSQL (``$n`` placeholders); on SQLite it goes through
-``ledger.dialect_sql`` (``?n``). ``sql(pg=…, sqlite=…)`` picks per backend where the two
-differ beyond that.
+SQL is written for PostgreSQL (``$n`` placeholders); on SQLite they become ``?n``
+(``sqlite_sql``); where the two differ beyond that, the caller keeps one statement
+per backend (server/bulk/registry_sql.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from server.domain.ledger import dialect_sql
+
+@functools.lru_cache(maxsize=256)
+def sqlite_sql(sql: str) -> str:
+    """PostgreSQL's ``$n`` placeholders as SQLite's ``?n`` (the same numbering)."""
+    return re.sub(r"\$(\d+)", r"?\1", sql)
+
 
 SQLITE_CACHE_KIB = 64 * 1024  # the registry's pages during a SQLite bulk run
 SQLITE_TEMP_CACHE_KIB = 16 * 1024  # the staging table and the run's seen-set
@@ -32,9 +39,6 @@ class BulkSession:
     """Base: the shared surface; see :func:`open_session`."""
 
     dialect = ""
-
-    def sql(self, *, pg: str, sqlite: str) -> str:
-        return pg if self.dialect == "postgres" else sqlite
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
         raise NotImplementedError
@@ -145,12 +149,12 @@ class SqliteSession(BulkSession):
 
     async def execute(self, sql: str, *args: Any) -> None:
         async with self._connection() as conn:
-            cursor = await conn.execute(dialect_sql("sqlite", sql), args)
+            cursor = await conn.execute(sqlite_sql(sql), args)
             await cursor.close()
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
-            rows = await conn.execute_fetchall(dialect_sql("sqlite", sql), args)
+            rows = await conn.execute_fetchall(sqlite_sql(sql), args)
             return [tuple(r) for r in rows]
 
     async def copy_in(self, table: str, columns: Sequence[str], records: Iterable[Sequence[Any]]) -> None:
@@ -161,7 +165,7 @@ class SqliteSession(BulkSession):
 
     async def stream(self, sql: str, *args: Any, size: int = 2000) -> AsyncIterator[list[tuple[Any, ...]]]:
         async with self._connection() as conn:
-            cursor = await conn.execute(dialect_sql("sqlite", sql), args)
+            cursor = await conn.execute(sqlite_sql(sql), args)
             try:
                 for _ in range(10**12):  # bounded: ends when the cursor is exhausted
                     rows = await cursor.fetchmany(size)

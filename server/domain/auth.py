@@ -30,6 +30,7 @@ from server.domain.errors import DomainError
 from server.domain.models import User
 from server.domain.pii import PiiCipher
 from server.gateways.wechat import WeChatError, WeChatGateway, WeChatUnavailable
+from server.ratelimit import hit
 from server.settings import JwtSettings
 
 _CACHE_MAX = 50_000
@@ -66,8 +67,10 @@ class AuthService:
         wechat: WeChatGateway,
         pii: PiiCipher,
         revocation_cache_seconds: float = REVOCATION_CACHE_SECONDS,
+        logins_per_ip_per_minute: int = 120,
     ) -> None:
         self._cfg = jwt_settings
+        self._logins_per_ip = logins_per_ip_per_minute
         self._redis = redis
         self._wechat = wechat
         self._pii = pii
@@ -81,7 +84,11 @@ class AuthService:
         self._revoked_here: set[str] = set()
 
     # -- login ---------------------------------------------------------------------
-    async def login(self, code: str) -> tuple[User, TokenPair]:
+    async def login(self, code: str, *, ip: str | None = None) -> tuple[User, TokenPair]:
+        """Exchange a wx.login code for our tokens. Each client address has a per-minute
+        login budget (issue #17 finding 12: 200 accounts a second from one address)."""
+        if ip:
+            await hit(self._redis, f"login:ip:{ip}", limit=self._logins_per_ip, per_seconds=60)
         try:
             session = await self._wechat.code2session(code)
         except WeChatUnavailable:

@@ -179,6 +179,10 @@ def parse_id(id_type: str, id_number: str, *, today: date) -> IdDocument:
     number = normalize_id_number(id_number)
     if not number:
         raise _invalid(id_type, "号码不能为空")
+    if not number.isascii():
+        # NFKC leaves Arabic-Indic, Devanagari … digits as they are, and str.isdigit / int()
+        # accept them: an ID number is ASCII or it is no ID number (issue #17 finding 8)
+        raise _invalid(id_type, "号码只能包含数字和英文字母")
 
     if id_type == "resident_id":
         if len(number) == 15 and number.isdigit():

@@ -22,21 +22,23 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import tomllib
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from tortoise.exceptions import BaseORMException
 from tortoise.transactions import in_transaction
 
 from server.domain import ledger
+from server.domain.clock import cn_iso, cn_today, parse_uuid
 from server.domain.errors import DomainError
 from server.domain.guessing import GuessBudget
 from server.domain.identity import IdDocument, parse_id
-from server.domain.models import Authorization, InsuredPerson, User
+from server.domain.models import Authorization, InsuredPerson, MutualAidRefusal, User
 from server.domain.pii import PiiCipher, mask_id, mask_name
 from server.domain.policy import AuthorizationContext, Blocker, PolicyEngine, add_months
 from server.domain.policy import blocker as policy_blocker
@@ -44,6 +46,15 @@ from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
 NOTICE_PATH = Path(__file__).resolve().parents[2] / "config" / "mutual_aid_notice.toml"
+
+log = logging.getLogger(__name__)
+
+# Refusals kept for the bot's personal diagnosis ([bot] diagnosis_days, 30 by default),
+# then dropped when the same user is refused again: no longer than needed (PIPL art. 19).
+REFUSALS_KEPT_DAYS = 90
+# Not the rules saying no: a stale session, a spent identity-guessing budget (recording
+# those would let a flood write a row per request), an authorization that is not there.
+_NOT_RECORDED = frozenset({"UNAUTHORIZED", "RATE_LIMITED", "AUTHORIZATION_NOT_FOUND"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,23 @@ def refusal(first: Blocker, blocking: Sequence[Blocker] = ()) -> DomainError:
     return err
 
 
+async def record_refusal(user_id: int, action: str, err: DomainError) -> None:
+    """Keep a refused 家庭共济 request (code, the message shown, time) for the bot to explain
+    (issue 11: "共济 refusals are recorded so the bot can explain them"); nothing about the
+    relative. Runs after the refused transaction rolled back; failing to record never
+    hides the refusal itself."""
+    if err.code in _NOT_RECORDED:
+        return
+    try:
+        await MutualAidRefusal.create(
+            user_id=user_id, action=action, code=err.code, message=err.message[:200]
+        )
+        cutoff = datetime.now(timezone.utc) - timedelta(days=REFUSALS_KEPT_DAYS)
+        await MutualAidRefusal.filter(user_id=user_id, at__lt=cutoff).delete()
+    except (BaseORMException, OSError):
+        log.exception("could not record a 家庭共济 refusal (%s)", err.code)
+
+
 async def authorize(
     *,
     user_id: int,
@@ -119,8 +147,38 @@ async def authorize(
     """Create a 家庭共济 authorization from ``user_id`` to the named relative (see module doc).
 
     An authorizer who is not real-name verified learns nothing about the relative (no
-    registry look-up); every look-up spends the identity-guessing budget (issue #17)."""
-    today = today or ledger.cn_today()
+    registry look-up); every look-up spends the identity-guessing budget (issue #17).
+    A refusal is recorded (``record_refusal``) before it is raised."""
+    try:
+        return await _authorize(
+            user_id=user_id, name=name, id_type=id_type, id_number=id_number,
+            relationship=relationship, notice_version=notice_version,
+            notice_sha256=notice_sha256, quota_fen=quota_fen, pii=pii, policy=policy,
+            redis=redis, guesses=guesses, ip=ip, today=today,
+        )
+    except DomainError as err:
+        await record_refusal(user_id, "authorize", err)
+        raise
+
+
+async def _authorize(
+    *,
+    user_id: int,
+    name: str,
+    id_type: str,
+    id_number: str,
+    relationship: str,
+    notice_version: str,
+    notice_sha256: str,
+    quota_fen: int | None,
+    pii: PiiCipher,
+    policy: PolicyEngine,
+    redis: Any,
+    guesses: GuessBudget,
+    ip: str | None,
+    today: date | None,
+) -> dict[str, Any]:
+    today = today or cn_today()
     verified = await User.filter(
         id=user_id, realname_verified=True, person_id__isnull=False
     ).exists()
@@ -245,9 +303,24 @@ async def revoke(
     (the lock in force on the start date — Wuhan guide). Settlements that start after the
     revocation commits no longer use it; one already in flight may still complete with
     the authorizer's balance (a quota, though, is re-read under its lock and is exact).
+    A refusal is recorded (``record_refusal``) before it is raised.
     """
-    today = today or ledger.cn_today()
-    auth_uuid = _parse_uuid(authorization_id)
+    try:
+        await _revoke(
+            user_id=user_id, authorization_id=authorization_id, policy=policy, today=today
+        )
+    except DomainError as err:
+        await record_refusal(user_id, "revoke", err)
+        raise
+
+
+async def _revoke(
+    *, user_id: int, authorization_id: str, policy: PolicyEngine, today: date | None
+) -> None:
+    today = today or cn_today()
+    auth_uuid = parse_uuid(authorization_id)
+    if auth_uuid is None:
+        raise _not_found()
     async with in_transaction():
         auth = await Authorization.get_or_none(id=auth_uuid, authorizer_id=user_id, state="active")
         if auth is None:
@@ -255,7 +328,7 @@ async def revoke(
         person = await InsuredPerson.get(id=auth.authorizer_person_id)  # type: ignore[attr-defined]
         decision = policy.check_mutual_aid_unbind(
             authorizer_region=person.region_code,
-            bound_on=ledger.cn_today(auth.created_at),
+            bound_on=cn_today(auth.created_at),
             today=today,
         )
         if decision.blocker is not None:
@@ -297,7 +370,7 @@ async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -
                     "id": str(a.id),
                     "authorizer": _person_brief(a.authorizer_person, pii),
                     "relationship": a.relationship,
-                    "created_at": ledger.cn_iso(a.created_at),
+                    "created_at": cn_iso(a.created_at),
                 }
             )
     return {"items": items, "received": received}
@@ -307,7 +380,7 @@ def present(
     auth: Authorization, *, member: InsuredPerson, pii: PiiCipher, policy: PolicyEngine, region: str
 ) -> dict[str, Any]:
     """The mini-program's view of an authorization (personal data masked)."""
-    bound_on = ledger.cn_today(auth.created_at)
+    bound_on = cn_today(auth.created_at)
     lock = policy.settings(region, bound_on).unbind_lock_months
     return {
         "id": str(auth.id),
@@ -318,7 +391,7 @@ def present(
         "quota_fen": auth.quota_fen,
         "quota_remaining_fen": auth.quota_remaining_fen,
         "notice_version": auth.notice_version,
-        "created_at": ledger.cn_iso(auth.created_at),
+        "created_at": cn_iso(auth.created_at),
         "revocable_from": add_months(bound_on, lock).isoformat(),
     }
 
@@ -329,13 +402,6 @@ def _person_brief(person: InsuredPerson, pii: PiiCipher) -> dict[str, Any]:
         "id_number": mask_id(pii.decrypt(person.id_number_enc, purpose="id_number")),
         "region_code": person.region_code,
     }
-
-
-def _parse_uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise _not_found() from None
 
 
 def _not_found() -> DomainError:

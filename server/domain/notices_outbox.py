@@ -3,8 +3,9 @@
 SPEC.md "Settlement notices": one notice per recipient — each binder of the member
 (家人就医结算通知), each authorizer whose balance paid (共济账户支出通知), the member if
 they use WeChat — and a correcting notice on reversal (2208). Rows start ``pending``;
-the push worker delivers them. ``dedupe_key`` makes every notice unique, so a notice can
-never be created twice for the same settlement, kind and recipient.
+the push worker (``server.push``) delivers them. ``dedupe_key`` makes every notice
+unique, so a notice can never be created twice for the same settlement, kind and
+recipient.
 
 ``Notice.data`` holds semantic fields (not WeChat keywords; the push side maps them):
 member_name (masked), institution, setl_time (ISO +08:00), med_type, medfee_fen,
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from server.domain import ledger
+from server.domain.clock import cn_iso
 from server.domain.models import Notice
 
 FAMILY = "family_settlement"
@@ -120,11 +121,11 @@ async def list_for_user(user_id: int, *, limit: int = 50) -> dict[str, Any]:
             "kind": n.kind,
             "state": n.state,
             "title": n.title,
-            "created_at": ledger.cn_iso(n.created_at),
+            "created_at": cn_iso(n.created_at),
             "data": n.data,
         }
         if n.sent_at is not None:
-            item["sent_at"] = ledger.cn_iso(n.sent_at)
+            item["sent_at"] = cn_iso(n.sent_at)
         if n.state in ("failed", "undeliverable"):
             item["reason"] = n.reason
             item["errcode"] = n.errcode

@@ -79,7 +79,9 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
 
 
-_ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
+# No word boundaries against letters: "ID420102199003071232" or "a13812345678b" is still
+# personal data (issue #17 finding 11); only more digits around make it something else.
+_ID_RE = re.compile(r"(?<!\d)(\d{6})(\d{8})(\d{3}[\dXx])(?!\d)")
 _PHONE_RE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
@@ -98,17 +100,26 @@ class Scrubbed(str):
 
 
 class ScrubbingFilter(logging.Filter):
-    """Logging filter: personal data never reaches a log line unmasked."""
+    """Logging filter: personal data never reaches a log line unmasked — the message, its
+    arguments, and the text of an exception or stack attached to it (exception messages
+    carry user input: a file name, a value that failed to parse)."""
+
+    _exc = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if type(record.msg) is Scrubbed and not record.args:
+        if type(record.msg) is Scrubbed and not record.args and not record.exc_info:
             return True
         if record.args:
             try:
-                record.msg = record.getMessage()
-                record.args = None
+                msg = record.getMessage()
             except (TypeError, ValueError):
-                return True
-        if isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
+                msg = f"{record.msg} {record.args!r}"
+            record.msg, record.args = msg, None
+        record.msg = scrub(record.msg if isinstance(record.msg, str) else str(record.msg))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._exc.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True

@@ -23,78 +23,103 @@ Then the user is linked to the registry person and their name / ID are kept encr
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from server.domain import reasons
+from server.domain.clock import Clock, cn_today, utc_now
 from server.domain.errors import DomainError
+from server.domain.face_check import face_passed
 from server.domain.guessing import GuessBudget
 from server.domain.identity import parse_id
 from server.domain.models import User
 from server.domain.pii import PiiCipher
-from server.domain.registry import id_hash
+from server.domain.registry import Registry, id_hash, match
 from server.domain.users import profile
-from server.gateways.face import FaceGateway
-from server.gateways.registry import RegistryGateway, match
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from server.gateways.face import FaceGateway
 
 
-async def verify_realname(
-    user_id: int,
-    *,
-    name: str,
-    id_type: str,
-    id_number: str,
-    face_token: str,
-    registry: RegistryGateway,
-    face: FaceGateway,
-    pii: PiiCipher,
-    today: date,
-    redis: Any,
-    guesses: GuessBudget,
-    ip: str | None = None,
-) -> dict[str, Any]:
-    """Verify the user as the insured person holding this ID; returns their profile."""
-    doc = parse_id(id_type, id_number, today=today)
-    hashed = id_hash(pii, doc.id_type, doc.id_number)
-    current = await User.get_or_none(id=user_id).only("id", "realname_verified", "id_hash")
-    if current is None:
-        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
-    if current.realname_verified and current.id_hash != hashed:
-        raise DomainError(
-            "REALNAME_ALREADY_VERIFIED",
-            "您已以本人身份完成实名认证,不能再认证为其他人。",
-            409,
+class RealnameService:
+    """Real-name verification (``keys.realname_key``); resources and the clock injected."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        face: FaceGateway,
+        pii: PiiCipher,
+        redis: Redis,
+        guesses: GuessBudget | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.registry = registry
+        self.face = face
+        self.pii = pii
+        self.redis = redis
+        self.guesses = guesses or GuessBudget()
+        self.clock: Clock = clock or utc_now
+
+    async def verify(
+        self,
+        user_id: int,
+        *,
+        name: str,
+        id_type: str,
+        id_number: str,
+        face_token: str,
+        ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Verify the user as the insured person holding this ID; returns their profile."""
+        now = self.clock()
+        pii = self.pii
+        doc = parse_id(id_type, id_number, today=cn_today(now))
+        hashed = id_hash(pii, doc.id_type, doc.id_number)
+        current = await User.get_or_none(id=user_id).only("id", "realname_verified", "id_hash")
+        if current is None:
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        if current.realname_verified and current.id_hash != hashed:
+            raise DomainError(
+                "REALNAME_ALREADY_VERIFIED",
+                "您已以本人身份完成实名认证,不能再认证为其他人。",
+                409,
+            )
+        await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
+        if not await face_passed(self.face, face_token, id_number=doc.id_number, name=name):
+            err = reasons.error("FACE_CHECK_FAILED")
+            err.message = "人脸核验未通过,请本人正对手机摄像头重新完成人脸识别。"
+            err.fields = {"face_token": "FACE_CHECK_FAILED"}
+            raise err
+        result, record = await match(
+            self.registry, pii, id_type=doc.id_type, id_number=doc.id_number, name=name
         )
-    await guesses.spend(redis, user_id=user_id, ip=ip)
-    if not await face.verify(face_token, id_number=doc.id_number, name=name):
-        err = reasons.error("FACE_CHECK_FAILED")
-        err.message = "人脸核验未通过,请本人正对手机摄像头重新完成人脸识别。"
-        err.fields = {"face_token": "FACE_CHECK_FAILED"}
-        raise err
-    result, record = await match(registry, id_type=doc.id_type, id_number=doc.id_number, name=name)
-    if result != "match" or record is None:
-        raise reasons.error("INFO_MISMATCH")
-    if not record.voucher_activated:
-        err = reasons.error("BINDER_NOT_VERIFIED")
-        err.message = "您本人的医保电子凭证尚未激活,暂不能完成实名认证。"
-        raise err
+        if result != "match" or record is None:
+            raise reasons.error("INFO_MISMATCH")
+        if not record.voucher_activated:
+            err = reasons.error("BINDER_NOT_VERIFIED")
+            err.message = "您本人的医保电子凭证尚未激活,暂不能完成实名认证。"
+            raise err
 
-    try:
-        await _link(
-            user_id,
-            record.person_id,
-            name=name,
-            doc_type=doc.id_type,
-            doc_number=doc.id_number,
-            hashed=hashed,
-            pii=pii,
-        )
-    except IntegrityError:
-        raise _identity_in_use() from None
-    return await profile(user_id, pii=pii)
+        try:
+            await _link(
+                user_id,
+                record.person_id,
+                name=name,
+                doc_type=doc.id_type,
+                doc_number=doc.id_number,
+                hashed=hashed,
+                pii=pii,
+                now=now,
+            )
+        except IntegrityError:
+            raise _identity_in_use() from None
+        return await profile(user_id, pii=pii)
 
 
 def _identity_in_use() -> DomainError:
@@ -114,6 +139,7 @@ async def _link(
     doc_number: str,
     hashed: str,
     pii: PiiCipher,
+    now: datetime,
 ) -> None:
     """Link the user to the registry person (the unique index decides a race)."""
     async with in_transaction():
@@ -124,7 +150,7 @@ async def _link(
         if taken:
             raise _identity_in_use()
         user.realname_verified = True
-        user.realname_verified_at = datetime.now(UTC)
+        user.realname_verified_at = now
         user.name_enc = pii.encrypt(name, purpose="name")
         user.id_type = doc_type
         user.id_number_enc = pii.encrypt(doc_number, purpose="id_number")

@@ -1,6 +1,12 @@
-"""The insurance registry: import (CLI / demo) and look-ups by ID number.
+"""The insurance registry (参保登记): who is insured, and does the name match?
 
-CSV header (API.md "Demo mode"): name,id_type,id_number,insurance_type,region_code,
+The domain asks one question of the registry — "who holds this ID document?" — through
+the :class:`Registry` port, and decides the rest itself (:func:`match`: the name is
+compared through its keyed blind index, never decrypted). :class:`LocalRegistry` answers
+from our own ``insured_persons`` table (demo, tests, imported data); the national
+platform's interface can implement the same port without touching a rule.
+
+The table is loaded from CSV (CLI ``python -m server registry import`` / demo). CSV header (API.md "Demo mode"): name,id_type,id_number,insurance_type,region_code,
 has_personal_account,voucher_activated,status,balance_fen, and optionally (v1.1)
 guardian_id_numbers: the ``;``-separated resident ID numbers of a minor's registered
 guardians, kept only as blind indexes. Re-importing a person updates
@@ -14,14 +20,16 @@ registry's rules it uses: the header, the blind indexes and ``psn_no``.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from server.domain.errors import DomainError
 from server.domain.identity import parse_id
 from server.domain.models import InsuredPerson
 from server.domain.pii import PiiCipher
+from server.domain.queries import S_STR, Compiled
 
 if TYPE_CHECKING:
     from server.bulk.pipeline import Hooks
@@ -101,3 +109,82 @@ async def import_csv(
 
 async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:
     return await InsuredPerson.get_or_none(id_hash=id_hash(pii, id_type, id_number.upper()))
+
+
+# -- look-ups: the port, the rule, our table ------------------------------------------
+
+Match = Literal["match", "mismatch", "not_found"]
+
+
+@dataclass(frozen=True)
+class RegistryRecord:
+    """One insured person as the registry knows them (no clear-text personal data)."""
+
+    person_id: int  # InsuredPerson.id: what bindings point at
+    psn_no: str
+    id_type: str
+    insurance_type: str  # employee | resident
+    region_code: str
+    has_personal_account: bool
+    voucher_activated: bool
+    status: str  # active | suspended
+    name_hash: str  # the keyed blind index of the registered name (``name_hash``)
+    guardian_hashes: frozenset[str] = frozenset()  # a minor's registered guardians
+
+
+class Registry(Protocol):
+    """What the domain needs of a registry (the port)."""
+
+    async def lookup(self, id_type: str, id_number: str) -> RegistryRecord | None:
+        """The insured person holding this (normalised) ID document, or None."""
+
+
+async def match(
+    registry: Registry, pii: PiiCipher, *, id_type: str, id_number: str, name: str
+) -> tuple[Match, RegistryRecord | None]:
+    """Name + ID against the registry (SPEC.md verification: matching name + ID)."""
+    record = await registry.lookup(id_type, id_number)
+    if record is None:
+        return "not_found", None
+    return ("match" if name_hash(pii, name) == record.name_hash else "mismatch"), record
+
+
+class LocalRegistry:
+    """The registry as our own ``insured_persons`` table (demo, tests, imported data)."""
+
+    def __init__(self, pii: PiiCipher) -> None:
+        self._pii = pii
+
+    async def lookup(self, id_type: str, id_number: str) -> RegistryRecord | None:
+        rows = await _BY_ID_HASH.rows(id_hash(self._pii, id_type, id_number.upper()))
+        if not rows:
+            return None
+        r = rows[0]
+        return RegistryRecord(
+            person_id=r["id"],
+            psn_no=r["psn_no"],
+            id_type=r["id_type"],
+            insurance_type=r["insurance_type"],
+            region_code=r["region_code"],
+            has_personal_account=bool(r["has_personal_account"]),  # SQLite: 0 / 1
+            voucher_activated=bool(r["voucher_activated"]),
+            status=r["status"],
+            name_hash=r["name_hash"],
+            guardian_hashes=frozenset(h for h in (r["guardian_hashes"] or "").split(",") if h),
+        )
+
+
+_FIELDS = (
+    "id",
+    "psn_no",
+    "id_type",
+    "insurance_type",
+    "region_code",
+    "has_personal_account",
+    "voucher_activated",
+    "status",
+    "name_hash",
+    "guardian_hashes",
+)
+# Every submit and precheck looks a person up: the SQL is built once (server.domain.queries).
+_BY_ID_HASH = Compiled(lambda h: InsuredPerson.filter(id_hash=h).limit(1).values(*_FIELDS), S_STR)

@@ -1,4 +1,8 @@
-"""Face verification (人脸核身) gateway: the real one is an HTTP service, the fake follows API.md."""
+"""Face verification (人脸核身) gateway: the real one is an HTTP service, the fake follows API.md.
+
+A service that is down, slow or answers nonsense is :class:`FaceUnavailable`; the domain
+says what that means to the user (``SYSTEM_BUSY``, nothing changed).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ from typing import Protocol
 
 import aiohttp
 
-from server.domain import reasons
-from server.domain.errors import DomainError
+
+class FaceUnavailable(Exception):
+    """The face service could not give an answer (down, timed out, unreadable reply)."""
 
 
 class FaceGateway(Protocol):
     async def verify(self, face_token: str, *, id_number: str, name: str) -> bool:
-        """True when the face check behind ``face_token`` matched this person."""
+        """True when the face check behind ``face_token`` matched this person;
+        :class:`FaceUnavailable` when the service cannot say."""
 
 
 class FakeFaceGateway:
@@ -40,14 +46,7 @@ class HttpFaceGateway:
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 500:
-                    raise _busy()
+                    raise FaceUnavailable(f"face service answered {resp.status}")
                 return bool(json.loads(raw).get("passed"))
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            raise _busy() from None
-
-
-def _busy() -> DomainError:
-    """SYSTEM_BUSY as the reasons catalogue words it (with its Retry-After)."""
-    err = reasons.error("SYSTEM_BUSY")
-    err.message = "人脸核身服务繁忙,请稍后重试"
-    return err
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            raise FaceUnavailable(type(err).__name__) from None

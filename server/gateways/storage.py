@@ -3,10 +3,10 @@
 Rules (SPEC.md "materials", issue #3 "Materials upload"):
 
 * only JPEG, PNG and PDF, recognised by their magic bytes, never by file name or the
-  client's Content-Type (415 ``UNSUPPORTED_MEDIA_TYPE``);
+  client's Content-Type (:class:`UnsupportedMedia`);
 * a size cap enforced while streaming, so an oversize upload is never held in memory or
-  on disk beyond the cap (413 ``MATERIAL_TOO_LARGE``); an empty file is 422
-  ``MATERIAL_EMPTY``; a file whose structure cannot be parsed is 422 ``MATERIAL_CORRUPT``;
+  on disk beyond the cap (:class:`TooLarge`); an empty file is :class:`EmptyFile`; a file
+  whose structure cannot be parsed is :class:`CorruptFile`;
 * the SHA-256 of the exact uploaded bytes is computed on the way in and kept;
 * EXIF / XMP / IPTC / text metadata (GPS position, device, owner names) is never served
   back: :func:`strip_metadata` runs on every read. The original bytes stay on disk so
@@ -15,6 +15,10 @@ Rules (SPEC.md "materials", issue #3 "Materials upload"):
 :class:`Storage` is the interface the services use; :class:`LocalStorage` keeps objects
 in a local directory. An object-storage implementation only has to provide the same
 three coroutines.
+
+Errors are this module's own types (:class:`StorageError`); the domain turns them into
+API.md codes (``UNSUPPORTED_MEDIA_TYPE`` 415, ``MATERIAL_TOO_LARGE`` 413, ``MATERIAL_EMPTY``
+/ ``MATERIAL_CORRUPT`` 422, ``MATERIAL_NOT_FOUND`` 404).
 
 Keys are generated here (128 random bits, hex) and never contain user input; the
 on-disk layout fans out over two directory levels: ``ab/cd/abcd…`` (32 hex digits).
@@ -35,8 +39,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 import aiohttp
-
-from server.domain.errors import DomainError
 
 ALLOWED_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/pdf"})
 
@@ -83,35 +85,36 @@ class Storage(Protocol):
 
 
 # ---------------------------------------------------------------------------------------
-# Errors (one place for the codes and Chinese texts)
+# Errors: the storage's own types; the domain words them for people (codes, Chinese text,
+# HTTP status: server.domain.family.materials.storage_refusal).
 
 
-def _unsupported() -> DomainError:
-    return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件", 415)
+class StorageError(Exception):
+    """Storage refused or could not find an object."""
 
 
-def _too_large(max_bytes: int) -> DomainError:
-    mb = f"{max_bytes / (1024 * 1024):g}"
-    return DomainError("MATERIAL_TOO_LARGE", f"文件过大,单个材料不能超过 {mb} MB", 413)
+class UnsupportedMedia(StorageError):
+    """Not one of the allowed types, judged by the magic bytes."""
 
 
-def _empty() -> DomainError:
-    return DomainError(
-        "MATERIAL_EMPTY", "上传的文件为空,请重新选择", 422, fields={"file": "MATERIAL_EMPTY"}
-    )
+class TooLarge(StorageError):
+    """More than ``max_bytes`` arrived (nothing kept)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"more than {max_bytes} bytes")
+        self.max_bytes = max_bytes
 
 
-def _corrupt() -> DomainError:
-    return DomainError(
-        "MATERIAL_CORRUPT",
-        "文件已损坏或不完整,请重新拍照或扫描后上传",
-        422,
-        fields={"file": "MATERIAL_CORRUPT"},
-    )
+class EmptyFile(StorageError):
+    """The upload held no bytes."""
 
 
-def _not_found() -> DomainError:
-    return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
+class CorruptFile(StorageError):
+    """The file's structure cannot be parsed (truncated, bad CRC…)."""
+
+
+class ObjectNotFound(StorageError):
+    """No object under this key (deleted, or never stored)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,7 +367,7 @@ class LocalStorage:
             async for chunk in _chunks(source):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise _too_large(max_bytes)
+                    raise TooLarge(max_bytes)
                 digest.update(chunk)
                 if content_type is None:
                     head += chunk
@@ -377,14 +380,14 @@ class LocalStorage:
                     await in_thread(temp.write, bytes(pending))
                     pending.clear()
             if size == 0:
-                raise _empty()
+                raise EmptyFile()
             if content_type is None:  # a file shorter than the longest magic number
                 content_type = _accept(head, allowed_types)
                 pending += head
             if pending:
                 await in_thread(temp.write, bytes(pending))
             if not await in_thread(temp.finish, content_type):
-                raise _corrupt()
+                raise CorruptFile()
             done = True
             return StoredObject(
                 key=key, size=size, sha256=digest.hexdigest(), content_type=content_type
@@ -399,13 +402,13 @@ class LocalStorage:
     async def read_clean(self, key: str) -> tuple[bytes, str]:
         """The object's bytes with metadata stripped (:func:`strip_metadata`) and its type.
 
-        404 ``MATERIAL_NOT_FOUND`` if there is no such object; ValueError for a bad key.
+        :class:`ObjectNotFound` if there is no such object; ValueError for a bad key.
         """
         path = self.path_of(key)
         try:
             return await asyncio.to_thread(_read_clean, path)
         except FileNotFoundError:
-            raise _not_found() from None
+            raise ObjectNotFound(key) from None
 
     async def delete(self, key: str) -> None:
         """Remove the object; deleting a missing object is not an error."""
@@ -416,7 +419,7 @@ class LocalStorage:
 def _accept(head: bytes | bytearray, allowed_types: frozenset[str]) -> str:
     content_type = sniff(bytes(head))
     if content_type is None or content_type not in allowed_types:
-        raise _unsupported()
+        raise UnsupportedMedia(content_type or "unknown")
     return content_type
 
 

@@ -13,6 +13,8 @@ Paths and shapes follow developers.weixin.qq.com:
 * ``POST /cgi-bin/message/custom/send``      (customer-service message)
 * ``GET  /cgi-bin/user/info``                (official-account follower info)
 * ``POST /cgi-bin/menu/create``              (official-account menu)
+* ``POST /cityservice/face/identify/getuseridkey``  (人脸核身: a key for a name + ID)
+* ``POST /cityservice/face/identify/getinfo``       (人脸核身: redeem a verify_result)
 
 WeChat often answers JSON as ``text/plain``, so bodies are parsed from bytes, never by
 content type. Secrets, access tokens and session keys never reach a log line or an
@@ -22,10 +24,13 @@ exception message.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -35,11 +40,15 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessToken",
     "Code2Session",
+    "FaceExpectation",
+    "FaceIdentifyInfo",
+    "FaceUserIdKey",
     "WeChatError",
     "WeChatGateway",
     "WeChatUnavailable",
     "TRANSIENT_ERRCODES",
     "TOKEN_ERRCODES",
+    "face_person_md5s",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,9 @@ _MESSAGES_ZH: dict[int, str] = {
     47001: "消息格式错误",
     47003: "消息参数不合法",
     48001: "没有调用该微信接口的权限",
+    84001: "人脸核身结果无效，请重新进行人脸识别",
+    84002: "人脸核身结果已过期，请重新进行人脸识别",
+    84006: "缺少姓名或身份证号，无法进行人脸核身",
 }
 
 
@@ -147,6 +159,81 @@ class AccessToken:
     expires_in: int
 
 
+def face_person_md5s(name: str, id_card_number: str) -> tuple[str, str]:
+    """``(id_card_number_md5, name_utf8_md5)`` as 人脸核身's getinfo reports a person:
+    lower-case hex md5 of the ID number with an upper-case X, and of the UTF-8 name."""
+    return (
+        hashlib.md5(id_card_number.strip().upper().encode()).hexdigest(),
+        hashlib.md5(name.strip().encode("utf-8")).hexdigest(),
+    )
+
+
+@dataclass(frozen=True)
+class FaceUserIdKey:
+    """getuseridkey's answer: the key ``wx.startFacialRecognitionVerify({userIdKey})``
+    runs with, valid ``expires_in`` seconds (3600)."""
+
+    user_id_key: str = field(repr=False)
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class FaceIdentifyInfo:
+    """getinfo's answer for one verify_result.
+
+    ``identify_ret`` 0 is a passed check (errcode 0 only says the call worked). WeChat's
+    docs ask the server to check ``identify_ret`` and both md5s itself: the mini-program's
+    own answer can be forged. Times are unix seconds. The md5s and the key stay out of repr.
+    """
+
+    identify_ret: int
+    identify_time: int
+    validate_data: str
+    openid: str
+    user_id_key: str = field(repr=False)
+    finish_time: int
+    id_card_number_md5: str = field(repr=False)
+    name_utf8_md5: str = field(repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.identify_ret == 0
+
+    def is_person(self, name: str, id_card_number: str) -> bool:
+        """Whether the check was of this person (both md5s equal, compared in constant time)."""
+        id_md5, name_md5 = face_person_md5s(name, id_card_number)
+        same_id = hmac.compare_digest(self.id_card_number_md5.lower(), id_md5)
+        same_name = hmac.compare_digest(self.name_utf8_md5.lower(), name_md5)
+        return same_id and same_name
+
+
+@dataclass(frozen=True)
+class FaceExpectation:
+    """Whom the caller expects a check to be of: its own ``openid``, and the
+    ``user_id_key`` of the session it opened or, without one, the person (name + ID).
+
+    Only a demo WeChat ever sees it (``demo_hints``: the fake, on loopback), which cannot
+    know who did a demo check (a ``verify_result`` "ok…", API.md "Demo mode") and answers
+    as this person. Real WeChat gets WeChat's body only; the caller compares the answer
+    with what it expects either way.
+    """
+
+    openid: str
+    user_id_key: str | None = field(default=None, repr=False)
+    name: str | None = field(default=None, repr=False)
+    id_card_number: str | None = field(default=None, repr=False)
+
+    def wire(self) -> dict[str, str]:
+        """The hint as the fake reads it: md5s, never the name or number themselves."""
+        hint = {"openid": self.openid}
+        if self.user_id_key:
+            hint["user_id_key"] = self.user_id_key
+        if self.name is not None and self.id_card_number is not None:
+            id_md5, name_md5 = face_person_md5s(self.name, self.id_card_number)
+            hint["id_card_number_md5"], hint["name_utf8_md5"] = id_md5, name_md5
+        return hint
+
+
 class WeChatGateway:
     """Stateless async client for the WeChat APIs the app uses.
 
@@ -165,8 +252,10 @@ class WeChatGateway:
         oa_appid: str,
         oa_secret: str,
         timeout: float = 5.0,
+        demo_hints: bool = False,
     ) -> None:
         self._session = session
+        self._demo_hints = demo_hints
         self._base = api_base.rstrip("/")
         self._creds: dict[str, tuple[str, str]] = {
             "mp": (mp_appid, mp_secret),
@@ -178,7 +267,8 @@ class WeChatGateway:
     def from_settings(
         cls, session: aiohttp.ClientSession, wechat: WeChatSettings, *, api_base: str
     ) -> WeChatGateway:
-        """The gateway for the ``[wechat]`` settings, talking to ``api_base``."""
+        """The gateway for the ``[wechat]`` settings, talking to ``api_base``; a WeChat on
+        loopback is our fake (production refuses one), which gets the demo hints."""
         return cls(
             session,
             api_base=api_base,
@@ -187,6 +277,7 @@ class WeChatGateway:
             oa_appid=wechat.oa_appid,
             oa_secret=wechat.oa_secret,
             timeout=wechat.timeout_seconds,
+            demo_hints=_is_loopback(api_base),
         )
 
     def __repr__(self) -> str:
@@ -329,6 +420,65 @@ class WeChatGateway:
         """Replace the official account's custom menu (``{"button": [...]}``)."""
         await self._call("POST", "/cgi-bin/menu/create", token=access_token, body=menu)
 
+    # ---- 人脸核身 (mini-program) --------------------------------------------------------
+    # Shapes from developers.weixin.qq.com: the community doc "如何进行开发" of 微信人脸核身
+    # (getuseridkey, "再次获取核验结果api" getinfo) and real answers developers quote there
+    # (84001 unknown verify_result, 84002 older than 5 minutes, 84006 no name / number);
+    # the fake (fakes/wechat/face.py) serves the same. WeChat announced the end of this
+    # 1.0 API for 2026-06-30 in favour of getverifyid / queryverifyinfo.
+
+    async def face_user_id_key(
+        self, access_token: str, *, name: str, id_card_number: str
+    ) -> FaceUserIdKey:
+        """getuseridkey: a key for checking the face of this person (mini-program token).
+        The name and number go to WeChat only; they never reach a log or an exception."""
+        path = "/cityservice/face/identify/getuseridkey"
+        data = await self._call(
+            "POST",
+            path,
+            token=access_token,
+            body={"name": name.strip(), "id_card_number": id_card_number.strip().upper()},
+        )
+        try:
+            return FaceUserIdKey(
+                user_id_key=str(data["user_id_key"]), expires_in=int(data["expires_in"])
+            )
+        except (KeyError, TypeError, ValueError):
+            raise WeChatUnavailable(
+                "getuseridkey answer lacks user_id_key/expires_in", path=path
+            ) from None
+
+    async def face_identify_info(
+        self,
+        access_token: str,
+        verify_result: str,
+        *,
+        expect: FaceExpectation | None = None,
+    ) -> FaceIdentifyInfo:
+        """getinfo: what the check behind ``verify_result`` found (mini-program token).
+
+        ``expect`` reaches only a demo WeChat (see :class:`FaceExpectation`). WeChatError
+        84001: no such result; 84002: expired (5 minutes) or, at the fake, already redeemed.
+        """
+        path = "/cityservice/face/identify/getinfo"
+        body: dict[str, Any] = {"verify_result": verify_result}
+        if expect is not None and self._demo_hints:
+            body["demo_expect"] = expect.wire()
+        data = await self._call("POST", path, token=access_token, body=body)
+        try:
+            return FaceIdentifyInfo(
+                identify_ret=int(data["identify_ret"]),
+                identify_time=int(data.get("identify_time") or 0),
+                validate_data=str(data.get("validate_data") or ""),
+                openid=str(data.get("openid") or ""),
+                user_id_key=str(data.get("user_id_key") or ""),
+                finish_time=int(data.get("finish_time") or 0),
+                id_card_number_md5=str(data.get("id_card_number_md5") or ""),
+                name_utf8_md5=str(data.get("name_utf8_md5") or ""),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise WeChatUnavailable("getinfo answer lacks identify_ret", path=path) from None
+
     # ---- transport ------------------------------------------------------------------
 
     async def _call(
@@ -405,3 +555,9 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _is_loopback(url: str) -> bool:
+    """A WeChat on this machine is one of our fakes (WeChat itself never is)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"

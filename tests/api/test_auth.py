@@ -8,7 +8,7 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from server.gateways.fake_wechat import FakeWeChatState
+from fakes.wechat import FakeWeChatState
 from server.settings import Settings
 from tests.factories import bearer, demo_code, error_of, login
 

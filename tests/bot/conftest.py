@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 import pytest
@@ -11,11 +13,41 @@ from wechatpy import parse_message
 from wechatpy.messages import BaseMessage
 
 from bot.service import BotService
-from bot.simulator import Mode, Push, WeChatSimulator
+from fakes.wechat.simulator import Mode, Push, WeChatSimulator
 from server import keys
 from server.settings import Settings
 
 PATH = "/wechat/official"
+_voice_ids = itertools.count(int(time.time()) % 10**9 * 1000)
+
+
+def voice_xml(
+    recognition: str | None,
+    *,
+    openid: str,
+    to: str = "gh_demo",
+    msg_id: int | None = None,
+    id_tag: str = "MsgId",
+    media_id: str | None = None,
+) -> str:
+    """A voice message as WeChat pushes it when the account has speech recognition on
+    (``Recognition``, UTF-8); ``recognition=None``: recognition off (no element).
+    ``id_tag``: WeChat's documentation writes both ``MsgId`` and ``MsgID``."""
+    n = msg_id if msg_id is not None else next(_voice_ids)
+    parts = [
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName>",
+        f"<FromUserName><![CDATA[{openid}]]></FromUserName>",
+        f"<CreateTime>{int(time.time())}</CreateTime>",
+        "<MsgType><![CDATA[voice]]></MsgType>",
+        f"<MediaId><![CDATA[{media_id or f'media-{n}'}]]></MediaId>",
+        "<Format><![CDATA[amr]]></Format>",
+    ]
+    if recognition is not None:
+        parts.append(f"<Recognition><![CDATA[{recognition}]]></Recognition>")
+    if id_tag:
+        parts.append(f"<{id_tag}>{n}</{id_tag}>")
+    parts.append("</xml>")
+    return "".join(parts)
 
 
 @pytest.fixture
@@ -55,8 +87,16 @@ class Wx:
             body = self.sim.open_reply(body, push)
         return parse_message(body)
 
+    async def speak(
+        self, recognition: str | None, openid: str = "oa-alice", mode: Mode = "plain", **kw: Any
+    ) -> str:
+        """A voice message; the reply's text."""
+        message = await self.reply(voice_xml(recognition, openid=openid, **kw), mode)
+        assert message is not None, "no reply"
+        return str(message.content)
+
     async def say(self, text: str, openid: str = "oa-alice", mode: Mode = "plain") -> str:
-        from bot.simulator import text_xml
+        from fakes.wechat.simulator import text_xml
 
         message = await self.reply(text_xml(text, openid=openid), mode)
         assert message is not None, "no reply"

@@ -10,11 +10,11 @@ import pytest
 from aiohttp.web import Application
 
 from bot.service import BotService
-from bot.simulator import event_xml
+from fakes.wechat import FakeWeChatState
+from fakes.wechat.simulator import event_xml
 from server import keys
 from server.domain.models import Application as BindingApplication
 from server.domain.models import OfficialFollower, User
-from server.gateways.fake_wechat import FakeWeChatState
 from tests.bot.conftest import Wx
 
 ASK = "我给我妈绑定亲情账户一直失败怎么办"
@@ -105,7 +105,7 @@ async def test_guided_troubleshooting_walks_to_a_fix(wx: Wx, bot: BotService, ap
     assert "请回复 1-2" in await wx.say("9", "oa-rose")
     ttl = await app[keys.redis_key].ttl(bot.dialogue.key("oa-rose"))
     assert 0 < ttl <= bot.config.dialogue_ttl_seconds
-    assert "激活了自己的医保电子凭证" in await wx.say("1", "oa-rose")
+    assert "正常参保" in await wx.say("1", "oa-rose")
     assert "逐字核对" in await wx.say("１", "oa-rose")  # full-width digit
     result = await wx.say("1", "oa-rose")
     assert result.startswith("排查结果:系统繁忙")
@@ -151,7 +151,7 @@ async def test_a_flooding_follower_is_warned_once_then_ignored(
     for _ in range(limit):
         await wx.say("你好", "oa-vic")
     assert "太频繁" in await wx.say("你好", "oa-vic")
-    from bot.simulator import text_xml
+    from fakes.wechat.simulator import text_xml
 
     assert await wx.reply(text_xml("你好", openid="oa-vic")) is None
     # Others are not affected.

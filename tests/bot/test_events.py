@@ -7,9 +7,9 @@ import asyncio
 import uuid
 
 from bot.service import BotService
-from bot.simulator import event_xml, text_xml
+from fakes.wechat import FakeWeChatState
+from fakes.wechat.simulator import event_xml, text_xml
 from server.domain.models import Notice, OfficialFollower
-from server.gateways.fake_wechat import FakeWeChatState
 from tests.bot.conftest import Wx
 
 

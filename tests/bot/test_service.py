@@ -17,9 +17,9 @@ from bot.handlers import build_router
 from bot.menu import build_menu, click_keys
 from bot.router import Router
 from bot.service import BotService
-from bot.simulator import event_xml, text_xml
+from fakes.wechat import FakeWeChatState
+from fakes.wechat.simulator import event_xml, text_xml
 from server import keys
-from server.gateways.fake_wechat import FakeWeChatState
 
 
 def test_router_dispatches_without_http() -> None:

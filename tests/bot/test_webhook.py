@@ -9,9 +9,9 @@ from collections.abc import Callable
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.service import BotService
-from bot.simulator import WeChatSimulator, event_xml, text_xml
+from fakes.wechat import FakeWeChatState
+from fakes.wechat.simulator import WeChatSimulator, event_xml, text_xml
 from server.app import create_app
-from server.gateways.fake_wechat import FakeWeChatState
 from server.settings import Settings
 from tests.bot.conftest import PATH, Wx
 
@@ -69,7 +69,7 @@ async def test_bad_signature_stale_timestamp_and_garbage_get_no_reply(
     cases.append((403, {k: v for k, v in safe.query.items() if k != "msg_signature"}, safe.body))
     # Valid signatures over an <Encrypt> that is not ciphertext of ours.
     forged = sim.push("<xml><Encrypt>bm90IGNpcGhlcnRleHQ=</Encrypt></xml>")
-    from bot.simulator import signature
+    from fakes.wechat.simulator import signature
 
     forged_q = forged.query | {
         "encrypt_type": "aes",
@@ -157,7 +157,7 @@ async def test_retried_event_is_handled_once(
 def test_fast_parser_matches_wechatpy() -> None:
     from wechatpy import parse_message
 
-    from bot.webhook import parse_xml
+    from bot.codec import parse_xml
 
     pushes = [
         text_xml("你好 <b>&amp; ]]> 绑定", openid="oa-a", msg_id=5),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
 from server.settings import Settings
-from tests.conftest import _reset_backends
+from tests.conftest import serving
 
 
 @dataclass
@@ -46,21 +47,12 @@ async def face_service() -> AsyncIterator[tuple[str, FaceState]]:
 @pytest.fixture
 async def make_client(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
     """``await make_client(**{"family.x": 1})``: the service with settings overridden."""
-    clients: list[TestClient] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(**overrides: Any) -> TestClient:
-        app = create_app(make_settings(**overrides))
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        await _reset_backends(app)
-        return client
+        async def make(**overrides: Any) -> TestClient:
+            return await stack.enter_async_context(serving(create_app(make_settings(**overrides))))
 
-    try:
         yield make
-    finally:
-        for c in clients:
-            await c.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestClient
 from server import keys
 from server.demo import DEMO_REGISTRY
 from server.domain.registry import import_csv
-from tests.factories import bearer, login
 
 # Demo registry people (config/demo_registry.csv): (name, id_type, id_number).
 ALICE = ("张伟", "resident_id", "420102199003071232")
@@ -60,21 +59,6 @@ PDF = (
 
 async def load_registry(app: web.Application) -> None:
     await import_csv(DEMO_REGISTRY, pii=app[keys.pii_key])
-
-
-async def verified_user(
-    client: TestClient, user: str, person: tuple[str, str, str]
-) -> dict[str, str]:
-    """Log in as ``user`` and pass real-name verification as ``person``; the auth headers."""
-    h = bearer(await login(client, user))
-    name, id_type, id_number = person
-    resp = await client.post(
-        "/api/v1/me/realname",
-        json={"name": name, "id_type": id_type, "id_number": id_number, "face_token": "ok-face"},
-        headers=h,
-    )
-    assert resp.status == 200, await resp.text()
-    return h
 
 
 async def create(

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.factories import error_of
+from tests.factories import bearer, error_of, verified_user
 from tests.family.helpers import (
     ALICE,
     BOB,
@@ -19,7 +19,6 @@ from tests.family.helpers import (
     png,
     prepare,
     upload,
-    verified_user,
 )
 
 
@@ -27,8 +26,8 @@ async def test_every_endpoint_refuses_someone_elses_things(
     client: TestClient, app: web.Application
 ) -> None:
     await load_registry(app)
-    alice = await verified_user(client, "alice", ALICE)
-    bob = await verified_user(client, "bob", BOB)
+    alice = bearer(await verified_user(client, "alice", ALICE))
+    bob = bearer(await verified_user(client, "bob", BOB))
     done = await bind(client, alice, MOTHER, "parent")
     app_id, binding_id = done["id"], done["binding_id"]
     material_id = done["materials"][0]["id"]
@@ -80,7 +79,7 @@ async def test_every_endpoint_refuses_someone_elses_things(
 
 async def test_unbind_twice(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    alice = await verified_user(client, "alice", ALICE)
+    alice = bearer(await verified_user(client, "alice", ALICE))
     done = await bind(client, alice, MOTHER, "parent")
     path = f"/api/v1/family/members/{done['binding_id']}"
     assert (await client.delete(path, headers=alice)).status == 204
@@ -97,7 +96,7 @@ async def test_rate_limits(make_client: Callable[..., Any]) -> None:
         }
     )
     await load_registry(client.server.app)  # type: ignore[arg-type]
-    alice = await verified_user(client, "alice", ALICE)
+    alice = bearer(await verified_user(client, "alice", ALICE))
     done = await bind(client, alice, MOTHER, "parent")  # application 1, submit 1
     path = f"/api/v1/family/members/{done['binding_id']}/voucher"
     assert [(await client.get(path, headers=alice)).status for _ in range(2)] == [200, 200]
@@ -124,6 +123,6 @@ async def test_rate_limits(make_client: Callable[..., Any]) -> None:
     ]
     assert statuses == [201, 201, 429]
     # limits are per user: bob is not affected
-    bob = await verified_user(client, "bob", BOB)
+    bob = bearer(await verified_user(client, "bob", BOB))
     assert (await client.post("/api/v1/family/applications", json=body, headers=bob)).status == 201
     assert png()  # (materials are not rate limited beyond their size cap)

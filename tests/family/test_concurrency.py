@@ -25,7 +25,7 @@ from server import keys
 from server.domain.models import Application, Binding, InsuredPerson
 from server.domain.registry import id_hash
 from tests.conftest import PG_URL, REDIS_URL
-from tests.factories import error_of
+from tests.factories import bearer, error_of, verified_user
 from tests.family.helpers import (
     ALICE,
     BABY,
@@ -41,7 +41,6 @@ from tests.family.helpers import (
     load_registry,
     prepare,
     submit,
-    verified_user,
 )
 
 
@@ -50,7 +49,7 @@ async def test_three_binders_for_one_member_at_once(
 ) -> None:
     await load_registry(app)
     users = [
-        await verified_user(client, name, person)
+        bearer(await verified_user(client, name, person))
         for name, person in (("alice", ALICE), ("bob", BOB), ("carol", CAROL))
     ]
     apps = [await prepare(client, h, MOTHER, "parent") for h in users]
@@ -70,7 +69,7 @@ async def test_three_binders_for_one_member_at_once(
 
 async def test_six_members_for_one_binder_at_once(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     adults = [(MOTHER, "parent"), (FATHER, "parent"), (WIFE, "spouse")]
     children = [(SON, "child"), (DAUGHTER, "child"), (BABY, "child")]
     apps = [await prepare(client, h, p, r) for p, r in adults]
@@ -85,7 +84,7 @@ async def test_six_members_for_one_binder_at_once(client: TestClient, app: web.A
 
 async def test_double_submit_of_one_application(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, MOTHER, "parent")
     responses = await asyncio.gather(*(submit(client, h, app_id) for _ in range(4)))
     statuses = sorted(r.status for r in responses)
@@ -106,12 +105,12 @@ async def test_limits_hold_across_server_processes(
     not anything in one process's memory, keep the limits."""
     await load_registry(app)
     binders = [
-        await verified_user(client, name, person)
+        bearer(await verified_user(client, name, person))
         for name, person in (("alice", ALICE), ("bob", BOB), ("carol", CAROL))
     ]
     same_member = [await prepare(client, h, MOTHER, "parent") for h in binders]
     # a fourth binder with six members ready (his limit is five)
-    dave = await verified_user(client, "dave", DAVE)
+    dave = bearer(await verified_user(client, "dave", DAVE))
     adults = [(FATHER, "parent"), (WIFE, "spouse")]
     minors = [(SON, "child"), (DAUGHTER, "child"), (BABY, "child"), (NEWBORN, "child")]
     dave_apps = [await prepare(client, dave, p, r) for p, r in adults]

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import Application, ApplicationEvent
-from tests.factories import bearer, error_of, login
+from tests.factories import bearer, error_of, login, verified_user
 from tests.family.conftest import FaceState
 from tests.family.helpers import (
     ALICE,
@@ -37,7 +37,6 @@ from tests.family.helpers import (
     sign,
     submit,
     upload,
-    verified_user,
 )
 
 SH = timezone(timedelta(hours=8))
@@ -76,7 +75,7 @@ async def test_binder_not_verified(client: TestClient, app: web.Application) -> 
 
 async def test_info_mismatch(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     wrong_name = ("李秀华", MOTHER[1], MOTHER[2])
     app_id = await prepare(client, h, wrong_name, "parent")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "INFO_MISMATCH")
@@ -90,14 +89,14 @@ async def test_info_mismatch(client: TestClient, app: web.Application) -> None:
 
 async def test_member_not_activated(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, GRANDMA, "parent")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "MEMBER_NOT_ACTIVATED")
 
 
 async def test_member_not_insured(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, SUSPENDED, "spouse")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "MEMBER_NOT_INSURED")
 
@@ -108,7 +107,7 @@ async def test_system_busy_changes_nothing(
     client = face_client
     _, face = face_service
     await load_registry(client.server.app)  # type: ignore[arg-type]
-    h = await verified_user(client, "alice", ALICE)  # through the HTTP face gateway
+    h = bearer(await verified_user(client, "alice", ALICE))  # through the HTTP face gateway
     assert face.calls[-1]["name"] == "张伟"
     app_id = await prepare(client, h, MOTHER, "parent")
     face.down = True
@@ -135,7 +134,7 @@ async def test_system_busy_changes_nothing(
 
 async def test_member_limit_reached(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     for person, rel in ((MOTHER, "parent"), (FATHER, "parent"), (WIFE, "spouse")):
         await bind(client, h, person, rel)
     for child in (SON, DAUGHTER):
@@ -160,11 +159,11 @@ async def test_monthly_binder_limit_and_unbind_keeps_the_slot(
     client: TestClient, app: web.Application
 ) -> None:
     await load_registry(app)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     service.clock = lambda: datetime(2026, 11, 10, 12, tzinfo=SH)
-    alice = await verified_user(client, "alice", ALICE)
-    bob = await verified_user(client, "bob", BOB)
-    carol = await verified_user(client, "carol", CAROL)
+    alice = bearer(await verified_user(client, "alice", ALICE))
+    bob = bearer(await verified_user(client, "bob", BOB))
+    carol = bearer(await verified_user(client, "carol", CAROL))
     first = await bind(client, alice, MOTHER, "parent")
     await bind(client, bob, MOTHER, "parent")
     app_id = await prepare(client, carol, MOTHER, "parent")
@@ -191,7 +190,7 @@ async def test_monthly_binder_limit_and_unbind_keeps_the_slot(
 
 async def test_relationship_not_allowed(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, MOTHER, "grandparent")
     err = await failed_with(
         client, h, app_id, await submit(client, h, app_id), "RELATIONSHIP_NOT_ALLOWED"
@@ -206,7 +205,7 @@ async def test_relationship_not_allowed(client: TestClient, app: web.Application
 
 async def test_minor_documents_missing(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, SON, "child", kinds=())
     await failed_with(client, h, app_id, await submit(client, h, app_id), "MINOR_DOCUMENTS_MISSING")
     # with a 户口本 page instead it works, and no face check is asked for a child
@@ -217,7 +216,7 @@ async def test_minor_documents_missing(client: TestClient, app: web.Application)
 
 async def test_newborn_by_birth_certificate(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     # voucher not activated, but a minor's is activated by the guardian (policy)
     app_id = await prepare(client, h, NEWBORN, "child", kinds=("birth_certificate",))
     resp = await submit(client, h, app_id, face=None)
@@ -228,7 +227,7 @@ async def test_materials_missing_and_face_check_failed(
     client: TestClient, app: web.Application
 ) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, MOTHER, "parent", kinds=("id_card_front",))
     err = await failed_with(client, h, app_id, await submit(client, h, app_id), "MATERIALS_MISSING")
     assert "户口本" in err["message"]
@@ -244,8 +243,8 @@ async def test_materials_missing_and_face_check_failed(
 
 async def test_materials_rejected_by_a_reviewer(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
-    service = app[keys.binding_key]
+    h = bearer(await verified_user(client, "alice", ALICE))
+    service = app[keys.family_key]
     app_id = await prepare(client, h, HK, "spouse", kinds=("travel_permit",))
     resp = await submit(client, h, app_id)
     assert resp.status == 200 and (await resp.json())["state"] == "pending_review"
@@ -269,7 +268,7 @@ async def test_materials_rejected_by_a_reviewer(client: TestClient, app: web.App
 
 async def test_already_bound(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     await bind(client, h, MOTHER, "parent")
     app_id = await prepare(client, h, MOTHER, "parent")
     await failed_with(client, h, app_id, await submit(client, h, app_id), "ALREADY_BOUND")
@@ -277,7 +276,7 @@ async def test_already_bound(client: TestClient, app: web.Application) -> None:
 
 async def test_invalid_id_number(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     bad = {
         "name": "李秀英",
         "id_type": "resident_id",
@@ -314,7 +313,7 @@ async def test_invalid_id_number(client: TestClient, app: web.Application) -> No
 
 async def test_commitment_required(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     application = await create(client, h, MOTHER, "parent")
     assert (await upload(client, h, application["id"])).status == 201
     resp = await submit(client, h, application["id"])
@@ -323,9 +322,9 @@ async def test_commitment_required(client: TestClient, app: web.Application) -> 
 
 async def test_commitment_outdated(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     service.clock = lambda: datetime(2025, 5, 20, 10, tzinfo=SH)  # before version 2025.1
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, MOTHER, "parent")
     old = await (await client.get("/api/v1/commitments/current", headers=h)).json()
     service.clock = lambda: datetime(2025, 6, 2, 10, tzinfo=SH)  # 2025.1 is published meanwhile

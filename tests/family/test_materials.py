@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import CommitmentSignature, Material
-from tests.factories import error_of
+from tests.factories import bearer, error_of, verified_user
 from tests.family.helpers import (
     ALICE,
     MOTHER,
@@ -25,7 +25,6 @@ from tests.family.helpers import (
     sign,
     submit,
     upload,
-    verified_user,
 )
 
 
@@ -36,7 +35,7 @@ def stored_files(app: web.Application) -> list[Path]:
 
 async def test_type_is_sniffed_from_content(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     application = await create(client, h, MOTHER, "parent")
     # a text file calling itself a PNG
     resp = await upload(
@@ -56,7 +55,7 @@ async def test_size_cap(make_client: Callable[..., Any]) -> None:
     client: TestClient = await make_client(**{"family.max_material_bytes": 4096})
     app = client.server.app
     await load_registry(app)  # type: ignore[arg-type]
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     application = await create(client, h, MOTHER, "parent")
     big = png(80, 80, text=b"x" * 6000)
     resp = await upload(client, h, application["id"], data=big)
@@ -69,7 +68,7 @@ async def test_metadata_is_not_served_back_and_hash_is_of_the_upload(
     client: TestClient, app: web.Application
 ) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     application = await create(client, h, MOTHER, "parent")
     image = png(3, 3, text=b"GPS 30.59N 114.30E owner=zhangwei")
     resp = await upload(client, h, application["id"], data=image)
@@ -85,7 +84,7 @@ async def test_metadata_is_not_served_back_and_hash_is_of_the_upload(
 
 async def test_kind_is_required_and_checked(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     application = await create(client, h, MOTHER, "parent")
     resp = await upload(client, h, application["id"], kind=None)
     assert resp.status == 422 and (await error_of(resp))["fields"] == {"kind": "REQUIRED"}
@@ -100,7 +99,7 @@ async def test_kind_is_required_and_checked(client: TestClient, app: web.Applica
 
 async def test_no_uploads_once_submitted(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, MOTHER, "parent")
     assert (await submit(client, h, app_id)).status == 200
     resp = await upload(client, h, app_id)
@@ -114,7 +113,7 @@ async def test_signature_image_and_immutable_record(
     client: TestClient, app: web.Application
 ) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     application = await create(client, h, MOTHER, "parent")
     image = base64.b64encode(png(4, 2)).decode()
     resp = await sign(

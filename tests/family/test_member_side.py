@@ -6,18 +6,18 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.domain.models import ApplicationEvent, Binding
-from tests.factories import bearer, error_of, login
-from tests.family.helpers import ALICE, BOB, MOTHER, bind, load_registry, verified_user
+from tests.factories import bearer, error_of, login, verified_user
+from tests.family.helpers import ALICE, BOB, MOTHER, bind, load_registry
 
 
 async def test_member_sees_binders_and_unbinds(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    alice = await verified_user(client, "alice", ALICE)
-    bob = await verified_user(client, "bob", BOB)
+    alice = bearer(await verified_user(client, "alice", ALICE))
+    bob = bearer(await verified_user(client, "bob", BOB))
     first = await bind(client, alice, MOTHER, "parent")
     await bind(client, bob, MOTHER, "parent")
 
-    mother = await verified_user(client, "mom", MOTHER)
+    mother = bearer(await verified_user(client, "mom", MOTHER))
     resp = await client.get("/api/v1/family/binders", headers=mother)
     assert resp.status == 200
     items = (await resp.json())["items"]

@@ -6,8 +6,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.domain.models import User
-from tests.factories import bearer, error_of, login
-from tests.family.helpers import ALICE, GRANDMA, MOTHER, load_registry, verified_user
+from tests.factories import bearer, error_of, login, verified_user
+from tests.family.helpers import ALICE, GRANDMA, MOTHER, load_registry
 
 
 async def realname(
@@ -55,7 +55,7 @@ async def test_realname_links_the_person_once(client: TestClient, app: web.Appli
 
 async def test_a_binder_cannot_bind_themselves(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     body = {"name": ALICE[0], "id_type": ALICE[1], "id_number": ALICE[2], "relationship": "child"}
     for path in ("/api/v1/family/applications", "/api/v1/family/precheck"):
         resp = await client.post(path, json=body, headers=h)

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import Binding, User
-from tests.factories import bearer, error_of, login
+from tests.factories import bearer, error_of, login, verified_user
 from tests.family.helpers import (
     ALICE,
     BOB,
@@ -33,7 +33,6 @@ from tests.family.helpers import (
     load_registry,
     prepare,
     submit,
-    verified_user,
 )
 
 
@@ -52,7 +51,7 @@ async def _voucher(client: TestClient, h: dict[str, str]) -> list[int]:
 
 async def test_a_stranger_cannot_take_a_child(client: TestClient, app: web.Application) -> None:
     await load_registry(app)
-    stranger = await verified_user(client, "mallory", BOB)
+    stranger = bearer(await verified_user(client, "mallory", BOB))
     pre = await client.post("/api/v1/family/precheck", json=_body(SON, "child"), headers=stranger)
     assert (await pre.json())["review_required"] is True
     app_id = await prepare(client, stranger, SON, "child", kinds=("birth_certificate",))
@@ -63,12 +62,12 @@ async def test_a_stranger_cannot_take_a_child(client: TestClient, app: web.Appli
     assert await _voucher(client, stranger) == []
 
     # the registered guardian binds at once, whatever strangers have pending
-    other = await verified_user(client, "trudy", CAROL)
+    other = bearer(await verified_user(client, "trudy", CAROL))
     app2 = await prepare(client, other, SON, "child", kinds=("household_register",))
     assert (await (await submit(client, other, app2, face=None)).json())["state"] == (
         "pending_review"
     )
-    parent = await verified_user(client, "alice", ALICE)
+    parent = bearer(await verified_user(client, "alice", ALICE))
     pre = await client.post("/api/v1/family/precheck", json=_body(SON, "child"), headers=parent)
     assert (await pre.json())["review_required"] is False
     done = await bind(client, parent, SON, "child", kinds=("birth_certificate",))
@@ -77,7 +76,7 @@ async def test_a_stranger_cannot_take_a_child(client: TestClient, app: web.Appli
 
     # a reviewer approving both strangers: the first gets the second slot, the third is
     # refused at approval (the waiting applications held no slot of the child's)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     approved = await service.decide_review(app_id, reviewer="r1", approve=True)
     assert approved["state"] == "active"
     try:
@@ -97,9 +96,9 @@ async def test_squatted_slots_do_not_lock_the_guardian_out(
     """Two others bound (after review) and unbound the child this month: both slots are
     used, yet the registered guardian still binds their own child."""
     await load_registry(app)
-    service = app[keys.binding_key]
+    service = app[keys.family_key]
     for user, person in (("mallory", BOB), ("trudy", CAROL)):
-        h = await verified_user(client, user, person)
+        h = bearer(await verified_user(client, user, person))
         app_id = await prepare(client, h, SON, "child", kinds=("birth_certificate",))
         assert (await (await submit(client, h, app_id, face=None)).json())["state"] == (
             "pending_review"
@@ -108,12 +107,12 @@ async def test_squatted_slots_do_not_lock_the_guardian_out(
         resp = await client.delete(f"/api/v1/family/members/{binding['binding_id']}", headers=h)
         assert resp.status == 204
     # an ordinary third binder is refused for the month ...
-    dave = await verified_user(client, "dave", DAVE)
+    dave = bearer(await verified_user(client, "dave", DAVE))
     app_id = await prepare(client, dave, SON, "child", kinds=("birth_certificate",))
     resp = await submit(client, dave, app_id, face=None)
     assert resp.status == 409 and (await error_of(resp))["code"] == "MONTHLY_BINDER_LIMIT"
     # ... the guardian is not
-    parent = await verified_user(client, "alice", ALICE)
+    parent = bearer(await verified_user(client, "alice", ALICE))
     assert (await bind(client, parent, SON, "child", kinds=("birth_certificate",)))["state"] == (
         "active"
     )
@@ -125,18 +124,18 @@ async def test_a_member_removing_a_binder_frees_the_slot(
     """Adults: a binder the member removes themselves ("not someone I know") does not keep
     the member's monthly slot; a binder's own unbind still does (policy default)."""
     await load_registry(app)
-    mother = await verified_user(client, "mum", MOTHER)
+    mother = bearer(await verified_user(client, "mum", MOTHER))
     for user, person in (("mallory", BOB), ("trudy", CAROL)):
-        h = await verified_user(client, user, person)
+        h = bearer(await verified_user(client, user, person))
         await bind(client, h, MOTHER, "parent")
     binders = (await (await client.get("/api/v1/family/binders", headers=mother)).json())["items"]
     assert len(binders) == 2
     resp = await client.delete(f"/api/v1/family/binders/{binders[0]['id']}", headers=mother)
     assert resp.status == 204
-    alice = await verified_user(client, "alice", ALICE)
+    alice = bearer(await verified_user(client, "alice", ALICE))
     assert (await bind(client, alice, MOTHER, "parent"))["state"] == "active"
     # the remaining binder unbinding themselves keeps the slot taken this month
-    wife = await verified_user(client, "wife", WIFE)
+    wife = bearer(await verified_user(client, "wife", WIFE))
     items = (await (await client.get("/api/v1/family/binders", headers=mother)).json())["items"]
     assert len(items) == 2
     app_id = await prepare(client, wife, MOTHER, "parent")
@@ -180,7 +179,7 @@ async def test_identity_guessing_budget(make_client: Callable[..., Any]) -> None
         **{"family.identity_checks_per_user": 3, "family.identity_checks_per_ip": 4}
     )
     await load_registry(client.server.app)  # type: ignore[arg-type]
-    alice = await verified_user(client, "alice", ALICE)  # 1 of alice's budget
+    alice = bearer(await verified_user(client, "alice", ALICE))  # 1 of alice's budget
     statuses = []
     for _ in range(3):
         resp = await client.post("/api/v1/family/precheck", json=_body(MOTHER), headers=alice)
@@ -195,7 +194,7 @@ async def test_identity_guessing_budget(make_client: Callable[..., Any]) -> None
     assert resp.status == 429
     # per address too: bob has his own user budget, but the address has spent its 4
     # (alice: real-name + two prechecks; refused attempts stop at her own budget)
-    bob = await verified_user(client, "bob", BOB)  # address: 4 of 4
+    bob = bearer(await verified_user(client, "bob", BOB))  # address: 4 of 4
     resp = await client.post("/api/v1/family/precheck", json=_body(MOTHER), headers=bob)
     assert resp.status == 429
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from server.gateways.fake_wechat import FakeWeChatState, start_fake_wechat
+from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server.gateways.wechat import WeChatGateway
 
 

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import pytest
 
-from server.gateways.fake_wechat import (
+from fakes.wechat import (
     FORCE_REFRESH_PER_DAY,
     P_CODE2SESSION,
     P_CUSTOM,

@@ -243,7 +243,7 @@ async def test_region_rules_follow_the_date(client: TestClient, app: web.Applica
                 pii=app[keys.pii_key],
                 policy=app[keys.policy_key],
                 redis=app[keys.redis_key],
-                guesses=app[keys.binding_key].guesses,
+                guesses=app[keys.family_key].guesses,
                 ip=None,
                 today=today,
             )

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from server.domain import ledger
 from server.domain.models import Account, Authorization, LedgerEntry, Notice, Settlement
-from server.domain.settlements import fen_to_yuan
+from server.domain.settlements.request import fen_to_yuan
 from tests import conftest
 from tests.factories import add_binding, add_person, authorize, post_signed, verified_user
 from tests.money.conftest import settlement_body

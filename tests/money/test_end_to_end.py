@@ -6,8 +6,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
-from server.domain import ledger, settlements, vouchers
+from server.domain import ledger, vouchers
 from server.domain.models import Account, LedgerEntry, Notice, Settlement
+from server.domain.settlements import queries as settlements
 from tests.factories import add_binding, add_person, authorize, bearer, post_signed, verified_user
 from tests.money.conftest import settlement_body
 

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.domain.models import Account
-from server.domain.settlements import Payer, compute_split, fen_to_yuan, yuan_to_fen
+from server.domain.settlements.request import fen_to_yuan, yuan_to_fen
+from server.domain.settlements.split import Payer, compute_split
 from tests.factories import add_person, authorize, post_signed, verified_user
 from tests.money.conftest import settlement_body
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.domain import ledger
+from server.domain.clock import cn_today
 from server.domain.models import Account, Authorization
 from tests.factories import add_person, authorize, bearer, post_signed, verified_user
 from tests.money.conftest import settlement_body
@@ -133,6 +134,6 @@ async def test_yearly_totals_per_person(
         await post_signed(
             client, "/settlements", settlement_body(f"S{i}", part, psn_no=member.psn_no), **who
         )
-    year = ledger.cn_today().year
+    year = cn_today().year
     assert await ledger.yearly_totals(son.id, year) == {"import": 20_000, "mutual_aid": -2_000}
     assert await ledger.yearly_totals(member.id, year) == {"import": 5_000, "settlement": -5_000}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from server.domain.models import Notice, OfficialFollower, SubscriptionGrant, User
-from server.worker import Worker
+from server.push.worker import Worker
 
 _seq = itertools.count(1)
 
@@ -74,8 +77,52 @@ async def make_notices(
     return rows
 
 
-def worker(app: web.Application, *, concurrency: int = 8) -> Worker:
-    return Worker.from_app(app, concurrency=concurrency, worker_id=f"test-{next(_seq)}")
+class MovedClock:
+    """A clock tests move by hand (``Clock``: an aware UTC ``datetime``)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def worker(
+    app: web.Application,
+    *,
+    concurrency: int = 8,
+    clock: Callable[[], datetime] | None = None,
+    backoff: Callable[[int], float] | None = None,
+) -> Worker:
+    extra: dict[str, Any] = {}
+    if clock is not None:
+        extra["clock"] = clock
+    if backoff is not None:
+        extra["backoff"] = backoff
+    return Worker.from_app(
+        app, concurrency=concurrency, worker_id=f"test-{next(_seq)}", **extra
+    )
+
+
+async def until(
+    condition: Callable[[], Awaitable[bool] | bool], *, timeout: float = 10.0, what: str = ""
+) -> None:
+    """Wait for ``condition`` (checked every 10 ms, bounded by ``timeout``): the state a
+    test waits on, not a guess of how long it takes."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = condition()
+                if not isinstance(result, bool):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"still waiting after {timeout} s: {what or condition}") from None
 
 
 def notice_id_of(message: dict[str, Any]) -> str:

@@ -10,11 +10,20 @@ from collections.abc import Callable
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
-from server.domain.models import Notice, SubscriptionGrant
-from server.gateways.fake_wechat import P_STABLE_TOKEN, P_SUBSCRIBE, P_TEMPLATE, FakeWeChatState
+from fakes.wechat import P_STABLE_TOKEN, P_SUBSCRIBE, P_TEMPLATE, FakeWeChatState
+from server.domain.models import Notice, OfficialFollower, SubscriptionGrant, User
 from server.settings import Settings
-from tests.push.factories import make_notice, make_notices, make_user, notice_id_of, worker
+from tests.factories import bearer, login
+from tests.push.factories import (
+    make_notice,
+    make_notices,
+    make_user,
+    notice_id_of,
+    until,
+    worker,
+)
 
 
 async def drain(app: web.Application, *, concurrency: int = 8, timeout: float = 10.0) -> None:
@@ -31,7 +40,7 @@ async def drain(app: web.Application, *, concurrency: int = 8, timeout: float = 
 async def test_template_message_to_follower_then_delivered_by_event(
     app: web.Application, wechat_state: FakeWeChatState
 ) -> None:
-    from server.domain.delivery import on_template_send_finished
+    from server.push.receipts import on_template_send_finished
 
     user = await make_user("alice", follower=True)
     notice = await make_notice(user)
@@ -64,7 +73,7 @@ async def test_template_message_to_follower_then_delivered_by_event(
 async def test_template_send_job_finish_failures(
     app: web.Application, wechat_state: FakeWeChatState, status: str, reason: str
 ) -> None:
-    from server.domain.delivery import on_template_send_finished
+    from server.push.receipts import on_template_send_finished
 
     notice = await make_notice(await make_user("bob", follower=True))
     await drain(app)
@@ -100,7 +109,7 @@ async def test_subscribe_message_uses_one_grant_each(
 async def test_official_account_wins_over_subscribe_and_unfollowed_is_not_used(
     app: web.Application, wechat_state: FakeWeChatState
 ) -> None:
-    from server.domain.delivery import remember_follower
+    from server.push.recipients import remember_follower
 
     both = await make_user("dave", follower=True, grants=1)
     gone = await make_user("erin", grants=1)
@@ -129,6 +138,64 @@ async def test_unreachable_recipients_are_visible_not_dropped(
     assert wechat_state.stats()["calls"] == {}
 
 
+async def test_a_kind_without_templates_fails_visibly_and_sends_nothing(
+    client: TestClient, app: web.Application, wechat_state: FakeWeChatState
+) -> None:
+    """No template configured for the notice's kind: failed with the reason, at once (no
+    attempt, no send, no grant used), and the recipient sees it in GET /notices."""
+    tokens = await login(client, "nora")
+    user = await User.get(id=tokens["user"]["id"])
+    await OfficialFollower.create(oa_openid="oa-nora", unionid=user.unionid, subscribed=True)
+    await SubscriptionGrant.create(user=user, template_id="DEMO_MP_FAMILY_SETTLEMENT", remaining=1)
+    orphan = await make_notice(user, kind="kind_without_templates")
+    await drain(app)
+
+    n = await Notice.get(id=orphan.id)
+    assert (n.state, n.reason, n.attempts, n.channel) == (
+        "failed", "未配置该类通知的消息模板", 0, None
+    )
+    assert (n.next_attempt_at, n.lease_until) == (None, None)  # never claimed again
+    calls = wechat_state.stats()["calls"]
+    assert P_TEMPLATE not in calls and P_SUBSCRIBE not in calls and P_STABLE_TOKEN not in calls
+    assert (await SubscriptionGrant.get(user=user)).remaining == 1
+    resp = await client.get("/api/v1/notices", headers=bearer(tokens))
+    [item] = (await resp.json())["items"]
+    assert (item["id"], item["state"], item["reason"]) == (
+        str(orphan.id), "failed", "未配置该类通知的消息模板"
+    )
+
+
+async def test_unbuildable_messages_fail_visibly_and_do_not_block_the_batch(
+    app: web.Application, wechat_state: FakeWeChatState
+) -> None:
+    """A notice whose data cannot fill its template (an amount that is not a number, a
+    time that is not a time, data that is not an object) ends failed, never retried and
+    never dropped; the good notices of the same batch go out."""
+    follower = await make_user("olly", follower=True)
+    subscriber = await make_user("pia", grants=1)
+    bad_amount = await make_notice(follower, medfee_fen="十二元")
+    bad_time = await make_notice(subscriber, setl_time="昨天下午")
+    not_an_object = await Notice.create(
+        recipient=follower,
+        kind="family_settlement",
+        dedupe_key=f"test:not-an-object:{follower.id}",
+        title="家人就医结算通知",
+        data=["not", "an", "object"],
+    )
+    good = await make_notice(follower)
+    await drain(app)
+
+    for bad in (bad_amount, bad_time, not_an_object):
+        n = await Notice.get(id=bad.id)
+        assert (n.state, n.reason, n.attempts) == ("failed", "通知内容无法生成消息", 0), bad.data
+        assert n.next_attempt_at is None and n.lease_until is None
+    assert (await Notice.get(id=good.id)).state == "sent"
+    [msg] = wechat_state.sent_messages()
+    assert notice_id_of(msg) == str(good.id)
+    # the subscriber's grant was not spent on a message that was never sent
+    assert (await SubscriptionGrant.get(user=subscriber)).remaining == 1
+
+
 # ---- access token -----------------------------------------------------------------------
 
 
@@ -140,10 +207,7 @@ async def test_token_expiry_mid_batch_refreshes_once(
     wechat_state.configure(stall_seconds=0.01)
     w = worker(app, concurrency=4)
     task = asyncio.create_task(w.drain(timeout=10))
-    for _ in range(500):  # bounded: until a few were sent
-        if wechat_state.sent_counts["template"] >= 8:
-            break
-        await asyncio.sleep(0.005)
+    await until(lambda: wechat_state.sent_counts["template"] >= 8, what="a few sends")
     wechat_state.expire_all_tokens()
     await task
     await w.close()
@@ -184,7 +248,7 @@ async def test_token_revoked_elsewhere_uses_the_new_one_without_forcing(
     user = await make_user("hank", follower=True)
     await make_notice(user)
     await drain(app)
-    wechat_state._stable_token("oa", True)  # another system force-refreshed our token
+    wechat_state.issue_stable_token("oa", True)  # another system force-refreshed our token
     second = await make_notice(user)
     await drain(app)
     assert (await Notice.get(id=second.id)).state == "sent"
@@ -225,14 +289,20 @@ async def test_timeout_is_retried(app: web.Application, wechat_state: FakeWeChat
     wechat_state.configure(stall_seconds=2.0)  # longer than the 1 s client timeout
     w = worker(app)
     task = asyncio.create_task(w.drain(timeout=10))
-    for _ in range(300):
-        if wechat_state.calls[P_TEMPLATE] >= 2:
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(1.05)  # the stalled call times out
-    wechat_state.configure(stall_seconds=0)
-    await task
-    await w.close()
+
+    async def timed_out() -> bool:
+        n = await Notice.get(id=notice.id)
+        return n.attempts >= 1 and n.errcode is not None
+
+    try:
+        await until(timed_out, what="the stalled send to time out")
+        n = await Notice.get(id=notice.id)
+        assert (n.state, n.attempts) == ("pending", 1)  # transient: it comes back
+        wechat_state.configure(stall_seconds=0)
+        await task
+    finally:
+        wechat_state.configure(stall_seconds=0)
+        await w.close()
     n = await Notice.get(id=notice.id)
     assert n.state == "sent" and n.attempts >= 2
 
@@ -328,6 +398,15 @@ async def test_real_bad_openid_and_bad_data_are_permanent(
 async def test_wechat_down_then_back_all_delivered_with_bounded_calls(
     app: web.Application, wechat_state: FakeWeChatState
 ) -> None:
+    """WeChat down: the first chunks trip the breaker, then one probe per open period, each
+    open period twice the last; back up, every notice goes out exactly once."""
+    from server import keys
+
+    registry = app[keys.metrics_key].registry
+
+    def trips() -> float:
+        return registry.get_sample_value("push_breaker_trips_total") or 0.0
+
     users = [await make_user(f"d{i}", follower=True) for i in range(5)]
     await make_notices(users, 1)
     await drain(app)  # token cached: the outage hits the sends
@@ -338,18 +417,20 @@ async def test_wechat_down_then_back_all_delivered_with_bounded_calls(
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     try:
-        await asyncio.sleep(1.5)
+        await until(lambda: trips() >= 3, what="the breaker to open three times")
         calls_while_down = sum(wechat_state.calls.values()) - before
-        # each lane's first chunk (2 × 8) trips the breaker; then one probe per open period
-        # (0.1, 0.2, 0.4, 0.4 … s): at most 5 in 1.5 s
+        # each lane's first chunk (2 × 8) trips the breaker; after that every trip is a
+        # failed probe (one send), and at most one more probe is in flight
         lanes = w.dispatcher.config.lanes
-        assert 8 <= calls_while_down <= lanes * 8 + 6, calls_while_down
+        assert 8 <= calls_while_down <= lanes * 8 + int(trips()), (calls_while_down, trips())
         assert await Notice.filter(state="failed").count() == 0
+        assert await Notice.filter(state="pending", attempts=0).count() >= 49 - lanes * 8
         wechat_state.configure(down=False)
-        for _ in range(500):  # bounded wait for the queue to drain
-            if not await Notice.filter(state="pending").exists():
-                break
-            await asyncio.sleep(0.02)
+
+        async def drained() -> bool:
+            return not await Notice.filter(state="pending").exists()
+
+        await until(drained, what="the queue to drain once WeChat is back")
     finally:
         stop.set()
         await task
@@ -374,11 +455,11 @@ async def test_embedded_mode_delivers_in_process(
     try:
         await _reset_backends(app)
         notice = await make_notice(await make_user("rosa", follower=True))
-        for _ in range(250):
-            if (await Notice.get(id=notice.id)).state == "sent":
-                break
-            await asyncio.sleep(0.02)
-        assert (await Notice.get(id=notice.id)).state == "sent"
+
+        async def sent() -> bool:
+            return (await Notice.get(id=notice.id)).state == "sent"
+
+        await until(sent, what="the embedded worker's send")
         metrics = await (await client.get("/metrics")).text()
         assert 'push_sends_total{channel="template",errcode="0",result="ok"} 1.0' in metrics
         assert "push_queue_depth" in metrics
@@ -470,10 +551,11 @@ async def test_demo_mode_delivers_to_the_fake_followers(
     try:
         await _reset_backends(app)
         notice = await make_notice(await make_user("tina"))  # no follower row, no grant
-        for _ in range(250):
-            if (await Notice.get(id=notice.id)).state != "pending":
-                break
-            await asyncio.sleep(0.02)
+
+        async def handled() -> bool:
+            return (await Notice.get(id=notice.id)).state != "pending"
+
+        await until(handled, what="the embedded worker")
         assert (await Notice.get(id=notice.id)).state == "sent"
         fake: FakeWeChatState = app[keys.fake_wechat_key]  # type: ignore[assignment]
         assert [m["openid"] for m in fake.sent_messages()] == ["oa-tina"]

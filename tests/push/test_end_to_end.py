@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.domain.delivery import on_template_send_finished, remember_follower
+from fakes.wechat import FakeWeChatState
 from server.domain.models import Notice
-from server.gateways.fake_wechat import FakeWeChatState
+from server.push.receipts import on_template_send_finished
+from server.push.recipients import remember_follower
 from tests.factories import add_binding, add_person, authorize, bearer, post_signed, verified_user
 from tests.money.conftest import institution, settlement_body  # noqa: F401 (fixture)
 from tests.push.factories import worker

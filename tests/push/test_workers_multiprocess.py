@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from fakes.wechat import FakeWeChatState
 from server.domain.models import Notice
-from server.gateways.fake_wechat import FakeWeChatState
 from tests.conftest import PG_URL, REDIS_URL
 from tests.push.factories import make_notices, make_user, notice_id_of
 

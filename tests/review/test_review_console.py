@@ -1,4 +1,5 @@
-"""Reviewer console: token auth, the queue, reject with a reason, the push-queue view."""
+"""The demo-only static-token JSON API (/api/v1/review): token auth, the queue (people
+masked), reject with a reason, the push-queue view. The console itself: tests/console/."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from server import keys
 from server.domain.models import Application, ApplicationEvent, Notice, User
-from tests.factories import error_of
+from tests.factories import bearer, error_of, verified_user
 
 REVIEWER = {"Authorization": "Bearer demo-reviewer-token"}
 
@@ -40,16 +41,16 @@ async def test_console_requires_reviewer_token(client: TestClient) -> None:
     assert page.status == 200 and "材料审核" in await page.text()
 
 
-async def test_queue_lists_pending_oldest_first_with_full_identity(client: TestClient, app) -> None:
+async def test_queue_lists_pending_oldest_first_masked(client: TestClient, app) -> None:
     first = await _pending_application(app, name="李秀英")
     await _pending_application(app, name="张建国")
     await _pending_application(app, name="王芳", state="active")
     resp = await client.get("/api/v1/review/applications", headers=REVIEWER)
     body = await resp.json()
     assert body["total"] == 2
-    assert [i["member_name"] for i in body["items"]] == ["李秀英", "张建国"]
+    assert [i["member_name"] for i in body["items"]] == ["李*英", "张*国"]
     detail = await (await client.get(f"/api/v1/review/applications/{first.id}", headers=REVIEWER)).json()
-    assert detail["id_number"] == "810000199003071234" and detail["materials"] == []
+    assert detail["member"]["id_number"] == "8100**********1234" and detail["materials"] == []
     bad = await client.get("/api/v1/review/applications?limit=0", headers=REVIEWER)
     assert bad.status == 422
     missing = await client.get("/api/v1/review/applications/not-a-uuid", headers=REVIEWER)
@@ -67,7 +68,7 @@ async def test_reject_needs_a_reason_and_records_materials_rejected(client: Test
     await application.refresh_from_db()
     assert application.failure_code == "MATERIALS_REJECTED" and "户口本照片模糊" in application.failure_message
     event = await ApplicationEvent.get(application_id=application.id)
-    assert (event.from_state, event.to_state, event.actor) == ("pending_review", "failed", "reviewer:demo")
+    assert (event.from_state, event.to_state, event.actor) == ("pending_review", "failed", "reviewer:token:demo")
     again = await client.post(url, json={"decision": "reject", "reason": "x"}, headers=REVIEWER)
     assert again.status == 409 and (await error_of(again))["code"] == "APPLICATION_STATE_CONFLICT"
 
@@ -83,10 +84,10 @@ async def test_notice_queue_counts(client: TestClient) -> None:
 
 async def test_reviewer_sees_materials_and_approves_or_rejects_over_http(client: TestClient, app) -> None:
     """The whole review path as the console drives it: queue → detail → material → decision."""
-    from tests.family.helpers import ALICE, HK, load_registry, prepare, submit, verified_user
+    from tests.family.helpers import ALICE, HK, load_registry, prepare, submit
 
     await load_registry(app)
-    h = await verified_user(client, "alice", ALICE)
+    h = bearer(await verified_user(client, "alice", ALICE))
     app_id = await prepare(client, h, HK, "spouse", kinds=("travel_permit",))
     assert (await (await submit(client, h, app_id)).json())["state"] == "pending_review"
 

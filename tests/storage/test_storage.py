@@ -14,10 +14,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.domain.errors import DomainError
+from server.domain.family.materials import storage_refusal
 from server.gateways.storage import (
+    CorruptFile,
+    EmptyFile,
     LocalStorage,
+    ObjectNotFound,
+    StorageError,
     StoredObject,
+    TooLarge,
+    UnsupportedMedia,
     sniff,
     strip_metadata,
 )
@@ -125,10 +131,11 @@ async def test_large_upload_in_64k_chunks(storage: LocalStorage) -> None:
     ids=["gif", "exe", "text-named-jpg", "two-bytes"],
 )
 async def test_other_types_are_415(storage: LocalStorage, data: bytes) -> None:
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(UnsupportedMedia) as e:
         await storage.save_stream(chunks(data), max_bytes=1024)
-    assert (e.value.code, e.value.status) == ("UNSUPPORTED_MEDIA_TYPE", 415)
-    assert e.value.message == "仅支持 JPEG、PNG 或 PDF 格式的文件"
+    refusal = storage_refusal(e.value)
+    assert (refusal.code, refusal.status) == ("UNSUPPORTED_MEDIA_TYPE", 415)
+    assert refusal.message == "仅支持 JPEG、PNG 或 PDF 格式的文件"
     assert files_under(storage.root) == []
 
 
@@ -141,43 +148,48 @@ async def test_sniffing_stops_reading_at_the_first_bytes(storage: LocalStorage) 
             pulled += 1
             yield b"GIF89a" + b"\x00" * 65530
 
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(UnsupportedMedia):
         await storage.save_stream(endless_gif(), max_bytes=10**9)
-    assert e.value.status == 415 and pulled == 1
+    assert pulled == 1
 
 
 async def test_allowed_types_can_be_narrowed(storage: LocalStorage) -> None:
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(UnsupportedMedia):
         await storage.save_stream(
             chunks(samples.PDF), max_bytes=1024, allowed_types=frozenset({"image/jpeg"})
         )
-    assert e.value.status == 415
 
 
 async def test_oversize_is_413_and_leaves_no_file(storage: LocalStorage) -> None:
     data = samples.PDF + b"x" * (600 * 1024)
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(TooLarge) as e:
         await storage.save_stream(chunks(data, 65536), max_bytes=512 * 1024)
-    assert (e.value.code, e.value.status) == ("MATERIAL_TOO_LARGE", 413)
-    assert e.value.message == "文件过大,单个材料不能超过 0.5 MB"
+    refusal = storage_refusal(e.value)
+    assert (refusal.code, refusal.status) == ("MATERIAL_TOO_LARGE", 413)
+    assert refusal.message == "文件过大,单个材料不能超过 0.5 MB"
     # the temporary file was written (past one 256 KiB batch) and then removed
     assert files_under(storage.root) == []
 
 
 async def test_oversize_message_names_whole_megabytes(storage: LocalStorage) -> None:
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(TooLarge) as e:
         await storage.save_stream(chunks(samples.PDF + b"x" * 64), max_bytes=len(samples.PDF))
-    assert e.value.status == 413
+    assert e.value.max_bytes == len(samples.PDF)
     big = 8 * 1024 * 1024
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(TooLarge) as e:
         await storage.save_stream(pieces([samples.PDF, b"x" * big]), max_bytes=big)
-    assert e.value.message == "文件过大,单个材料不能超过 8 MB"
+    assert storage_refusal(e.value).message == "文件过大,单个材料不能超过 8 MB"
 
 
 async def test_empty_is_422(storage: LocalStorage) -> None:
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(EmptyFile) as e:
         await storage.save_stream(pieces([b"", b""]), max_bytes=1024)
-    assert (e.value.code, e.value.status) == ("MATERIAL_EMPTY", 422)
+    refusal = storage_refusal(e.value)
+    assert (refusal.code, refusal.status, refusal.fields) == (
+        "MATERIAL_EMPTY",
+        422,
+        {"file": "MATERIAL_EMPTY"},
+    )
     assert files_under(storage.root) == []
 
 
@@ -191,9 +203,10 @@ async def test_empty_is_422(storage: LocalStorage) -> None:
     ids=["jpeg-truncated", "png-no-iend", "png-bad-crc"],
 )
 async def test_corrupt_images_are_422_and_leave_no_file(storage: LocalStorage, data: bytes) -> None:
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(CorruptFile) as e:
         await storage.save_stream(chunks(data), max_bytes=1024)
-    assert (e.value.code, e.value.status) == ("MATERIAL_CORRUPT", 422)
+    refusal = storage_refusal(e.value)
+    assert (refusal.code, refusal.status) == ("MATERIAL_CORRUPT", 422)
     assert files_under(storage.root) == []
 
 
@@ -326,9 +339,10 @@ async def test_missing_object_is_404_and_delete_is_idempotent(storage: LocalStor
     obj = await storage.save_stream(chunks(samples.JPEG), max_bytes=1024)
     await storage.delete(obj.key)
     await storage.delete(obj.key)
-    with pytest.raises(DomainError) as e:
+    with pytest.raises(ObjectNotFound) as e:
         await storage.read_clean(obj.key)
-    assert (e.value.code, e.value.status) == ("MATERIAL_NOT_FOUND", 404)
+    refusal = storage_refusal(e.value)
+    assert (refusal.code, refusal.status) == ("MATERIAL_NOT_FOUND", 404)
 
 
 # --- through aiohttp multipart -------------------------------------------------------
@@ -348,8 +362,9 @@ async def test_streamed_multipart_upload_through_aiohttp(tmp_path: Path) -> None
             elif part.name == "file":
                 try:
                     obj = await storage.save_stream(part, max_bytes=512 * 1024)
-                except DomainError as e:
-                    return web.json_response(e.to_body(), status=e.status)
+                except StorageError as e:
+                    refusal = storage_refusal(e)
+                    return web.json_response(refusal.to_body(), status=refusal.status)
                 return web.json_response(
                     {
                         "kind": kind,

@@ -37,17 +37,40 @@ def test_formatter_matches_the_standard_one_across_seconds() -> None:
         logging.Formatter(FORMAT, datefmt="%H:%M").format(record)
 
 
+class _Stream(io.StringIO):
+    """A stream that counts its writes and says when one happened (no sleeping on a guess)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.written = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        self.written.set()
+        return super().write(text)
+
+    async def next_write(self) -> None:
+        await asyncio.wait_for(self.written.wait(), timeout=5)
+        self.written.clear()
+
+
 async def test_lines_are_written_in_blocks_inside_the_event_loop() -> None:
-    stream = io.StringIO()
+    stream = _Stream()
     handler = _handler(stream, delay=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     handler.handle(_record("one"))
     handler.handle(_record("two"))
     assert stream.getvalue() == ""  # buffered: no write per line
-    await asyncio.sleep(0.15)
+    await stream.next_write()
+    assert loop.time() - started >= 0.05 * 0.9  # the timer's delay (loop clock granularity)
     assert stream.getvalue() == "INFO one\nINFO two\n"
+    assert stream.writes == 1  # both lines in one block
     handler.handle(_record("three"))
-    await asyncio.sleep(0.15)
-    assert stream.getvalue().endswith("INFO three\n")
+    assert stream.writes == 1
+    await stream.next_write()
+    assert stream.getvalue().endswith("INFO three\n") and stream.writes == 2
 
 
 async def test_a_warning_flushes_at_once_keeping_order() -> None:

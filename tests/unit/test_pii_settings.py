@@ -79,6 +79,8 @@ def test_production_accepts_real_secrets() -> None:
         "DATABASE_URL": "postgres://u:p@db/qq",
         "REDIS_URL": "redis://r:6379/0",
         "WECHAT_API_BASE": "https://api.weixin.qq.com",
+        "WECHAT_MP_APPID": "wx0123456789abcdef",
+        "WECHAT_OA_APPID": "wxfedcba9876543210",
         "WECHAT_MP_SECRET": "s" * 32,
         "WECHAT_OA_SECRET": "t" * 32,
         "WECHAT_OA_TOKEN": "tok" * 8,
@@ -92,12 +94,20 @@ def test_production_accepts_real_secrets() -> None:
         Settings.load(env=env)  # the demo institution secret still comes from default.toml
     s = Settings.load(env=env, overrides={"institution.demo_secret": "", "review.reviewers": {"ann": "r" * 32}})
     assert s.is_production
+    real = {"institution.demo_secret": "", "review.reviewers": {"ann": "r" * 32}}
+    # the demo mini-program appid (what the menu would open) and a WeChat on loopback
+    # (a fake) are refused in production
+    with pytest.raises(ValueError, match="wechat.mp_appid is the demo") as refused:
+        Settings.load(env={**env, "WECHAT_MP_APPID": "wxdemo_mp"}, overrides=real)
+    assert "oa_appid" not in str(refused.value)
+    with pytest.raises(ValueError, match="wechat.api_base must point at WeChat"):
+        Settings.load(env={**env, "WECHAT_API_BASE": "http://127.0.0.1:9999"}, overrides=real)
 
 
 def test_feature_tables_are_typed_and_refuse_unknown_keys() -> None:
     """[bot] and [push] go through the same typed_table as the core sections."""
     from bot.service import BotConfig
-    from server.domain.delivery import PushConfig
+    from server.push.config import PushConfig
     from server.settings import typed_table
 
     bot = typed_table(BotConfig, {"reply_budget_seconds": 3, "rate_limit_per_minute": "5"}, "bot")

@@ -19,7 +19,9 @@ from server.domain.models.money import (
     Settlement,
 )
 from server.domain.models.notices import Notice, OfficialFollower, SubscriptionGrant
+from server.domain.models.refusals import MutualAidRefusal
 from server.domain.models.registry import InsuredPerson
+from server.domain.models.staff import Staff, StaffAuditEntry
 from server.domain.models.users import User
 
 __all__ = [
@@ -33,9 +35,12 @@ __all__ = [
     "Institution",
     "LedgerEntry",
     "Material",
+    "MutualAidRefusal",
     "Notice",
     "OfficialFollower",
     "Settlement",
+    "Staff",
+    "StaffAuditEntry",
     "SubscriptionGrant",
     "User",
 ]

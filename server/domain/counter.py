@@ -1,0 +1,107 @@
+"""窗口代办 (counter service): staff at the 医保大厅 look a person up on the registry.
+
+Seed 001 sends elderly people without a smartphone to the counter. The clerk types the
+ID document and the name the person shows; the registry answers by blind index (the
+same look-up as the mini-program's, ``Registry``), and the clerk sees the person
+masked, their insurance, and who they are bound to. A person outside the clerk's regions,
+an unknown ID and a wrong name all answer the same "not found" (the counter is no oracle
+for the rest of the country); each look-up is audited and counted per clerk per hour.
+
+Binding, unbinding and 代激活 on the person's behalf come next, through the family
+service (same policy engine and limits as the mini-program; docs/console.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.domain import audit
+from server.domain.clock import cn_today
+from server.domain.errors import DomainError
+from server.domain.identity import ID_TYPE_LABELS, parse_id
+from server.domain.models import Authorization, Binding, InsuredPerson, User
+from server.domain.pii import PiiCipher, mask_id, mask_name
+from server.domain.policy import RELATIONSHIP_LABELS
+from server.domain.registry import Registry, id_hash, match
+from server.domain.staff import Principal, when
+from server.ratelimit import hit
+
+NOT_FOUND = "未找到该参保人:请核对证件号码和姓名,或该参保人不在本窗口辖区。"
+
+
+async def lookup(
+    who: Principal,
+    *,
+    id_type: str,
+    id_number: str,
+    name: str,
+    registry: Registry,
+    pii: PiiCipher,
+    redis: Any,
+    per_hour: int,
+) -> dict[str, Any]:
+    await hit(redis, f"console-counter:{who.name}", limit=per_hour, per_seconds=3600)
+    doc = parse_id(id_type, id_number, today=cn_today())  # 422 for a malformed number
+    name = name.strip()
+    result, record = await match(
+        registry, pii, id_type=doc.id_type, id_number=doc.id_number, name=name
+    )
+    person = None
+    if result == "match" and record is not None and who.covers(record.region_code):
+        person = await InsuredPerson.get_or_none(id=record.person_id)
+    ref = f"person:{person.id}" if person else f"idx:{id_hash(pii, doc.id_type, doc.id_number)}"
+    await audit.record(
+        who.actor, "counter_lookup", target_kind="person", target_id=str(person.id) if person else None,
+        person_ref=ref, detail={"found": person is not None},
+    )
+    if person is None:
+        raise DomainError("PERSON_NOT_FOUND", NOT_FOUND, 404)
+    return await person_view(person, pii=pii, id_number=doc.id_number, name=name)
+
+
+async def person_view(
+    person: InsuredPerson, *, pii: PiiCipher, id_number: str, name: str
+) -> dict[str, Any]:
+    """The person as the clerk sees them: masked, with their bindings both ways."""
+    as_member = (
+        await Binding.filter(member_id=person.id, state="active")
+        .prefetch_related("binder")
+        .order_by("bound_at")
+    )
+    user = await User.get_or_none(person_id=person.id)
+    as_binder = (
+        []
+        if user is None
+        else await Binding.filter(binder_id=user.id, state="active").prefetch_related("member").order_by("bound_at")
+    )
+    authorizers = await Authorization.filter(member_id=person.id, state="active").count()
+    authorized = await Authorization.filter(authorizer_person_id=person.id, state="active").count()
+    return {
+        "id": person.id,
+        "name": mask_name(name),
+        "id_type_label": ID_TYPE_LABELS.get(person.id_type, person.id_type),
+        "id_number": mask_id(id_number),
+        "insurance_type": "职工医保" if person.insurance_type == "employee" else "居民医保",
+        "region": person.region_code,
+        "status": "正常参保" if person.status == "active" else "暂停参保",
+        "voucher_activated": person.voucher_activated,
+        "has_personal_account": person.has_personal_account,
+        "uses_miniprogram": user is not None,
+        "binders": [
+            {
+                "name": mask_name(pii.decrypt(b.binder.name_enc, purpose="name")) if b.binder.name_enc else "(未实名)",
+                "relationship": RELATIONSHIP_LABELS.get(b.relationship, b.relationship),
+                "since": when(b.bound_at),
+            }
+            for b in as_member
+        ],
+        "members": [
+            {
+                "name": mask_name(pii.decrypt(b.member.name_enc, purpose="name")),
+                "relationship": RELATIONSHIP_LABELS.get(b.relationship, b.relationship),
+                "since": when(b.bound_at),
+            }
+            for b in as_binder
+        ],
+        "mutual_aid": {"authorizers": authorizers, "authorized": authorized},
+    }

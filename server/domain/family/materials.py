@@ -1,0 +1,143 @@
+"""Materials of an application: streamed uploads (户口本, 身份证, 出生证明 …), attached to
+the application while it is editable, read back without metadata (SPEC.md materials).
+
+Storage refusals (``server.gateways.storage`` errors) become API.md codes here, the one
+place that words them for people (:func:`storage_refusal`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from server.domain.clock import cn_iso
+from server.domain.errors import DomainError
+from server.domain.family.base import FamilyBase, not_found, uuid_or_404
+from server.domain.family.states import transition
+from server.domain.models import Material
+from server.domain.policy import MATERIAL_KINDS, MATERIAL_LABELS
+from server.gateways.storage import (
+    CorruptFile,
+    EmptyFile,
+    ObjectNotFound,
+    Storage,
+    StorageError,
+    StoredObject,
+    TooLarge,
+    UnsupportedMedia,
+)
+
+MATERIAL_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/pdf"})
+
+
+def storage_refusal(err: StorageError) -> DomainError:
+    """What a storage refusal means to the user: API.md code, Chinese text, status."""
+    if isinstance(err, TooLarge):
+        mb = f"{err.max_bytes / (1024 * 1024):g}"
+        return DomainError("MATERIAL_TOO_LARGE", f"文件过大,单个材料不能超过 {mb} MB", 413)
+    if isinstance(err, EmptyFile):
+        return DomainError(
+            "MATERIAL_EMPTY", "上传的文件为空,请重新选择", 422, fields={"file": "MATERIAL_EMPTY"}
+        )
+    if isinstance(err, CorruptFile):
+        return DomainError(
+            "MATERIAL_CORRUPT",
+            "文件已损坏或不完整,请重新拍照或扫描后上传",
+            422,
+            fields={"file": "MATERIAL_CORRUPT"},
+        )
+    if isinstance(err, ObjectNotFound):
+        return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
+    if isinstance(err, UnsupportedMedia):
+        return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件", 415)
+    raise err  # a new kind of storage error must be worded here first
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Storage refusals inside the block leave it as ``DomainError`` (:func:`storage_refusal`)."""
+    try:
+        yield
+    except StorageError as err:
+        raise storage_refusal(err) from None
+
+
+async def read_document(storage: Storage, key: str) -> tuple[bytes, str]:
+    """A stored material without its metadata, and its type (the owner's and the reviewers'
+    view); 404 ``MATERIAL_NOT_FOUND`` when the object is gone."""
+    with storage_errors():
+        return await storage.read_clean(key)
+
+
+def material_view(m: Material) -> dict[str, Any]:
+    return {
+        "id": str(m.id),
+        "kind": m.kind,
+        "label": MATERIAL_LABELS.get(m.kind, m.kind),
+        "content_type": m.content_type,
+        "size": m.size,
+        "sha256": m.sha256,
+        "created_at": cn_iso(m.created_at),
+    }
+
+
+class MaterialsPart(FamilyBase):
+    """Upload, attach and read back an application's materials."""
+
+    async def store_upload(self, user_id: int, application_id: str, source: Any) -> StoredObject:
+        """Stream one uploaded file to storage once the application is known to be the
+        user's and still editable (sniffed type, size cap: 415 / 413, nothing kept)."""
+        await self._editable(user_id, application_id, "上传材料")
+        with storage_errors():
+            return await self._storage().save_stream(
+                source, max_bytes=self.limits.max_material_bytes, allowed_types=MATERIAL_TYPES
+            )
+
+    async def discard_upload(self, stored: StoredObject) -> None:
+        await self._storage().delete(stored.key)
+
+    async def attach_material(
+        self, user_id: int, application_id: str, *, kind: str | None, stored: StoredObject
+    ) -> dict[str, Any]:
+        """Record a stored upload as a material of the application (the file is removed
+        again when the kind is unknown or the application moved on meanwhile)."""
+        try:
+            if kind not in MATERIAL_KINDS:
+                raise DomainError(
+                    "VALIDATION_FAILED",
+                    "材料类型无效",
+                    422,
+                    fields={"kind": "REQUIRED" if not kind else "INVALID_CHOICE"},
+                )
+            async with in_transaction():
+                app = await self._editable(user_id, application_id, "上传材料")
+                material = await Material.create(
+                    application_id=app.id,
+                    kind=kind,
+                    content_type=stored.content_type,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    storage_key=stored.key,
+                )
+                if app.state == "draft":
+                    await transition(app, "materials", actor=f"user:{user_id}")
+                    await app.save(update_fields=["state", "updated_at"])
+        except BaseException:
+            await self._storage().delete(stored.key)
+            raise
+        return material_view(material)
+
+    async def read_material(
+        self, user_id: int, application_id: str, material_id: str
+    ) -> tuple[bytes, str]:
+        """The owner's material, metadata (EXIF…) stripped by the storage."""
+        app = await self._owned(user_id, application_id)
+        material = await Material.get_or_none(
+            id=uuid_or_404(material_id, "材料"), application_id=app.id
+        )
+        if material is None:
+            raise not_found("材料")
+        return await read_document(self._storage(), material.storage_key)

@@ -1,0 +1,335 @@
+"""Would it work, submit, and the reviewer's decision: the policy decides with every fact.
+
+Every rule is the policy engine's (``PolicyEngine.check_binding``): the precheck, the
+submit, the approval and the bot ask the same question (the facts: ``facts``). On submit
+the facts are gathered under row locks so the limits hold under concurrent submits from
+several processes (PostgreSQL): the member's registry row first, then the binder's user
+row, always in that order (no lock cycle), then it counts and decides.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tortoise import connections
+from tortoise.transactions import in_transaction
+
+from server.domain import reasons
+from server.domain.errors import DomainError
+from server.domain.face_check import face_passed as check_face
+from server.domain.family import facts, queries
+from server.domain.family.applications import application_view
+from server.domain.family.base import FamilyBase, not_found, uuid_or_404
+from server.domain.family.commitment import commitment_status
+from server.domain.family.states import state_conflict, step, transition
+from server.domain.identity import IdDocument, parse_id
+from server.domain.models import Application, ApplicationEvent, Binding, InsuredPerson, User
+from server.domain.policy import BindingDecision, blocker, requirement_label
+
+
+def row_locks() -> bool:
+    """Whether ``select_for_update`` means anything: on SQLite every transaction runs
+    alone on the one connection already (Tortoise serializes them), so skip the query."""
+    return connections.get("default").capabilities.dialect != "sqlite"
+
+
+def precheck_view(decision: BindingDecision) -> dict[str, Any]:
+    return {
+        "ok": decision.ok,
+        "blocking": [
+            {"code": b.code, "message": b.message, "fix": b.fix} for b in decision.blocking
+        ],
+        "required_materials": [
+            {"kinds": r.split("|"), "label": requirement_label(r)}
+            for r in decision.required_materials
+        ],
+        "face_check_required": decision.face_check_required,
+        "review_required": decision.review_required,
+    }
+
+
+class SubmitPart(FamilyBase):
+    """Precheck, submit with atomic limits, and the reviewer's approve / reject."""
+
+    async def precheck(
+        self,
+        user_id: int,
+        *,
+        name: str,
+        id_type: str,
+        id_number: str,
+        relationship: str,
+        ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Would this binding work? The policy's answer at the precheck stage; nothing stored.
+
+        Only a real-name verified binder learns anything about the member: an unverified
+        one is told that, and nothing is looked up (the registry is no oracle — issue #17);
+        every look-up spends the identity-guessing budget (``GuessBudget``)."""
+        now = self.clock()
+        binder = await self._binder(user_id)
+        if not binder.realname_verified:
+            return precheck_view(
+                BindingDecision(
+                    ok=False,
+                    blocking=(blocker("BINDER_NOT_VERIFIED"),),
+                    required_materials=(),
+                    face_check_required=False,
+                    review_required=False,
+                    minor=False,
+                    policy_sources={},
+                )
+            )
+        await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
+        try:
+            doc: IdDocument | None = parse_id(id_type, id_number, today=self.today(now))
+        except DomainError as err:
+            if err.code != "INVALID_ID_NUMBER":
+                raise
+            doc = None
+        if doc is not None:
+            facts.self_check(self.pii, binder, doc)
+        found = await facts.found(self.registry, self.pii, doc, name)
+        counts = await facts.counts(
+            binder_id=binder.id,
+            member_id=facts.member_id(found),
+            now=now,
+            exclude=None,
+            guardian_hashes=facts.guardians(found),
+        )
+        ctx = facts.context(
+            binder,
+            today=self.today(now),
+            doc=doc,
+            relationship=relationship,
+            found=found,
+            counts=counts,
+        )
+        return precheck_view(self.policy.check_binding(ctx))
+
+    async def submit(
+        self,
+        user_id: int,
+        application_id: str,
+        *,
+        member_face_token: str | None,
+        ip: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit: the policy decides with every fact, the limits counted under locks.
+
+        ``active`` at once when nothing blocks; ``pending_review`` where the policy wants
+        a person to look; otherwise ``failed`` with the first blocking reason kept on the
+        application, and a 409 carrying that code (SPEC.md failure reasons).
+        The member's face check (a network call) runs before the transaction; a face
+        service that is down is 503 ``SYSTEM_BUSY`` and changes nothing.
+        """
+        await self._limit(user_id, "submits")
+        app = await self._editable(user_id, application_id, "提交")
+        await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
+        actor = f"user:{user_id}"
+        now = self.clock()
+        today = self.today(now)
+        name = self.pii.decrypt(app.member_name_enc, purpose="name")
+        try:
+            doc: IdDocument | None = parse_id(
+                app.id_type,
+                self.pii.decrypt(app.id_number_enc, purpose="id_number"),
+                today=today,
+            )
+        except DomainError:
+            doc = None
+        found = await facts.found(self.registry, self.pii, doc, name)
+
+        # Does the policy want the member's face? It does not depend on any count.
+        binder = await self._binder(user_id)
+        preview = facts.context(
+            binder, today=today, doc=doc, relationship=app.relationship, found=found
+        )
+        face_passed: bool | None = None
+        if self.policy.check_binding(preview).face_check_required and doc is not None:
+            face_passed = False
+            if member_face_token:
+                try:
+                    face_passed = await check_face(
+                        self.face, member_face_token, id_number=doc.id_number, name=name
+                    )
+                except DomainError as err:
+                    await ApplicationEvent.create(
+                        application_id=app.id,
+                        from_state=app.state,
+                        to_state=app.state,
+                        actor="system",
+                        code=err.code,
+                        note="face gateway unavailable",
+                    )
+                    raise
+        member_id = facts.member_id(found)
+        materials = await queries.materials(app.id)
+        signature = await queries.latest_signature(app.id)
+        read_state = app.state
+
+        failure: DomainError | None = None
+        binding: Binding | None = None
+        async with in_transaction():
+            if row_locks():
+                # Lock order: member, then binder (module docstring); no lock cycle.
+                if member_id is not None:
+                    await InsuredPerson.filter(id=member_id).select_for_update().first()
+                await User.filter(id=user_id).select_for_update().first()
+            counts = await facts.counts(
+                binder_id=user_id,
+                member_id=member_id,
+                now=now,
+                exclude=app.id,
+                guardian_hashes=facts.guardians(found),
+            )
+            ctx = facts.context(
+                binder,
+                today=today,
+                doc=doc,
+                relationship=app.relationship,
+                found=found,
+                counts=counts,
+                stage="submit",
+                materials=frozenset(m.kind for m in materials),
+                commitment=commitment_status(self.documents, signature, now),
+                face_passed=face_passed,
+            )
+            decision = self.policy.check_binding(ctx)
+            events = [step(app, "submitted", actor=actor)]
+            app.submitted_at, app.member_id = now, member_id
+            blocker = decision.failure
+            if blocker is not None:
+                events.append(
+                    step(app, "failed", actor="system", code=blocker.code, note=blocker.message)
+                )
+                app.failure_code, app.failure_message, app.decided_at = (
+                    blocker.code,
+                    blocker.message,
+                    now,
+                )
+                failure = reasons.error(blocker.code)
+                failure.message, failure.status = blocker.message, 409
+                failure.detail = {
+                    "fix": blocker.fix,
+                    "application_id": str(app.id),
+                    "state": "failed",
+                }
+            elif decision.review_required:
+                events.append(
+                    step(app, "pending_review", actor="system", note="policy: review required")
+                )
+            else:
+                events.append(step(app, "active", actor="system"))
+                app.decided_at = now
+                assert member_id is not None
+                binding = await Binding.create(
+                    binder_id=user_id,
+                    member_id=member_id,
+                    application_id=app.id,
+                    relationship=app.relationship,
+                    state="active",
+                    bound_at=now,
+                )
+            await ApplicationEvent.bulk_create(events)
+            # Compare-and-set on the state read before: a concurrent submit of the same
+            # application (or anything else that moved it) makes this one roll back.
+            changed = await Application.filter(id=app.id, state=read_state).update(
+                state=app.state,
+                submitted_at=now,
+                member_id=member_id,
+                failure_code=app.failure_code,
+                failure_message=app.failure_message,
+                decided_at=app.decided_at,
+                updated_at=now,
+            )
+            if changed != 1:
+                raise state_conflict(await Application.get(id=app.id), "提交")
+        if failure is not None:
+            raise failure
+        return await application_view(
+            self.pii, app, materials=materials, signature=signature, binding=binding
+        )
+
+    async def decide_review(
+        self, application_id: str, *, reviewer: str, approve: bool, detail: str = ""
+    ) -> dict[str, Any]:
+        """A reviewer's decision on a ``pending_review`` application (the console calls this).
+
+        Approve: the binding becomes effective (its slots were held while pending).
+        Reject: ``failed`` with ``MATERIALS_REJECTED`` (SPEC.md: 材料不清晰或不符).
+        """
+        now = self.clock()
+        async with in_transaction():
+            app = (
+                await Application.filter(id=uuid_or_404(application_id, "申请"))
+                .select_for_update()
+                .first()
+            )
+            if app is None:
+                raise not_found()
+            if app.state != "pending_review":
+                raise state_conflict(app, "审核")
+            actor = f"reviewer:{reviewer}"
+            app.decided_at = now
+            if approve:
+                await self._limits_at_approval(app, now)
+                await transition(app, "active", actor=actor)
+                await Binding.create(
+                    binder_id=app.binder_id,
+                    member_id=app.member_id,
+                    application_id=app.id,
+                    relationship=app.relationship,
+                    state="active",
+                    bound_at=now,
+                )
+            else:
+                r = reasons.reason("MATERIALS_REJECTED", detail=detail)
+                await transition(app, "failed", actor=actor, code=r.code, note=detail or None)
+                app.failure_code, app.failure_message = r.code, r.message
+            await app.save()
+        return await application_view(self.pii, app)
+
+    async def _limits_at_approval(self, app: Application, now: datetime) -> None:
+        """Pending applications hold no monthly slot of the member (``facts.counts``), so the
+        approval asks the policy again, under the member's row lock: a member who got two
+        binders meanwhile is not given a third (409 with the code; still pending)."""
+        if app.member_id is None:
+            return
+        if row_locks():
+            await InsuredPerson.filter(id=app.member_id).select_for_update().first()
+        binder = await self._binder(app.binder_id)
+        try:
+            doc: IdDocument | None = parse_id(
+                app.id_type,
+                self.pii.decrypt(app.id_number_enc, purpose="id_number"),
+                today=self.today(now),
+            )
+        except DomainError:
+            doc = None
+        found = await facts.found(
+            self.registry, self.pii, doc, self.pii.decrypt(app.member_name_enc, purpose="name")
+        )
+        counts = await facts.counts(
+            binder_id=app.binder_id,
+            member_id=app.member_id,
+            now=now,
+            exclude=app.id,
+            guardian_hashes=facts.guardians(found),
+        )
+        ctx = facts.context(
+            binder,
+            today=self.today(now),
+            doc=doc,
+            relationship=app.relationship,
+            found=found,
+            counts=counts,
+        )
+        limits = ("ALREADY_BOUND", "MEMBER_LIMIT_REACHED", "MONTHLY_BINDER_LIMIT")
+        for b in self.policy.check_binding(ctx).blocking:
+            if b.code in limits:
+                err = reasons.error(b.code)
+                err.message, err.status = b.message, 409
+                err.detail = {"fix": b.fix, "application_id": str(app.id), "state": app.state}
+                raise err

@@ -1,0 +1,170 @@
+"""Private servers a fault-injection test may stop and start at will: a Redis, a
+PostgreSQL cluster, and our own server as a child process — all on loopback ports.
+
+The suite's shared PostgreSQL / Redis (scripts/test) must never be stopped; these are the
+test's own. Each helper skips the test when the binaries are not installed
+(``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PrivateRedis:
+    port: int
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "yes",
+                "--pidfile", str(self.workdir / "redis.pid"),
+                "--logfile", str(self.workdir / "redis.log"),
+            ],
+            check=True,
+        )  # fmt: skip
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+                return
+            subprocess.run(["sleep", "0.05"])
+        raise AssertionError("redis did not start")
+
+    def stop(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
+
+
+@contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with tempfile.TemporaryDirectory() as d:
+        r = PrivateRedis(free_port(), Path(d))
+        r.start()
+        try:
+            yield r
+        finally:
+            r.stop()
+
+
+@dataclass
+class PrivatePostgres:
+    port: int
+    datadir: Path
+    as_pg: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_pg, str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-l", str(self.datadir / "log"), "-w", "-o", opts, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL 15 is not installed (.ci/run installs it)")
+    as_pg: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="qq-pg-", dir="/tmp"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    datadir = root / "pg"
+    try:
+        subprocess.run(
+            [*as_pg, str(PG_BIN / "initdb"), "-D", str(datadir), "--auth=trust", "-U", "postgres", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        pg = PrivatePostgres(free_port(), datadir, as_pg)
+        pg.start()
+        try:
+            yield pg
+        finally:
+            try:
+                pg.stop("immediate")
+            except subprocess.CalledProcessError:
+                pass  # already stopped by the test
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def server_process(env_extra: dict[str, str], workdir: Path) -> Iterator[str]:
+    """``python -m server`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "WECHAT_", "FACE_"))},
+        "APP_ENV": "local",
+        "DATA_DIR": str(workdir / "data"),
+        "RUN_WORKER": "false",
+        **env_extra,
+    }
+    for var in ("CONFIG_FILE", "HOST", "PORT", "DATABASE_URL", "REDIS_URL"):
+        if var not in env_extra:
+            env.pop(var, None)
+    argv = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(port)]
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115  # the child keeps its copy
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str, *, seconds: float = 60) -> None:
+    for _ in range(int(seconds * 10)):
+        try:
+            async with session.get(f"{base}/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{base} did not become ready")
