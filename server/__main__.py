@@ -5,7 +5,7 @@ staff|reconcile|ledger|menu]``.
     python -m server --host 0.0.0.0 --port 8080
     python -m server migrate              # apply database migrations
     python -m server makemigrations       # write a migration for model changes (developers)
-    python -m server registry import FILE.csv
+    python -m server registry import FILE.csv [--strict] [--dry-run] [--rejects R.csv]
     python -m server institution add CODE NAME REGION_CODE
     python -m server institution list | disable CODE | enable CODE | rotate CODE [--overlap 24h]
     python -m server staff add NAME --role reviewer|counter|admin --region CODE[,CODE]
@@ -131,10 +131,24 @@ def _with_orm(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
 
 
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from server.bulk.report import Progress
+    from server.domain.errors import DomainError
     from server.domain.registry import import_csv
 
-    result = _with_orm(settings, lambda pii: import_csv(args.file, pii=pii))
-    print(f"registry import: {result.created} created, {result.updated} updated")
+    rejects = None if args.rejects == "-" else args.rejects or f"{args.file}.rejects.csv"
+    progress = None if args.no_progress else Progress("registry import")
+    try:
+        summary = _with_orm(
+            settings,
+            lambda pii: import_csv(
+                args.file, pii=pii, strict=args.strict, dry_run=args.dry_run,
+                reject_path=rejects, batch_size=args.batch_size, progress=progress,
+            ),
+        )
+    except DomainError as exc:
+        print(f"registry import failed: {exc.message}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -364,8 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--name", default=None)
     reg = sub.add_parser("registry", help="insurance registry")
     reg_sub = reg.add_subparsers(dest="action", required=True)
-    imp = reg_sub.add_parser("import", help="import insured persons from CSV")
+    imp = reg_sub.add_parser("import", help="import insured persons from CSV (docs/bulk.md)")
     imp.add_argument("file")
+    imp.add_argument("--strict", action="store_true",
+                     help="all or nothing: any rejected row rolls the whole file back")
+    imp.add_argument("--dry-run", action="store_true", help="validate and count only; write nothing")
+    imp.add_argument("--rejects", default=None,
+                     help="reject report CSV (default FILE.rejects.csv; '-': none)")
+    imp.add_argument("--batch-size", type=int, default=None,
+                     help="rows per batch / transaction (default 20000 PostgreSQL, 5000 SQLite)")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
     inst = sub.add_parser("institution", help="定点医药机构")
     inst_sub = inst.add_subparsers(dest="action", required=True)
     add = inst_sub.add_parser("add", help="add (or re-key at once) an institution; prints its secret")

@@ -32,7 +32,8 @@ async def demo_data_ctx(app: web.Application) -> AsyncIterator[None]:
     await add_institution(
         code=inst.demo_code, name=inst.demo_name, region_code=inst.demo_region, pii=pii, secret=inst.demo_secret
     )
-    log.info("demo data: %d insured persons (%d new), institution %s", result.created + result.updated, result.created, inst.demo_code)
+    persons = result.created + result.updated + result.unchanged
+    log.info("demo data: %d insured persons (%d new), institution %s", persons, result.created, inst.demo_code)
     yield
 
 

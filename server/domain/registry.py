@@ -12,26 +12,29 @@ guardian_id_numbers: the ``;``-separated resident ID numbers of a minor's regist
 guardians, kept only as blind indexes. Re-importing a person updates
 them; a balance line credits the personal account through the ledger (kind ``import``)
 only by the difference, so importing the same file twice changes nothing.
+
+The import itself is the bulk path (server/bulk/, docs/bulk.md); this module keeps the
+registry's rules it uses: the header, the blind indexes and ``psn_no``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import csv
 import hashlib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from tortoise.transactions import in_transaction
-
-from server.domain import ledger
 from server.domain.errors import DomainError
 from server.domain.identity import parse_id
 from server.domain.models import InsuredPerson
 from server.domain.pii import PiiCipher
 from server.domain.queries import S_STR, Compiled
+
+if TYPE_CHECKING:
+    from server.bulk.pipeline import Hooks
+    from server.bulk.registry_import import ImportSummary
+    from server.bulk.report import Progress
 
 HEADER = [
     "name",
@@ -45,19 +48,6 @@ HEADER = [
     "balance_fen",
 ]
 OPTIONAL = ["guardian_id_numbers"]
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    created: int
-    updated: int
-
-
-def _bool(value: str, line: int, name: str) -> bool:
-    v = value.strip().lower()
-    if v not in ("true", "false"):
-        raise DomainError("REGISTRY_CSV_INVALID", f"第 {line} 行 {name} 必须是 true 或 false", 422)
-    return v == "true"
 
 
 def id_hash(pii: PiiCipher, id_type: str, id_number: str) -> str:
@@ -91,66 +81,30 @@ def psn_no_for(hashed_id: str) -> str:
     return "P" + str(int(hashlib.sha256(hashed_id.encode()).hexdigest()[:15], 16)).zfill(19)[:19]
 
 
-def _read_rows(path: str | Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        names = [h.strip() for h in reader.fieldnames or ()]
-        if names not in (HEADER, HEADER + OPTIONAL):
-            raise DomainError(
-                "REGISTRY_CSV_INVALID",
-                "CSV 表头必须是: " + ",".join(HEADER) + "[," + ",".join(OPTIONAL) + "]",
-                422,
-            )
-        return list(reader)
+async def import_csv(
+    path: str | Path,
+    *,
+    pii: PiiCipher,
+    strict: bool = True,
+    dry_run: bool = False,
+    reject_path: str | Path | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    hooks: Hooks | None = None,
+) -> ImportSummary:
+    """Load a registry CSV through the bulk path (server/bulk/registry_import.py,
+    docs/bulk.md): streamed, in batches that commit, set-based on the database.
 
+    ``strict`` (the default here; the CLI's ``--strict``): a rejected row rolls the whole
+    file back and raises REGISTRY_CSV_INVALID naming it. Otherwise rejected rows are
+    counted (and written to ``reject_path``) and the rest is loaded.
+    """
+    from server.bulk.registry_import import import_registry
 
-async def import_csv(path: str | Path, *, pii: PiiCipher) -> ImportResult:
-    created = updated = 0
-    rows = await asyncio.to_thread(_read_rows, path)
-    async with in_transaction():
-        for i, row in enumerate(rows, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items()}
-            if row["insurance_type"] not in ("employee", "resident"):
-                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 insurance_type 无效", 422)
-            if row["status"] not in ("active", "suspended"):
-                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 status 无效", 422)
-            if not (len(row["region_code"]) == 6 and row["region_code"].isdigit()):
-                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 region_code 必须是 6 位数字", 422)
-            try:
-                balance = int(row["balance_fen"] or "0")
-            except ValueError:
-                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 balance_fen 必须是整数(分)", 422) from None
-            if balance < 0:
-                raise DomainError("REGISTRY_CSV_INVALID", f"第 {i} 行 balance_fen 不能为负", 422)
-            id_number = row["id_number"].upper()
-            hid = id_hash(pii, row["id_type"], id_number)
-            guardians = guardian_hashes(pii, row.get("guardian_id_numbers", ""), i)
-            values = dict(
-                name_enc=pii.encrypt(row["name"], purpose="name"),
-                name_hash=name_hash(pii, row["name"]),
-                id_type=row["id_type"],
-                id_number_enc=pii.encrypt(id_number, purpose="id_number"),
-                insurance_type=row["insurance_type"],
-                region_code=row["region_code"],
-                has_personal_account=_bool(row["has_personal_account"], i, "has_personal_account"),
-                voucher_activated=_bool(row["voucher_activated"], i, "voucher_activated"),
-                status=row["status"],
-                guardian_hashes=guardians,
-            )
-            person = await InsuredPerson.get_or_none(id_hash=hid)
-            if person is None:
-                person = await InsuredPerson.create(id_hash=hid, psn_no=psn_no_for(hid), **values)
-                created += 1
-            else:
-                await person.update_from_dict(values).save()
-                updated += 1
-            if values["has_personal_account"]:
-                await _set_balance(person, balance)
-    return ImportResult(created, updated)
-
-
-async def _set_balance(person: InsuredPerson, balance: int) -> None:
-    await ledger.set_balance(person.id, balance, kind="import", note="registry import")
+    return await import_registry(
+        path, pii=pii, strict=strict, dry_run=dry_run, reject_path=reject_path,
+        batch_size=batch_size, progress=progress, hooks=hooks,
+    )
 
 
 async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:
