@@ -233,8 +233,13 @@ class DeletionService:
                 user = await User.get(id=deletion.user_id)  # type: ignore[attr-defined]
                 try:
                     count = await step(_Run(self, deletion, user))
-                except Exception:
-                    log.exception("account deletion %s: step %s failed; it resumes later", deletion.id, name)
+                except Exception as err:  # logged with its traceback; the next run resumes here
+                    log.exception(
+                        "account deletion %s: step %s failed (%s); it resumes later",
+                        deletion.id,
+                        name,
+                        type(err).__name__,
+                    )
                     return await AccountDeletion.get(id=deletion.id)
                 if name != "profile":  # profile records itself, with the final state
                     await _record(deletion.id, name, count)
