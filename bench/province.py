@@ -14,9 +14,8 @@
    transaction;
 4. **pass rule**: no ``Seq Scan`` on a table with more than ``--big`` rows (10,000) in any
    plan. Exit 1 otherwise;
-5. also measured, for docs/scaling.md: table and index sizes, and what one month of
-   notices costs to remove with ``DELETE`` (in a rolled-back transaction) — the
-   alternative being dropping a monthly partition.
+5. also measured, for docs/scaling.md: table and index sizes, and what monthly
+   partitions of the ledger and the notices would change (bench/province_partitions.py).
 
 Writes ``bench/results/province.json`` and ``docs/scaling/<query>.txt`` (SQL + plans)
 unless ``--no-write``; prints one JSON summary line last.
@@ -234,7 +233,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def measure(url: str, v: Volumes, today: date, *, iterations: int, big: int,
-                  workdir: Path) -> dict[str, Any]:
+                  workdir: Path, partitions: bool) -> dict[str, Any]:
     import asyncpg
 
     from server.db import open_orm
@@ -286,29 +285,22 @@ async def measure(url: str, v: Volumes, today: date, *, iterations: int, big: in
             print(f"  {name:<20} p50 {results[name]['p50_ms']:7.2f} ms  p99 "
                   f"{results[name]['p99_ms']:7.2f} ms  {len(plans)} statement(s)"
                   f"{'  SEQ SCAN on ' + ', '.join(seq) if seq else ''}", flush=True)
-        partition = await _month_delete_cost(conn, today)
+        partition = None
+        if partitions:
+            from bench.province_partitions import experiment
+
+            print("  partitioning experiment: monthly copies of ledger_entries and notices",
+                  flush=True)
+            partition = await experiment(conn, v, today, iterations=iterations)
+            for key in ("ledger_yearly_plain", "ledger_yearly_partitioned", "claim_plain",
+                        "claim_partitioned"):
+                print(f"  {key:<26} p50 {partition[key]['p50_ms']:7.2f} ms  p99 "
+                      f"{partition[key]['p99_ms']:7.2f} ms", flush=True)
+            print(f"  retention of a month: {partition['retention']}", flush=True)
     finally:
         await conn.close()
         await ctx.close_connections()
     return {"sizes": sizes, "queries": results, "partitioning": partition}
-
-
-async def _month_delete_cost(conn: Any, today: date) -> dict[str, Any]:
-    """Retention without partitions: DELETE the oldest month of notices (rolled back)."""
-    start = datetime(today.year, today.month, today.day) - timedelta(days=365)
-    end = start + timedelta(days=30)
-    tx = conn.transaction()
-    await tx.start()
-    try:
-        started = time.perf_counter()
-        status = await conn.execute(
-            "DELETE FROM notices WHERE created_at >= $1::timestamp AT TIME ZONE 'Asia/Shanghai' "
-            "AND created_at < $2::timestamp AT TIME ZONE 'Asia/Shanghai'", start, end)
-        seconds = time.perf_counter() - started
-    finally:
-        await tx.rollback()
-    return {"notices_month_delete_rows": int(status.split()[-1]),
-            "notices_month_delete_seconds": round(seconds, 2)}
 
 
 def write(doc: dict[str, Any], out: Path, explains: Path) -> None:
@@ -316,6 +308,8 @@ def write(doc: dict[str, Any], out: Path, explains: Path) -> None:
     slim = json.loads(json.dumps(doc))
     for q in slim["queries"].values():
         q.pop("plans")
+    part = slim.get("partitioning") or {}
+    plans = {k: part.pop(k) for k in list(part) if k.endswith("_plan")}
     out.write_text(json.dumps(slim, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     explains.mkdir(parents=True, exist_ok=True)
     v = doc["volumes"]
@@ -328,9 +322,19 @@ def write(doc: dict[str, Any], out: Path, explains: Path) -> None:
         for i, p in enumerate(q["plans"], 1):
             lines += [f"-- statement {i}", p["sql"], f"-- values: {p['values']}", "", p["plan"], ""]
         (explains / f"{name}.txt").write_text("\n".join(lines), encoding="utf-8")
+    if plans:
+        from bench.province_partitions import YEARLY
+
+        text = [f"-- the ledger's yearly totals of one member, plain vs partitioned by month "
+                f"(bench/province_partitions.py), scale {doc['scale']}, {doc['date']}",
+                YEARLY.format(t="<table>"), ""]
+        for k, plan in plans.items():
+            text += [f"-- {k}", plan, ""]
+        (explains / "partitioning.txt").write_text("\n".join(text), encoding="utf-8")
 
 
-def run(*, database_url: str, scale: float, iterations: int, big: int, write_to: bool) -> int:
+def run(*, database_url: str, scale: float, iterations: int, big: int, write_to: bool,
+        partitions: bool = True) -> int:
     stack = Stack()
     workdir = Path(tempfile.mkdtemp(prefix="qq-province-"))
     workdir.chmod(0o755)
@@ -356,7 +360,7 @@ def run(*, database_url: str, scale: float, iterations: int, big: int, write_to:
         seed_seconds = round(time.perf_counter() - started, 1)
         print(f"seeded in {seed_seconds} s; measuring", flush=True)
         measured = asyncio.run(measure(url, v, today, iterations=iterations, big=big,
-                                       workdir=workdir))
+                                       workdir=workdir, partitions=partitions))
     finally:
         stack.close()
     doc = {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "scale": scale,
@@ -390,12 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=300, help="calls per query (10-5000)")
     p.add_argument("--big", type=int, default=10_000, help="a seq scan on a table over this many rows fails")
     p.add_argument("--no-write", action="store_true", help="write no result files")
+    p.add_argument("--no-partitions", action="store_true",
+                   help="skip the partitioning experiment (bench/province_partitions.py)")
     args = p.parse_args(argv)
     if not (0.001 <= args.scale <= 2 and 10 <= args.iterations <= 5000):
         print("bounds: --scale 0.001-2, --iterations 10-5000", file=sys.stderr)
         return 2
     return run(database_url=args.database_url, scale=args.scale, iterations=args.iterations,
-               big=args.big, write_to=not args.no_write)
+               big=args.big, write_to=not args.no_write, partitions=not args.no_partitions)
 
 
 if __name__ == "__main__":

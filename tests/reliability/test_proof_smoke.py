@@ -56,7 +56,7 @@ def test_a_short_soak_has_no_error_and_flat_resources() -> None:
 @needs_servers
 def test_hot_queries_scan_no_big_table_at_a_few_100k_rows() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.province", "--scale", "0.03", "--iterations", "20",
+        [sys.executable, "-m", "bench.province", "--scale", "0.03", "--iterations", "20", "--no-partitions",
          "--big", "5000", "--no-write"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
