@@ -41,6 +41,7 @@ from typing import Any
 
 from bench.procs import LOOPBACK, Children, free_port, machine_info, wait_http
 from bench.services import BENCH_OVERLAY
+from bench.soak_load import CLIENT_CONNECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "reliability"
@@ -63,8 +64,20 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def _fds(pid: int) -> tuple[int, int]:
+    """(open descriptors that are not sockets, sockets). Sockets follow the number of
+    client connections (bounded by the generator's pool), the rest must stay flat."""
+    other = sockets = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:"):
+            sockets += 1
+        else:
+            other += 1
+    return other, sockets
 
 
 class Sampler(threading.Thread):
@@ -100,12 +113,14 @@ class Sampler(threading.Thread):
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND pid <> pg_backend_pid()")
                 info = r.info("memory")
+                server_fds, server_sockets = _fds(self.pids["server"])
+                worker_fds, worker_sockets = _fds(self.pids["worker"])
                 self.samples.append({
                     "t": time.time(),
                     "server_rss": _rss(self.pids["server"]),
                     "worker_rss": _rss(self.pids["worker"]),
-                    "server_fds": _fds(self.pids["server"]),
-                    "worker_fds": _fds(self.pids["worker"]),
+                    "server_fds": server_fds, "server_sockets": server_sockets,
+                    "worker_fds": worker_fds, "worker_sockets": worker_sockets,
                     "pg_connections": int(conns),
                     "redis_used_memory": int(info["used_memory"]),
                     "redis_keys": int(r.dbsize()),
@@ -142,16 +157,30 @@ async def _prepare_families(database_url: str) -> dict[str, Any]:
     return {"settle": data, "binders": binders}
 
 
-async def _queue(database_url: str) -> tuple[int, int]:
+async def _db_state(database_url: str) -> dict[str, Any]:
+    """Counters for the write cost: WAL position, database size, rows of the growing tables."""
     import asyncpg
 
     conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
     try:
-        pending = await conn.fetchval("SELECT count(*) FROM notices WHERE state = 'pending'")
-        settlements = await conn.fetchval("SELECT count(*) FROM settlements")
+        row = await conn.fetchrow(
+            "SELECT pg_current_wal_lsn()::text AS lsn, pg_database_size(current_database()) AS size, "
+            "(SELECT count(*) FROM settlements) AS settlements, "
+            "(SELECT count(*) FROM ledger_entries) AS ledger, (SELECT count(*) FROM notices) AS notices, "
+            "(SELECT count(*) FROM notices WHERE state = 'pending') AS pending")
     finally:
         await conn.close()
-    return int(pending), int(settlements)
+    return dict(row)
+
+
+async def _wal_between(database_url: str, start: str, end: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
+    try:
+        return int(await conn.fetchval("SELECT pg_wal_lsn_diff($1::text::pg_lsn, $2::text::pg_lsn)", end, start))
+    finally:
+        await conn.close()
 
 
 def _generator(url: str, plan: Path, seconds: float, window: float, mode: list[str],
@@ -254,6 +283,7 @@ def run(*, minutes: float, load: float, capacity_seconds: float, window: float,
                   f"{row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  errors {row['errors']}",
                   flush=True)
 
+        before = asyncio.run(_db_state(database_url))
         started = time.time()
         sampler.start()
         try:
@@ -264,12 +294,23 @@ def run(*, minutes: float, load: float, capacity_seconds: float, window: float,
         if sampler.failure is not None:
             raise RuntimeError(f"sampling failed: {sampler.failure!r}")
         time.sleep(min(10.0, window))  # let the worker deliver the last settlements' notices
-        pending, settlements = asyncio.run(_queue(database_url))
+        after = asyncio.run(_db_state(database_url))
+        pending = int(after["pending"])
+        settlements = int(after["settlements"]) - int(before["settlements"])
+        wal = asyncio.run(_wal_between(database_url, before["lsn"], after["lsn"]))
+        writes = {
+            "settlements": settlements,
+            "ledger_entries": int(after["ledger"]) - int(before["ledger"]),
+            "notices": int(after["notices"]) - int(before["notices"]),
+            "wal_bytes": wal,
+            "database_growth_bytes": int(after["size"]) - int(before["size"]),
+        }
         sent = _http("GET", f"{fake_base}/_fake/stats")["calls"].get(
             "/cgi-bin/message/template/send", 0)
         settle_share = MIX["settle"] / sum(MIX.values())
         checks = evaluate(sampler.samples, windows, warmup_until=started + warmup,
-                          pending_end=pending, settles_per_window=rate * settle_share * window)
+                          pending_end=pending, settles_per_window=rate * settle_share * window,
+                          client_connections=CLIENT_CONNECTIONS)
     finally:
         procs.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -280,7 +321,7 @@ def run(*, minutes: float, load: float, capacity_seconds: float, window: float,
         "warmup_seconds": warmup, "started": started, "warmup_until": started + warmup,
         "capacity": {"seconds": capacity_seconds, "connections": 32, **cap},
         "load_share": load, "rate": round(rate, 1), "mix": MIX, "total_ok": soak["ok"],
-        "settlements": settlements, "delivered": sent, "pending_end": pending,
+        "settlements": settlements, "delivered": sent, "pending_end": pending, "writes": writes,
         "checks": checks, "ok": ok, "samples": sampler.samples, "windows": windows,
     }
     for c in checks:

@@ -12,7 +12,9 @@ A mix of the three clients, drawn at random with these weights (``MIX``):
 
 ``--capacity C``: closed loop, C requests in flight (measures what the stack sustains);
 ``--rate R``: open loop, a request started every 1/R s (bounded to 256 in flight — a
-request that cannot start is counted as an error, ``saturated``). Every ``--window``
+request that cannot start is counted as an error, ``saturated``). At most 64 keep-alive
+connections, like a reverse proxy's upstream pool: more requests in flight wait for one
+(their wait is in their latency). Every ``--window``
 seconds it prints one JSON line: wall time, requests, errors, p50 / p99 (ms) of the
 window, per kind; the last line is the run's summary. Only talks to ``--url`` (loopback).
 """
@@ -36,6 +38,7 @@ from typing import Any
 
 MIX = {"me": 40, "members": 15, "bot": 25, "settle": 15, "login": 2}
 MAX_IN_FLIGHT = 256
+CLIENT_CONNECTIONS = 64  # keep-alive connections at most (a proxy's upstream pool); more in flight wait
 QUESTIONS = ("医保卡丢了怎么办", "亲情账户怎么绑定父母", "家庭共济是什么", "异地就医怎么备案",
              "个人账户余额怎么查", "门诊报销比例是多少", "给孩子交医保", "绑定失败怎么办")
 
@@ -157,7 +160,7 @@ async def drive(url: str, plan: dict[str, Any], *, seconds: float, window: float
             next_at += window
 
     timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+    connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         report = asyncio.create_task(reporter())
         tasks: set[asyncio.Task[None]] = set()

@@ -4,7 +4,10 @@ Pass rules (``evaluate``), over the samples after the warm-up; "early" is the fi
 of them, "late" the last fifth (each at least one sample):
 
 * **RSS** of the server and of the push worker: median(late) ≤ 1.20 × median(early);
-* **open file descriptors** of each: max(late) − min(early) ≤ 10;
+* **open file descriptors** of each, sockets apart: files, pipes, event fds —
+  max(late) − min(early) ≤ 10; sockets — at most min(early) + the generator's 64 client
+  connections + 4 (they follow the number of open client connections, so only a leak
+  passes that bound);
 * **PostgreSQL connections** (``pg_stat_activity`` of the database): max − min ≤ 4 over
   the whole post-warm-up run (pools are opened by then);
 * **Redis memory** (``INFO memory`` ``used_memory``): median(late) ≤ 1.25 × median(early)
@@ -32,8 +35,10 @@ MIB = 2**20
 SERIES: tuple[tuple[str, str, float, str], ...] = (
     ("server_rss", "server RSS", MIB, "MiB"),
     ("worker_rss", "push worker RSS", MIB, "MiB"),
-    ("server_fds", "server open fds", 1, ""),
-    ("worker_fds", "push worker open fds", 1, ""),
+    ("server_fds", "server open fds (not sockets)", 1, ""),
+    ("server_sockets", "server open sockets", 1, ""),
+    ("worker_fds", "push worker open fds (not sockets)", 1, ""),
+    ("worker_sockets", "push worker open sockets", 1, ""),
     ("pg_connections", "PostgreSQL connections", 1, ""),
     ("redis_used_memory", "Redis used_memory", MIB, "MiB"),
 )
@@ -45,7 +50,8 @@ def _split(values: list[float]) -> tuple[list[float], list[float]]:
 
 
 def evaluate(samples: list[dict[str, Any]], windows: list[dict[str, Any]], *, warmup_until: float,
-             pending_end: int | None = None, settles_per_window: float = 0.0) -> list[dict[str, Any]]:
+             pending_end: int | None = None, settles_per_window: float = 0.0,
+             client_connections: int = 64) -> list[dict[str, Any]]:
     """Each rule: name, measured text, bound text, ok."""
     after = [s for s in samples if s["t"] >= warmup_until]
     wins = [w for w in windows if w["t"] >= warmup_until]
@@ -63,10 +69,18 @@ def evaluate(samples: list[dict[str, Any]], windows: list[dict[str, Any]], *, wa
         e, lt = statistics.median(early), statistics.median(late)
         add(f"{label} growth", f"{e / MIB:.1f} → {lt / MIB:.1f} MiB ({lt / e - 1:+.1%})",
             "≤ +20 %", lt <= 1.20 * e)
-    for key, label in (("server_fds", "server open fds"), ("worker_fds", "push worker open fds")):
+    for key, label in (("server_fds", "server open fds (not sockets)"),
+                       ("worker_fds", "push worker open fds (not sockets)")):
         early, late = _split([float(s[key]) for s in after])
         add(label, f"{min(early):.0f} → max {max(late):.0f}", "growth ≤ 10",
             max(late) - min(early) <= 10)
+    for key, label in (("server_sockets", "server open sockets"),
+                       ("worker_sockets", "push worker open sockets")):
+        early = _split([float(s[key]) for s in after])[0]
+        top = max(float(s[key]) for s in after)
+        add(label, f"{min(early):.0f} → max {top:.0f}",
+            f"≤ early + {client_connections} client connections + 4",
+            top <= min(early) + client_connections + 4)
     conns = [float(s["pg_connections"]) for s in after]
     add("PostgreSQL connections", f"{min(conns):.0f}–{max(conns):.0f}", "max − min ≤ 4",
         max(conns) - min(conns) <= 4)
@@ -136,7 +150,7 @@ def plot(doc: dict[str, Any], outdir: Path) -> list[Path]:
 
 
 def render(doc: dict[str, Any], images: list[str]) -> str:
-    c = doc["capacity"]
+    c, w = doc["capacity"], doc["writes"]
     lines = [
         f"Run of {doc['date']} at commit `{doc['commit']}`: {doc['minutes']:g} minutes "
         f"(warm-up {doc['warmup_seconds']:.0f} s), samples every {doc['window_seconds']:g} s, "
@@ -148,7 +162,10 @@ def render(doc: dict[str, Any], images: list[str]) -> str:
         f"{doc['load_share']:.0%} of it: **{doc['rate']:,.0f} req/s** "
         f"({doc['total_ok']:,} requests answered; mix {doc['mix']}). "
         f"Settlements: {doc['settlements']:,}; notices delivered to the fake WeChat: "
-        f"{doc['delivered']:,}.",
+        f"{doc['delivered']:,}. Written meanwhile: {w['ledger_entries']:,} ledger entries, "
+        f"{w['notices']:,} notices, {w['wal_bytes'] / MIB:,.0f} MiB of WAL "
+        f"({w['wal_bytes'] / max(1, w['settlements']) / 1024:,.1f} KiB per settlement, everything "
+        f"else of the mix included), database +{w['database_growth_bytes'] / MIB:,.0f} MiB.",
         "",
         "| rule | measured | bound | |",
         "|---|---|---|---|",

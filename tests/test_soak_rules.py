@@ -13,8 +13,9 @@ MIB = 2**20
 
 def _samples(n: int = 50, **drift: float) -> list[dict[str, Any]]:
     """n samples 5 s apart; ``drift[key]`` is added per sample (a leak's slope)."""
-    base = {"server_rss": 120 * MIB, "worker_rss": 90 * MIB, "server_fds": 70, "worker_fds": 50,
-            "pg_connections": 20, "redis_used_memory": 3 * MIB}
+    base = {"server_rss": 120 * MIB, "worker_rss": 90 * MIB, "server_fds": 40, "worker_fds": 30,
+            "server_sockets": 30, "worker_sockets": 20, "pg_connections": 20,
+            "redis_used_memory": 3 * MIB}
     return [{"t": 5.0 * i, **{k: v + drift.get(k, 0) * i for k, v in base.items()}}
             for i in range(n)]
 
@@ -42,7 +43,8 @@ def test_flat_resources_steady_latency_no_errors_pass() -> None:
     [
         ({"server_rss": 1 * MIB}, "server RSS growth"),  # +1 MiB per sample: a leak
         ({"worker_rss": 1 * MIB}, "push worker RSS growth"),
-        ({"server_fds": 1}, "server open fds"),  # a socket or file never closed
+        ({"server_fds": 1}, "server open fds (not sockets)"),  # a file never closed
+        ({"server_sockets": 2}, "server open sockets"),  # connections never closed
         ({"pg_connections": 0.2}, "PostgreSQL connections"),  # a pool that keeps growing
         ({"redis_used_memory": 1 * MIB}, "Redis used_memory growth"),  # keys without a TTL
     ],
@@ -55,6 +57,13 @@ def test_a_leak_fails_its_rule(drift: dict[str, float], rule: str) -> None:
 def test_small_noise_within_the_bounds_passes() -> None:
     checks = evaluate(_samples(server_rss=0.1 * MIB, server_fds=0.1), _windows(), warmup_until=30)
     assert _failed(checks) == []
+
+
+def test_sockets_may_follow_the_client_connections_up_to_its_pool() -> None:
+    samples = _samples()
+    for s in samples[25:]:  # a latency spike: the client opened 60 more connections
+        s["server_sockets"] += 60
+    assert _failed(evaluate(samples, _windows(), warmup_until=30)) == []
 
 
 def test_a_rising_p99_fails() -> None:
