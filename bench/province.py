@@ -56,6 +56,7 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 RESULTS = ROOT / "bench" / "results" / "province.json"
 EXPLAINS = ROOT / "docs" / "scaling"
 SEQ_SCAN = re.compile(r"Seq Scan on (\w+)")
+EXECUTION = re.compile(r"Execution Time: ([0-9.]+) ms")
 
 
 # -- PostgreSQL --------------------------------------------------------------------------
@@ -278,8 +279,12 @@ async def measure(url: str, v: Volumes, today: date, *, iterations: int, big: in
                 plans.append({"sql": sql, "values": [str(x) for x in values],
                               "plan": await explain(conn, sql, values)})
             seq = sorted({t for p in plans for t in SEQ_SCAN.findall(p["plan"]) if t in big_tables})
+            # the database's own time for one call (sum of EXPLAIN ANALYZE's execution
+            # times): what the call costs PostgreSQL, whatever else runs on the machine
+            db_ms = sum(float(x) for p in plans for x in EXECUTION.findall(p["plan"]))
             results[name] = {"title": title, "p50_ms": round(percentile(times, 0.5), 3),
                              "p99_ms": round(percentile(times, 0.99), 3),
+                             "db_execution_ms": round(db_ms, 3),
                              "iterations": iterations, "statements": len(plans),
                              "seq_scans_on_big_tables": seq, "plans": plans}
             print(f"  {name:<20} p50 {results[name]['p50_ms']:7.2f} ms  p99 "
@@ -306,6 +311,7 @@ async def measure(url: str, v: Volumes, today: date, *, iterations: int, big: in
 def write(doc: dict[str, Any], out: Path, explains: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     slim = json.loads(json.dumps(doc))
+    slim["sizes"] = {k: v for k, v in slim["sizes"].items() if v["rows"] > 0}
     for q in slim["queries"].values():
         q.pop("plans")
     part = slim.get("partitioning") or {}
