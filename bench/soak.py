@@ -339,6 +339,28 @@ def run(*, minutes: float, load: float, capacity_seconds: float, window: float,
     return 0 if ok else 1
 
 
+def rejudge(path: Path) -> int:
+    """Judge a recorded run (``soak.json``) again with the current rules; rewrite its
+    figures, graphs and docs block. For when a rule changes, not the code under test."""
+    from bench.soak_load import MIX
+    from bench.soak_report import evaluate, plot, render, splice
+
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    settle_share = MIX["settle"] / sum(MIX.values())
+    doc["checks"] = evaluate(doc["samples"], doc["windows"], warmup_until=doc["warmup_until"],
+                             pending_end=doc["pending_end"],
+                             settles_per_window=doc["rate"] * settle_share * doc["window_seconds"],
+                             client_connections=CLIENT_CONNECTIONS)
+    doc["ok"] = all(c["ok"] for c in doc["checks"])
+    doc["rejudged"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for c in doc["checks"]:
+        print(f"  {'pass' if c['ok'] else 'FAIL'}  {c['rule']}: {c['measured']} ({c['bound']})")
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    images = [f"reliability/{p.name}" for p in plot(doc, path.parent)]
+    PAGE.write_text(splice(PAGE.read_text(encoding="utf-8"), render(doc, images)), encoding="utf-8")
+    return 0 if doc["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0, help="soak length (0.25-120)")
@@ -346,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacity-seconds", type=float, default=20.0)
     p.add_argument("--window", type=float, default=5.0, help="seconds per sample")
     p.add_argument("--no-write", action="store_true", help="write no docs or graphs")
+    p.add_argument("--rejudge", type=Path, metavar="SOAK_JSON",
+                   help="judge a recorded run again (no load); rewrites its docs block")
     args = p.parse_args(argv)
+    if args.rejudge:
+        return rejudge(args.rejudge)
     if not (0.25 <= args.minutes <= 120 and 0.05 <= args.load <= 1 and 3 <= args.capacity_seconds
             <= 120 and 1 <= args.window <= 60):
         print("bounds: --minutes 0.25-120, --load 0.05-1, --capacity-seconds 3-120, --window 1-60",

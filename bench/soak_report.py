@@ -8,8 +8,10 @@ of them, "late" the last fifth (each at least one sample):
   max(late) − min(early) ≤ 10; sockets — at most min(early) + the generator's 64 client
   connections + 4 (they follow the number of open client connections, so only a leak
   passes that bound);
-* **PostgreSQL connections** (``pg_stat_activity`` of the database): max − min ≤ 4 over
-  the whole post-warm-up run (pools are opened by then);
+* **PostgreSQL connections** (``pg_stat_activity`` of the database): max(late) ≤
+  max(early) + 4 — no upward trend. Not "flat": asyncpg's pool closes a connection idle
+  for 5 minutes and opens it again on demand, so the count moves within the pools' size
+  (the first 10-minute run fell from 23 to 15 and came back to 22);
 * **Redis memory** (``INFO memory`` ``used_memory``): median(late) ≤ 1.25 × median(early)
   + 8 MiB (the login sessions and the bot's MsgId dedupe keys are kept for their TTLs:
   bounded, but not flat within ten minutes);
@@ -81,9 +83,10 @@ def evaluate(samples: list[dict[str, Any]], windows: list[dict[str, Any]], *, wa
         add(label, f"{min(early):.0f} → max {top:.0f}",
             f"≤ early + {client_connections} client connections + 4",
             top <= min(early) + client_connections + 4)
+    early, late = _split([float(s["pg_connections"]) for s in after])
     conns = [float(s["pg_connections"]) for s in after]
-    add("PostgreSQL connections", f"{min(conns):.0f}–{max(conns):.0f}", "max − min ≤ 4",
-        max(conns) - min(conns) <= 4)
+    add("PostgreSQL connections", f"{min(conns):.0f}–{max(conns):.0f} (max early {max(early):.0f}, "
+        f"late {max(late):.0f})", "max(late) ≤ max(early) + 4", max(late) <= max(early) + 4)
     early, late = _split([float(s["redis_used_memory"]) for s in after])
     e, lt = statistics.median(early), statistics.median(late)
     add("Redis used_memory growth", f"{e / MIB:.1f} → {lt / MIB:.1f} MiB",
@@ -173,7 +176,10 @@ def render(doc: dict[str, Any], images: list[str]) -> str:
     for ch in doc["checks"]:
         lines.append(f"| {ch['rule']} | {ch['measured']} | {ch['bound']} | "
                      f"{'pass' if ch['ok'] else '**FAIL**'} |")
-    lines += ["", f"**Verdict: {'pass' if doc['ok'] else 'FAIL'}.**", ""]
+    lines += ["", f"**Verdict: {'pass' if doc['ok'] else 'FAIL'}.**"
+              + (f" (Judged again on {doc['rejudged']} with the rules above, from the recorded "
+                 "samples: `python -m bench.soak --rejudge docs/reliability/soak.json`.)"
+                 if doc.get("rejudged") else ""), ""]
     lines += [f"![{Path(i).stem}]({i})" for i in images]
     return "\n".join(lines)
 

@@ -59,6 +59,13 @@ def test_small_noise_within_the_bounds_passes() -> None:
     assert _failed(checks) == []
 
 
+def test_a_pool_that_shrinks_when_idle_and_regrows_passes() -> None:
+    samples = _samples()
+    for s in samples[20:35]:  # asyncpg closed connections idle for 5 minutes
+        s["pg_connections"] = 12
+    assert _failed(evaluate(samples, _windows(), warmup_until=30)) == []
+
+
 def test_sockets_may_follow_the_client_connections_up_to_its_pool() -> None:
     samples = _samples()
     for s in samples[25:]:  # a latency spike: the client opened 60 more connections
