@@ -29,7 +29,7 @@ async def _drop_pending_index(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0009_privacy")]
+    dependencies = [("models", "0010_c_collation")]
 
     initial = False
 
