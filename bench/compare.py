@@ -60,10 +60,15 @@ class Comparison:
     only_in_run: list[str]
     only_in_base: list[str]
     tolerance: float
+    failed: dict[str, str] | None = None  # scenarios that crashed in the run: a failure
 
     @property
     def regressions(self) -> list[Delta]:
         return [d for d in self.deltas if d.regressed(self.tolerance)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.regressions and not self.failed
 
     def render(self) -> str:
         lines = [
@@ -78,6 +83,8 @@ class Comparison:
             lines.append(f"\nnot in the committed results (not judged): {', '.join(self.only_in_run)}")
         if self.only_in_base:
             lines.append(f"not in this run (not judged): {', '.join(self.only_in_base)}")
+        for name, why in (self.failed or {}).items():
+            lines.append(f"**FAILED** in this run: {name} ({why})")
         n = len(self.regressions)
         lines.append(f"\n{n} regression(s) over {len(self.deltas)} ratios" if n
                      else f"\nno regression over {len(self.deltas)} ratios")
@@ -91,11 +98,13 @@ def _usable(value: Any) -> bool:
 def compare(run: dict[str, Any], base: dict[str, Any], *, tolerance: float = TOLERANCE,
             only: list[str] | None = None) -> Comparison:
     """Ratio-by-ratio comparison of two results documents (``latest.json`` format)."""
+    failed = dict(run.get("meta", {}).get("failed") or {})
     now_by = {s["name"]: s for s in run["scenarios"]}
     base_by = {s["name"]: s for s in base["scenarios"]}
     if only:
         now_by = {k: v for k, v in now_by.items() if k in only}
         base_by = {k: v for k, v in base_by.items() if k in only}
+        failed = {k: v for k, v in failed.items() if k in only}
     deltas = []
     for name, s in now_by.items():
         b = base_by.get(name)
@@ -107,8 +116,9 @@ def compare(run: dict[str, Any], base: dict[str, Any], *, tolerance: float = TOL
     return Comparison(
         deltas=deltas,
         only_in_run=[n for n in now_by if n not in base_by],
-        only_in_base=[n for n in base_by if n not in now_by],
+        only_in_base=[n for n in base_by if n not in now_by and n not in failed],
         tolerance=tolerance,
+        failed=failed,
     )
 
 
@@ -119,7 +129,7 @@ def compare_files(run: Path, base: Path = BASELINE, *, tolerance: float = TOLERA
                      json.loads(base.read_text(encoding="utf-8")), tolerance=tolerance, only=only)
     print(f"{run} against {base}:\n")
     print(result.render())
-    return 1 if result.regressions else 0
+    return 0 if result.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

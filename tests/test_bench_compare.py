@@ -97,3 +97,13 @@ def test_the_command_exits_1_on_a_regression(tmp_path: Path, base: dict[str, Any
     assert compare.main([str(bad)]) == 1
     out = capsys.readouterr().out
     assert "| settlements | req/s × bare |" in out and "+30.0%" in out
+
+
+def test_a_scenario_that_failed_in_the_run_fails_the_comparison(base: dict[str, Any]) -> None:
+    run = copy.deepcopy(base)
+    run["scenarios"] = [s for s in run["scenarios"] if s["name"] != "push"]
+    run["meta"]["failed"] = {"push": "round 1: TimeoutExpired: timed out after 80 seconds"}
+    result = compare.compare(run, base)
+    assert result.regressions == [] and not result.ok
+    assert "push" not in result.only_in_base
+    assert "**FAILED** in this run: push" in result.render()
