@@ -77,7 +77,7 @@ class Outcome:
     action: str
     title: str
     lines: list[str] = field(default_factory=list)
-    audit_id: int | None = None
+    audit: dict[str, Any] | None = None  # the audit entry that records it (``audit.view``)
 
 
 def _person_not_found() -> DomainError:
@@ -116,10 +116,11 @@ class CounterDesk:
             raise _person_not_found()
         return person
 
-    async def _account(self, person: InsuredPerson) -> tuple[User, bool]:
-        """The person's account (made now at the counter if they have none); their own
-        voucher must be activated, as for a real-name verification in the mini-program."""
-        if not person.voucher_activated:
+    async def _account(self, person: InsuredPerson, *, acting: bool = True) -> tuple[User, bool]:
+        """The person's account (made now at the counter if they have none). To bind or
+        authorize (``acting``) their own voucher must be activated, as for a real-name
+        verification in the mini-program; a member removing a binder needs no voucher."""
+        if acting and not person.voucher_activated:
             raise _needs_own_voucher()
         return await account_for(
             person,
@@ -160,12 +161,12 @@ class CounterDesk:
     async def _audit(
         self, who: Principal, action: str, person: InsuredPerson, *, target_kind: str,
         target_id: str | None, detail: dict[str, Any],
-    ) -> int:
+    ) -> dict[str, Any]:
         entry = await audit.record(
             who.actor, action, target_kind=target_kind, target_id=target_id,
             person_ref=f"person:{person.id}", detail=detail,
         )
-        return int(entry.id)
+        return audit.view(entry)
 
     async def _refused(
         self, who: Principal, action: str, person: InsuredPerson, err: DomainError, **detail: Any
@@ -241,8 +242,8 @@ class CounterDesk:
             await self._cancel_unfinished(user.id, app_id, err)
             raise
         state = result["state"]
-        member_id = await Application.filter(id=app_id).values_list("member_id", flat=True).first()
-        audit_id = await self._audit(
+        member_id = await Application.filter(id=app_id).first().values_list("member_id", flat=True)
+        entry = await self._audit(
             who, "counter_bind", person, target_kind="application", target_id=app_id,
             detail={
                 "outcome": state,
@@ -267,7 +268,7 @@ class CounterDesk:
         if created:
             lines.append("已为本人建立窗口账户;本人日后用微信登录并实名认证后,可在小程序中看到这些绑定。")
         title = "绑定成功" if state == "active" else "已提交审核"
-        return Outcome("counter_bind", title, lines, audit_id)
+        return Outcome("counter_bind", title, lines, entry)
 
     async def _cancel_unfinished(self, user_id: int, app_id: str, err: DomainError) -> None:
         """A counter application that did not go through is cancelled — nothing waits for
@@ -289,19 +290,22 @@ class CounterDesk:
         (``member``: they remove a binder — which frees the month's slot, as in the app)."""
         person = await self.person(who, person_id)
         try:
-            user = await self._existing_account(person)
+            if side == "member":
+                user, _ = await self._account(person, acting=False)
+            else:
+                user = await self._existing_account(person)
             binding = await self.family.unbind(
                 user.id, binding_id, as_member=side == "member", staff=who.name
             )
         except DomainError as err:
             await self._refused(who, "counter_unbind", person, err, side=side)
             raise
-        audit_id = await self._audit(
+        entry = await self._audit(
             who, "counter_unbind", person, target_kind="binding", target_id=str(binding.id),
             detail={"outcome": "unbound", "side": side, "member": f"person:{binding.member_id}",
                     "binder": f"user:{binding.binder_id}"},
         )
-        return Outcome("counter_unbind", "已解除绑定", ["该亲情账户绑定已解除,对方将收到通知(如使用微信)。"], audit_id)
+        return Outcome("counter_unbind", "已解除绑定", ["该亲情账户绑定已解除,对方将收到通知(如使用微信)。"], entry)
 
     # -- 代激活 --------------------------------------------------------------------------
 
@@ -337,7 +341,7 @@ class CounterDesk:
                 raise reasons.error("MEMBER_NOT_ACTIVATED")
             by_user, application_id, target_id = user.id, binding.application_id, binding.member_id
         else:
-            by_user = await User.filter(id_hash=person.id_hash).values_list("id", flat=True).first()
+            by_user = await User.filter(id_hash=person.id_hash).first().values_list("id", flat=True)
         async with in_transaction():
             target = await InsuredPerson.filter(id=target_id).select_for_update().first()
             assert target is not None
@@ -350,12 +354,12 @@ class CounterDesk:
                 now=now, staff=who.name,
             )
         name = mask_name(self.pii.decrypt(target.name_enc, purpose="name"))
-        audit_id = await self._audit(
+        entry = await self._audit(
             who, "counter_activate", person, target_kind="person", target_id=str(target.id),
             detail={"outcome": "activated", "for": "self" if target.id == person.id else "member",
                     "member": f"person:{target.id}"},
         )
-        return Outcome("counter_activate", "代激活成功", [f"已为 {name} 激活医保电子凭证(窗口代办)。"], audit_id)
+        return Outcome("counter_activate", "代激活成功", [f"已为 {name} 激活医保电子凭证(窗口代办)。"], entry)
 
     def _may_activate_for(self, binder: InsuredPerson, member: InsuredPerson, today: date) -> bool:
         """Whether the binder's region lets a binder activate this member's voucher (the
@@ -395,7 +399,7 @@ class CounterDesk:
         except DomainError as err:
             await self._refused(who, "counter_authorize", person, err, relationship=relationship)
             raise
-        audit_id = await self._audit(
+        entry = await self._audit(
             who, "counter_authorize", person, target_kind="authorization", target_id=out["id"],
             detail={"outcome": "active", "account": "created" if created else "existing",
                     "relationship": relationship, "notice": notice.version,
@@ -403,7 +407,7 @@ class CounterDesk:
         )
         lines = [f"被授权人:{out['member']['name']}", f"告知书版本:{notice.version}",
                  f"可解除日期:{out['revocable_from']} 起"]
-        return Outcome("counter_authorize", "共济授权已生效", lines, audit_id)
+        return Outcome("counter_authorize", "共济授权已生效", lines, entry)
 
     async def revoke(self, who: Principal, person_id: int | str, authorization_id: str) -> Outcome:
         """End one of the person's 家庭共济 authorizations (the region's lock applies)."""
@@ -416,11 +420,11 @@ class CounterDesk:
         except DomainError as err:
             await self._refused(who, "counter_revoke", person, err)
             raise
-        audit_id = await self._audit(
+        entry = await self._audit(
             who, "counter_revoke", person, target_kind="authorization",
             target_id=authorization_id, detail={"outcome": "revoked"},
         )
-        return Outcome("counter_revoke", "共济授权已解除", ["未使用的共济额度(如有)已退回本人个人账户。"], audit_id)
+        return Outcome("counter_revoke", "共济授权已解除", ["未使用的共济额度(如有)已退回本人个人账户。"], entry)
 
 
 __all__ = ["BindRequest", "CounterDesk", "Outcome"]
