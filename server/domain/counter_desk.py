@@ -343,7 +343,7 @@ class CounterDesk:
         else:
             by_user = await User.filter(id_hash=person.id_hash).first().values_list("id", flat=True)
         async with in_transaction():
-            target = await InsuredPerson.filter(id=target_id).select_for_update().first()
+            target = await InsuredPerson.filter(id=target_id).select_for_update(no_key=True).first()
             assert target is not None
             if target.voucher_activated:
                 raise DomainError("VOUCHER_ALREADY_ACTIVATED", "该参保人的医保电子凭证已激活,无需再次激活", 409)
