@@ -62,6 +62,10 @@ async def account_for(
     made now from the registry record; and whether it was made now."""
     existing = await User.get_or_none(id_hash=person.id_hash)
     if existing is not None:
+        if str(existing.openid).startswith("deleted:"):  # server.privacy.deletion under way
+            raise DomainError(
+                "ACCOUNT_BEING_DELETED", "该参保人的账户正在注销,注销完成后才能在窗口办理", 409
+            )
         return existing, False
     try:
         async with in_transaction():
