@@ -75,6 +75,8 @@ submits_per_window = 1000000
 vouchers_per_window = 1000000
 identity_checks_per_user = 1000000
 identity_checks_per_ip = 1000000
+uploads_per_hour = 1000000
+upload_budget_bytes = 1000000000000
 
 [auth]
 logins_per_ip_per_minute = 1000000
