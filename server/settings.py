@@ -55,6 +55,10 @@ class ServerSettings:
     max_upload_bytes: int = 8_388_608
     demo_data: bool = True
     run_worker: bool = True
+    # slow and numerous clients (server/serving.py; issue #17 finding 10)
+    max_connections: int = 4096
+    header_timeout_s: float = 15.0
+    body_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
