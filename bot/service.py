@@ -40,6 +40,7 @@ from bot.router import Router, is_event
 from server.domain.pii import PiiCipher
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
+from server.redis_client import tag
 from server.settings import Settings, typed_table
 
 __all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
@@ -127,7 +128,7 @@ def dedupe_key(message: BaseMessage) -> str:
     raw = getattr(message, "_data", {})
     if is_event(message):
         return (
-            f"bot:seen:e:{message.source}:{message.time}:"
+            f"bot:seen:e:{tag(message.source)}:{message.time}:"
             f"{raw.get('Event', '')}:{raw.get('EventKey', '')}:{raw.get('MsgID', '')}"
         )
     # WeChat's documentation spells a voice message's id "MsgID" in places and "MsgId" in
@@ -135,7 +136,7 @@ def dedupe_key(message: BaseMessage) -> str:
     msg_id = raw.get("MsgId") or raw.get("MsgID")
     if not msg_id:
         msg_id = f"t{message.time}:{raw.get('MediaId', '')}"
-    return f"bot:seen:m:{message.source}:{msg_id}"
+    return f"bot:seen:m:{tag(message.source)}:{msg_id}"
 
 
 class BotService:
@@ -214,7 +215,8 @@ class BotService:
         # a typed or spoken question may answer an open troubleshooting dialogue
         is_text = message.type in _QUESTION_TYPES
         open_window = user_made and self.customer_service is not None
-        claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
+        # one follower's keys share a hash tag: the script runs on one Redis Cluster slot
+        claim_keys = [key, f"bot:rl:{tag(openid)}", CustomerService.key(openid), Dialogue.key(openid)]
         claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
 
         try:
