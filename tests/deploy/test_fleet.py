@@ -24,12 +24,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import redis.asyncio as aioredis
+import pytest
 
 from deploy.run_local import Fleet, nginx_binary, nginx_files
 from fakes.wechat import start_fake_wechat
 from fakes.wechat.protocol import P_STABLE_TOKEN
 from fakes.wechat.simulator import WeChatSimulator, text_xml
+from server.redis_client import connect
 from server.settings import Settings
 from tests.factories import bearer, signed_headers, verified_user
 from tests.family.helpers import (
@@ -47,7 +48,12 @@ from tests.family.helpers import (
     prepare,
     submit,
 )
-from tests.reliability.servers import low_ports, private_postgres, private_redis
+from tests.reliability.servers import (
+    low_ports,
+    private_postgres,
+    private_redis,
+    private_redis_cluster,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTITUTION = ("H00001", "演示人民医院", "420100")
@@ -88,16 +94,21 @@ def run_cli(env: dict[str, str], *args: str) -> str:
 
 
 @contextmanager
-def backends() -> Iterator[tuple[str, str]]:
-    with private_redis() as r, private_postgres() as pg:
+def backends(redis_kind: str) -> Iterator[tuple[str, str]]:
+    """PostgreSQL, and one Redis or a 3-master Redis Cluster (the ``redis+cluster://``
+    switch, docs/reliability.md "Redis Cluster")."""
+    redis_cm = private_redis() if redis_kind == "redis" else private_redis_cluster()
+    with redis_cm as r, private_postgres() as pg:
         yield r.url, pg.url
 
 
 @asynccontextmanager
-async def deployment(tmp_path: Path, wechat_api: str) -> AsyncIterator[tuple[Fleet, dict[str, Any]]]:
+async def deployment(
+    tmp_path: Path, wechat_api: str, redis_kind: str
+) -> AsyncIterator[tuple[Fleet, dict[str, Any]]]:
     """Migrations, the registry and one institution through the CLI, then 2 servers and
     2 workers from the units; yields the fleet and what the test needs to know."""
-    with backends() as (redis_url, pg_url):
+    with backends(redis_kind) as (redis_url, pg_url):
         env = {
             "APP_ENV": "local",  # demo secrets (production refuses them)
             "DATABASE_URL": pg_url,
@@ -145,16 +156,20 @@ async def until(pred: Any, what: str, seconds: float = 30) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_two_servers_two_workers_hold_every_shared_rule(tmp_path: Path) -> None:
+@pytest.mark.parametrize("redis_kind", ["redis", "cluster"])
+async def test_two_servers_two_workers_hold_every_shared_rule(tmp_path: Path, redis_kind: str) -> None:
     runner, wechat_api, wx = await start_fake_wechat()
     try:
-        async with deployment(tmp_path, wechat_api) as (fleet, d), aiohttp.ClientSession() as s:
+        async with (
+            deployment(tmp_path, wechat_api, redis_kind) as (fleet, d),
+            aiohttp.ClientSession() as s,
+        ):
             rr = RoundRobin(s, d["bases"])
             b1, b2 = d["bases"]
             await _binding_limits(rr, b1, b2, d)
             await _bot_dedupe(s, b1, b2, d)
             await _nonce_and_token_single_flight(rr, s, b1, b2, d, wx)
-            if nginx_binary() is not None:
+            if nginx_binary() is not None and redis_kind == "redis":  # nginx: once is enough
                 await _through_nginx(s, tmp_path, d)
     finally:
         await runner.cleanup()
@@ -227,7 +242,7 @@ async def _bot_dedupe(s: aiohttp.ClientSession, b1: str, b2: str, d: dict[str, A
     assert len(replies) == 1, replies  # one answer, the same bytes for every delivery
     (reply,) = replies
     assert "<Content>" in reply and "绑定" in reply
-    r = aioredis.Redis.from_url(d["redis"])
+    r = connect(d["redis"])
     try:
         # the follower's message counter: the claim ran once for four deliveries
         counters = [k async for k in r.scan_iter(match="bot:rl:*")]
