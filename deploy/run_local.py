@@ -90,6 +90,19 @@ class Fleet:
         if done.returncode != 0:
             raise RuntimeError(f"qinqing-migrate failed:\n{log.read_text(errors='replace')[-3000:]}")
 
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """``python -m server ARGS`` as the bureau runs it on this deployment (the units'
+        environment, the schema left alone); its stdout, or RuntimeError with stderr."""
+        cmd = unit_command("qinqing-migrate")
+        env = {**self._environ(cmd), "DATABASE_SCHEMA": "none"}
+        done = subprocess.run(
+            [sys.executable, "-m", "server", *args], env=env, cwd=cmd.cwd, capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"python -m server {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
     def start(self, unit: str, instance: int, extra_env: dict[str, str] | None = None) -> str:
         """Start ``unit@instance``; its name (the key in ``procs``)."""
         cmd = unit_command(unit, instance)

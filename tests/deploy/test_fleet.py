@@ -15,7 +15,6 @@ import asyncio
 import itertools
 import json
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -28,7 +27,7 @@ import pytest
 
 from deploy.run_local import Fleet, nginx_binary, nginx_files
 from fakes.wechat import start_fake_wechat
-from fakes.wechat.protocol import P_STABLE_TOKEN
+from fakes.wechat.protocol import P_FACE_USERIDKEY, P_STABLE_TOKEN, P_SUBSCRIBE
 from fakes.wechat.simulator import WeChatSimulator, text_xml
 from server.redis_client import connect
 from server.settings import Settings
@@ -83,16 +82,6 @@ class RoundRobin:
         return await self.request("POST", path, **kw)
 
 
-def run_cli(env: dict[str, str], *args: str) -> str:
-    """``python -m server ARGS`` as the bureau runs it on the deployment; its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "server", *args], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
 @contextmanager
 def backends(redis_kind: str) -> Iterator[tuple[str, str]]:
     """PostgreSQL, and one Redis or a 3-master Redis Cluster (the ``redis+cluster://``
@@ -123,9 +112,9 @@ async def deployment(
         overlay.write_text(WORKER_OVERLAY, encoding="utf-8")
         try:
             await asyncio.to_thread(fleet.migrate)
-            cli_env = {**fleet._environ(fleet_cmd()), "DATABASE_SCHEMA": "none"}
-            await asyncio.to_thread(run_cli, cli_env, "registry", "import", str(ROOT / "config" / "demo_registry.csv"), "--no-progress")
-            out = await asyncio.to_thread(run_cli, cli_env, "institution", "add", *INSTITUTION)
+            demo_registry = str(ROOT / "config" / "demo_registry.csv")
+            await asyncio.to_thread(fleet.cli, "registry", "import", demo_registry, "--no-progress")
+            out = await asyncio.to_thread(fleet.cli, "institution", "add", *INSTITUTION)
             secret = out.strip().splitlines()[-1].strip()
             web = low_ports(2)
             metrics = low_ports(2)
@@ -140,12 +129,6 @@ async def deployment(
             }
         finally:
             fleet.stop_all()
-
-
-def fleet_cmd() -> Any:
-    from deploy.run_local import unit_command
-
-    return unit_command("qinqing-migrate")
 
 
 async def until(pred: Any, what: str, seconds: float = 30) -> None:
@@ -272,6 +255,7 @@ async def _nonce_and_token_single_flight(
     wx.expire_all_tokens()  # every process' cached token now gets 42001
     wx.configure(stall_seconds=0.5)  # WeChat is slow: the refresh is in flight a while
     fetches = wx.calls[P_STABLE_TOKEN]
+    rejected = (wx.errors[P_FACE_USERIDKEY], wx.errors[P_SUBSCRIBE])
 
     body = json.dumps({
         "setl_id": "S-FLEET-1", "mdtrt_id": "MD-FLEET-1", "med_type": "11",
@@ -313,6 +297,9 @@ async def _nonce_and_token_single_flight(
     wx.configure(stall_seconds=0)
     assert len(leased) == 2, f"both workers sent one: {leased}"
     assert wx.sent_counts["subscribe"] >= 2
+    # each of the four processes was turned away with the expired token (42001) once —
+    # each needed a new one — and WeChat was asked for a token once in all
+    assert (wx.errors[P_FACE_USERIDKEY] - rejected[0], wx.errors[P_SUBSCRIBE] - rejected[1]) == (2, 2)
     assert wx.calls[P_STABLE_TOKEN] - fetches == 1, "one token fetch for 2 servers + 2 workers"
 
 
