@@ -31,6 +31,7 @@ from fakes.wechat.protocol import P_FACE_USERIDKEY, P_STABLE_TOKEN, P_SUBSCRIBE
 from fakes.wechat.simulator import WeChatSimulator, text_xml
 from server.redis_client import connect
 from server.settings import Settings
+from tests.conftest import PG_URL
 from tests.factories import bearer, signed_headers, verified_user
 from tests.family.helpers import (
     ALICE,
@@ -139,6 +140,9 @@ async def until(pred: Any, what: str, seconds: float = 30) -> None:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.skipif(
+    bool(PG_URL), reason="starts its own PostgreSQL and Redis: once is enough (scripts/test pass 1)"
+)
 @pytest.mark.parametrize("redis_kind", ["redis", "cluster"])
 async def test_two_servers_two_workers_hold_every_shared_rule(tmp_path: Path, redis_kind: str) -> None:
     runner, wechat_api, wx = await start_fake_wechat()
