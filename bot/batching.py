@@ -145,6 +145,11 @@ class RedisBatcher(_Batcher[Command, Any]):
         self._idle_reconnect = idle_reconnect
         self._last_sent = 0.0
 
+    @property
+    def cluster(self) -> bool:
+        """Whether the batches go to a Redis Cluster (one slot per script, see bot.service)."""
+        return self._cluster is not None
+
     @staticmethod
     def dedicated_client(url: str) -> Any:
         """A client for a batcher alone: no per-read ``socket_timeout`` (the batch has its

@@ -11,6 +11,7 @@ from server.domain.pii import PiiCipher
 from server.metrics import Metrics
 from server.middlewares import error_envelope, request_context
 from server.ops import ops_routes
+from server.serving import body_deadline
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def create_app(settings: Settings) -> web.Application:
     # behind nginx: the client's address from X-Real-IP (trusted proxies only), first
     outer = [real_client_address(proxies)] if proxies else []
     app = web.Application(
-        middlewares=[*outer, request_context, error_envelope],
+        # the body deadline innermost: its 408 goes through the error envelope
+        middlewares=[*outer, request_context, error_envelope, body_deadline(settings.server.body_timeout_s)],
         client_max_size=max(settings.server.max_body_bytes, settings.server.max_upload_bytes),
     )
     app[keys.settings_key] = settings

@@ -217,7 +217,8 @@ async def _bot_dedupe(s: aiohttp.ClientSession, b1: str, b2: str, d: dict[str, A
         encoding_aes_key=settings.wechat.oa_encoding_aes_key,
     )  # fmt: skip
     openid = "oa-zed"
-    push = sim.push(text_xml("怎么绑定家人", openid=openid, msg_id=987654321), "plain")
+    # safe mode (encrypted), as production runs: plain pushes are refused with a key set
+    push = sim.push(text_xml("怎么绑定家人", openid=openid, msg_id=987654321), "safe")
 
     async def deliver(base: str) -> tuple[int, str]:
         async with s.post(f"{base}/wechat/official", params=push.query, data=push.body) as r:
@@ -225,7 +226,7 @@ async def _bot_dedupe(s: aiohttp.ClientSession, b1: str, b2: str, d: dict[str, A
 
     got = await asyncio.gather(*(deliver(b) for b in (b1, b2, b1, b2)))
     assert all(st == 200 for st, _ in got), got
-    replies = {body for _, body in got}
+    replies = {sim.open_reply(body, push) for _, body in got}
     assert len(replies) == 1, replies  # one answer, the same bytes for every delivery
     (reply,) = replies
     assert "<Content>" in reply and "绑定" in reply
