@@ -25,6 +25,8 @@ from typing import Any, Generic, TypeVar
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
+from server.redis_client import connect, is_cluster
+
 __all__ = ["Coalescer", "RedisBatcher"]
 
 K = TypeVar("K")
@@ -135,10 +137,18 @@ class RedisBatcher(_Batcher[Command, Any]):
     def __init__(self, redis: Any, *, max_batch: int = 256, timeout: float = 5.0,
                  idle_reconnect: float = 30.0) -> None:
         super().__init__(max_batch=max_batch)
-        self._pool = redis.connection_pool
+        # A Redis Cluster has one pool per node: its own (non-transactional) pipeline
+        # sends each batch as one round trip per node that holds a command's slot.
+        self._cluster = redis if is_cluster(redis) else None
+        self._pool = None if self._cluster is not None else redis.connection_pool
         self._timeout = timeout
         self._idle_reconnect = idle_reconnect
         self._last_sent = 0.0
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the batches go to a Redis Cluster (one slot per script, see bot.service)."""
+        return self._cluster is not None
 
     @staticmethod
     def dedicated_client(url: str) -> Any:
@@ -147,11 +157,10 @@ class RedisBatcher(_Batcher[Command, Any]):
         getpid() syscall; a connection idle longer than ``idle_reconnect`` is reopened
         instead of PINGed). Connecting fails fast, without retries: a follower waiting
         for a passive reply had better get "系统繁忙" than WeChat's timeout."""
-        from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        return Redis.from_url(
+        return connect(
             url, socket_timeout=None, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
             health_check_interval=0, max_connections=8,
         )
@@ -165,6 +174,8 @@ class RedisBatcher(_Batcher[Command, Any]):
         return self._enqueue(command)
 
     async def _handle(self, commands: list[Command]) -> list[Any]:
+        if self._cluster is not None:
+            return await self._handle_cluster(commands)
         async with asyncio.timeout(self._timeout):
             connection = await self._pool.get_connection()
             now = self._loop.time() if self._loop is not None else 0.0
@@ -191,6 +202,17 @@ class RedisBatcher(_Batcher[Command, Any]):
                 raise
             finally:
                 await self._pool.release(connection)
+
+
+    async def _handle_cluster(self, commands: list[Command]) -> list[Any]:
+        """The batch through the cluster client's pipeline: grouped by node, one round
+        trip per node, a reply (or its own error) per command, redirections followed."""
+        assert self._cluster is not None
+        async with asyncio.timeout(self._timeout):
+            pipe = self._cluster.pipeline()
+            for command in commands:
+                pipe.execute_command(*command)
+            return list(await pipe.execute(raise_on_error=False))
 
 
 class Coalescer(_Batcher[K, V]):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.nlu import KnowledgeBase
+from server.redis_client import tag
 
 __all__ = ["Dialogue", "Question", "TREE", "EXIT_WORDS", "NOT_READ", "NotRead"]
 
@@ -125,7 +126,7 @@ class Dialogue:
 
     @staticmethod
     def key(openid: str) -> str:
-        return f"bot:dlg:{openid}"
+        return f"bot:dlg:{tag(openid)}"  # the bot's claim script reads it (one slot)
 
     async def start(self, openid: str, *, intro: str = "") -> str:
         """Begin (or restart) the dialogue; answers the first question."""

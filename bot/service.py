@@ -41,6 +41,7 @@ from bot.router import Router, is_event
 from server.domain.pii import PiiCipher
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
+from server.redis_client import tag
 from server.settings import Settings, typed_table
 
 __all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
@@ -87,6 +88,16 @@ end
 return {1, count, node}
 """
 _CLAIM_SHA = hashlib.sha1(_CLAIM.encode()).hexdigest()
+# The claim's first step alone (a Redis Cluster: the nonce is in another slot than the
+# follower's keys). KEYS nonce binding; ARGV body digest, TTL. -1: another body (forgery).
+_BIND = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    return -1
+  end
+end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,7 @@ def dedupe_key(message: BaseMessage) -> str:
     raw = getattr(message, "_data", {})
     if is_event(message):
         return (
-            f"bot:seen:e:{message.source}:{message.time}:"
+            f"bot:seen:e:{tag(message.source)}:{message.time}:"
             f"{raw.get('Event', '')}:{raw.get('EventKey', '')}:{raw.get('MsgID', '')}"
         )
     # WeChat's documentation spells a voice message's id "MsgID" in places and "MsgId" in
@@ -153,7 +164,7 @@ def dedupe_key(message: BaseMessage) -> str:
     msg_id = raw.get("MsgId") or raw.get("MsgID")
     if not msg_id:
         msg_id = f"t{message.time}:{raw.get('MediaId', '')}"
-    return f"bot:seen:m:{message.source}:{msg_id}"
+    return f"bot:seen:m:{tag(message.source)}:{msg_id}"
 
 
 class BotService:
@@ -241,18 +252,27 @@ class BotService:
         is_text = message.type in _QUESTION_TYPES
         open_window = user_made and self.customer_service is not None
         nonce, digest = binding if binding is not None else ("", b"")
-        claim_keys = [
-            key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid),
-            f"bot:nonce:{nonce}",
-        ]
         # a timestamp is accepted from window seconds before it was made to window seconds
         # after: the binding must outlive every moment the signature is still accepted
+        binding_ttl = 2 * self.config.timestamp_window_seconds
+        nonce_key = f"bot:nonce:{nonce}"
+        split = bool(digest) and self.batch.cluster
+        # One follower's keys share a hash tag (one Redis Cluster slot). The nonce's binding
+        # is global, so on a cluster it is checked first, by itself (a gate: nothing in the
+        # claim depends on it); when the claim does not bind (split, or no digest: an
+        # encrypted push) it gets an unused key of the follower's slot in its place.
+        claim_keys = [
+            key, f"bot:rl:{tag(openid)}", CustomerService.key(openid), Dialogue.key(openid),
+            nonce_key if digest and not split else key,
+        ]
         claim_args: list[int | bytes] = [
             ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS,
-            digest, 2 * self.config.timestamp_window_seconds,
+            b"" if split else digest, binding_ttl,
         ]
 
         try:
+            if split and await self.batch.run("EVAL", _BIND, 1, nonce_key, digest, binding_ttl) == -1:
+                raise Refused(403, "nonce reused with another body")
             try:
                 claimed, count, node = await self._claim(claim_keys, claim_args)
             except NoScriptError:  # Redis restarted or its script cache was flushed

@@ -27,10 +27,14 @@ def create_app(settings: Settings) -> web.Application:
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
     from server.privacy import privacy_ctx
+    from server.proxy import parse_networks, real_client_address
 
+    proxies = parse_networks(settings.server.trusted_proxies)
+    # behind nginx: the client's address from X-Real-IP (trusted proxies only), first
+    outer = [real_client_address(proxies)] if proxies else []
     app = web.Application(
         # the body deadline innermost: its 408 goes through the error envelope
-        middlewares=[request_context, error_envelope, body_deadline(settings.server.body_timeout_s)],
+        middlewares=[*outer, request_context, error_envelope, body_deadline(settings.server.body_timeout_s)],
         client_max_size=max(settings.server.max_body_bytes, settings.server.max_upload_bytes),
     )
     app[keys.settings_key] = settings

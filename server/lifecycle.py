@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -29,17 +29,20 @@ async def orm_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Real Redis when REDIS_URL is set; otherwise the embedded in-process store."""
+    """Real Redis (one server or a cluster) when REDIS_URL is set; otherwise the embedded
+    in-process store."""
     settings = app[keys.settings_key]
     if settings.redis.url:
-        from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import ExponentialBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
 
+        from server.redis_client import connect
+
         # A pooled connection that died (Redis restarted) fails when a command is sent on
         # it: reconnect and send again, twice at most, then the request fails clean (503).
-        client: Redis = Redis.from_url(
+        # A redis+cluster:// URL gives a RedisCluster client (server/redis_client.py).
+        client: Any = connect(
             settings.redis.url,
             health_check_interval=30,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),

@@ -17,6 +17,10 @@ from tortoise.exceptions import DBConnectionError
 DOWN: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # also BusyLoadingError (Redis still loading)
     redis_errors.TimeoutError,
+    # a Redis Cluster failing over or resharding (redis+cluster://, docs/reliability.md)
+    redis_errors.ClusterDownError,  # also MasterDownError
+    redis_errors.TryAgainError,
+    redis_errors.SlotNotCoveredError,
     DBConnectionError,
     pg.PostgresConnectionError,  # ConnectionDoesNotExist, ConnectionFailure, CannotConnectNow …
     pg.InterfaceError,  # "connection is closed" on a pooled connection

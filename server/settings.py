@@ -25,6 +25,7 @@ ENV_MAP: dict[str, str] = {
     "DATA_DIR": "server.data_dir",
     "DEMO_DATA": "server.demo_data",
     "RUN_WORKER": "server.run_worker",
+    "TRUSTED_PROXIES": "server.trusted_proxies",  # "127.0.0.1,10.0.0.0/8" (server/proxy.py)
     "DATABASE_URL": "database.url",
     "DATABASE_SCHEMA": "database.schema",
     "REDIS_URL": "redis.url",
@@ -55,6 +56,7 @@ class ServerSettings:
     max_upload_bytes: int = 8_388_608
     demo_data: bool = True
     run_worker: bool = True
+    trusted_proxies: str = ""  # reverse proxies whose X-Real-IP is the client (server/proxy.py)
     # slow and numerous clients (server/serving.py; issue #17 finding 10)
     max_connections: int = 4096
     header_timeout_s: float = 15.0
@@ -222,6 +224,9 @@ class Settings:
             raise ValueError("jwt.current_kid names no key in jwt.keys")
         if self.pii.current_kid not in self.pii.keys:
             raise ValueError("pii.current_kid names no key in pii.keys")
+        from server.proxy import parse_networks
+
+        parse_networks(self.server.trusted_proxies)  # a ValueError names a bad entry
         if self.database.schema not in ("migrate", "generate", "none"):
             raise ValueError("database.schema must be migrate, generate or none")
         if not self.is_production:

@@ -206,7 +206,9 @@ class AuthService:
             headers={"kid": kid},
         )
         refresh = "rt_" + secrets.token_urlsafe(32)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Not MULTI: the token's key and the user's family set are in two Redis Cluster
+        # slots. Any failed write raises here, so a token is handed out only when all landed.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(_rt_key(refresh), mapping={"uid": user_id, "sid": sid, "used": 0})
             pipe.expire(_rt_key(refresh), self._cfg.refresh_ttl_seconds)
             if new_family:  # a login: remember the family under the user

@@ -173,7 +173,8 @@ class FaceService:
             "p": purpose,
             "a": application_id if purpose == "member" else None,
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
+        # two Redis Cluster slots: not MULTI; a failed write raises, no key is handed out
+        async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(_session_key(key.user_id_key), json.dumps(record), ex=ttl)
             # the demo hint: whom the user's latest session for this person names
             pipe.set(_latest_key(user_id, person), key.user_id_key, ex=key.expires_in)

@@ -306,14 +306,18 @@ class StaffService:
         return max(1, int((now // w + 1) * w - now))
 
     async def _throttled(self, name: str, ip: str | None) -> bool:
-        by_name, by_ip = await self.redis.mget(self._fail_keys(name, ip))
+        # two GETs, not MGET: the two counters live in two Redis Cluster slots
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self._fail_keys(name, ip):
+                pipe.get(key)
+            by_name, by_ip = await pipe.execute()
         return int(by_name or 0) >= self.policy.failures_per_name or int(
             by_ip or 0
         ) >= self.policy.failures_per_ip
 
     async def _count_failure(self, name: str, ip: str | None) -> None:
         ttl = self.policy.failure_window_seconds + 1
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:  # two slots (see above)
             for key in self._fail_keys(name, ip):
                 pipe.incr(key)
                 pipe.expire(key, ttl)

@@ -19,10 +19,11 @@ class CircuitBreaker:
     probe reopens it for twice as long (up to ``cap``); a healthy answer closes it.
     """
 
-    FAILS = "push:cb:fails"
-    OPEN = "push:cb:open"
-    TRIPS = "push:cb:trips"
-    PROBE = "push:cb:probe"
+    # one hash tag: the four keys share a Redis Cluster slot (one node, one round trip)
+    FAILS = "push:{cb}:fails"
+    OPEN = "push:{cb}:open"
+    TRIPS = "push:{cb}:trips"
+    PROBE = "push:{cb}:probe"
 
     def __init__(
         self,

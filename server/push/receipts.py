@@ -12,6 +12,7 @@ from typing import Any
 
 from server.domain.clock import Clock, utc_now
 from server.domain.models import Notice
+from server.redis_client import mget
 
 __all__ = [
     "EARLY_RECEIPT_TTL",
@@ -86,7 +87,7 @@ async def apply_early_receipts(
         return 0
     keys = [_early_receipt_key(m) for m in msgids]
     applied = 0
-    for msgid, raw in zip(msgids, await redis.mget(keys), strict=True):
+    for msgid, raw in zip(msgids, await mget(redis, keys), strict=True):
         if raw is None:
             continue
         status = raw.decode() if isinstance(raw, bytes) else str(raw)

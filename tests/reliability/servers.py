@@ -51,11 +51,7 @@ class PrivateRedis:
             ],
             check=True,
         )  # fmt: skip
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
-                return
-            subprocess.run(["sleep", "0.05"])
-        raise AssertionError("redis did not start")
+        _wait_pong(self.port)
 
     def stop(self) -> None:
         subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True)
@@ -72,6 +68,100 @@ def private_redis() -> Iterator[PrivateRedis]:
             yield r
         finally:
             r.stop()
+
+
+def low_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports below the ephemeral range (a cluster node also
+    needs port + its bus port free, so ports are picked, not handed out by the kernel)."""
+    import random
+
+    found: list[int] = []
+    for _ in range(2000):
+        p = random.randint(20000, 32000)
+        if p in found:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        found.append(p)
+        if len(found) == n:
+            return found
+    raise AssertionError("no free loopback ports")
+
+
+@dataclass
+class PrivateRedisCluster:
+    """Three masters (no replicas) on loopback: every slot covered, 5461 or so each."""
+
+    ports: list[int]
+    bus_ports: list[int]
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        """The switch (server/redis_client.py): a ``redis+cluster://`` URL naming one node."""
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> None:
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            subprocess.run(
+                [
+                    "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes", "--cluster-port", str(bus),
+                    "--cluster-config-file", str(self.workdir / f"nodes-{port}.conf"),
+                    "--cluster-node-timeout", "2000",
+                    "--save", "", "--appendonly", "no", "--daemonize", "yes",
+                    "--dir", str(self.workdir),
+                    "--pidfile", str(self.workdir / f"redis-{port}.pid"),
+                    "--logfile", str(self.workdir / f"redis-{port}.log"),
+                ],
+                check=True,
+            )  # fmt: skip
+        for port in self.ports:
+            _wait_pong(port)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        for _ in range(200):  # every node must agree the cluster is up
+            states = [
+                subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True).stdout
+                for p in self.ports
+            ]
+            if all(b"cluster_state:ok" in st for st in states):
+                return
+            subprocess.run(["sleep", "0.05"])
+        raise AssertionError("redis cluster did not come up")
+
+    def stop(self) -> None:
+        for port in self.ports:
+            subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
+
+
+def _wait_pong(port: int) -> None:
+    for _ in range(100):
+        if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
+            return
+        subprocess.run(["sleep", "0.05"])
+    raise AssertionError(f"redis on {port} did not start")
+
+
+@contextmanager
+def private_redis_cluster(masters: int = 3) -> Iterator[PrivateRedisCluster]:
+    """A real Redis Cluster of ``masters`` nodes on loopback, stopped on exit."""
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    with tempfile.TemporaryDirectory() as d:
+        ports = low_ports(2 * masters)
+        cluster = PrivateRedisCluster(ports[:masters], ports[masters:], Path(d))
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @dataclass
