@@ -81,6 +81,11 @@ logins_per_ip_per_minute = 1000000
 
 [bot]
 rate_limit_per_minute = 1000000000
+
+[limits]
+user_writes_per_minute = 1000000000
+anonymous_writes_per_minute = 1000000000
+institution_writes_per_minute = 1000000000
 """
 
 class Services:

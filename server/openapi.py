@@ -21,6 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from server import keys
 from server.domain.errors import DomainError
+from server.write_limits import ENDPOINT_LIMIT, LIMIT_ATTR
+from server.write_limits import spend as spend_write_budget
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -65,6 +67,7 @@ def endpoint(
                 await authenticate_reviewer(request)
             elif spec.auth is True:
                 await authenticate(request)
+            await spend_write_budget(request)  # writes only: server.write_limits
             kwargs: dict[str, Any] = {}
             if spec.body is not None:
                 kwargs["body"] = await parse_json(request, spec.body)
@@ -73,6 +76,7 @@ def endpoint(
             return await fn(request, **kwargs)
 
         setattr(wrapper, SPEC_ATTR, spec)
+        setattr(wrapper, LIMIT_ATTR, ENDPOINT_LIMIT)
         return wrapper
 
     return decorate
