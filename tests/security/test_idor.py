@@ -307,7 +307,9 @@ async def test_nobody_reaches_someone_elses_things(client: TestClient, app: web.
     after = await _owner_state(client, w)
     assert after == before
     # the material link still works for its owner: only the altered ones were refused
-    assert (await client.get(w.download_url)).status == 200
+    resp = await client.get(w.download_url)
+    assert resp.status == 200
+    assert (await resp.read()).startswith(b"\x89PNG")  # read to the end: the file is closed
 
 
 async def test_face_session_for_someone_elses_application(client: TestClient, app: web.Application) -> None:
