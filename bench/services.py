@@ -88,6 +88,11 @@ user_info_per_minute = 1000000000  # thousands of bench followers are looked up 
 user_info_per_hour = 1000000000
 new_followers_per_minute = 1000000000
 new_followers_per_hour = 1000000000
+
+[limits]
+user_writes_per_minute = 1000000000
+anonymous_writes_per_minute = 1000000000
+institution_writes_per_minute = 1000000000
 """
 
 class Services:

@@ -40,11 +40,13 @@ from typing import Any
 from xml.parsers.expat import ExpatError
 
 from wechatpy import create_reply, parse_message
-from wechatpy.crypto import PrpCrypto, WeChatCrypto
+from wechatpy.crypto import PrpCrypto, WeChatCrypto, _get_signature
 from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import MESSAGE_TYPES, BaseMessage, UnknownMessage
-from wechatpy.utils import check_signature
+from wechatpy.utils import WeChatSigner
+
+from server.consttime import same
 
 __all__ = [
     "Codec", "Inbound", "OfficialCrypto", "Refused", "parse_xml", "reply_xml",
@@ -120,6 +122,14 @@ class OfficialCrypto(WeChatCrypto):
         return self._encrypt_message(msg, nonce, timestamp, self._cipher)
 
     def decrypt_message(self, msg: Any, signature: str, timestamp: str, nonce: str) -> str:
+        # wechatpy compares msg_signature with ``!=``: checked here first in constant time
+        if not isinstance(msg, Mapping):  # the XML text, as wechatpy takes it too
+            import xmltodict
+
+            msg = xmltodict.parse(msg if isinstance(msg, str) else msg.decode())["xml"]
+        encrypt = str(msg.get("Encrypt") or "")
+        if not same(_get_signature(self.token, timestamp, nonce, encrypt), signature):
+            raise InvalidSignatureException()
         return self._decrypt_message(msg, signature, timestamp, nonce, self._cipher)
 
 
@@ -197,10 +207,10 @@ class Codec:
         nonce = query.get("nonce", "")
         if not (signature and timestamp and nonce):
             raise Refused(403, "missing signature parameters")
-        try:
-            check_signature(self.token, signature, timestamp, nonce)
-        except InvalidSignatureException:
-            raise Refused(403, "bad signature") from None
+        signer = WeChatSigner()  # wechatpy's check_signature compares with ``!=``
+        signer.add_data(self.token, timestamp, nonce)
+        if not same(signer.signature, signature):
+            raise Refused(403, "bad signature")
         try:
             sent_at = int(timestamp)
         except ValueError:

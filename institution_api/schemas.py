@@ -29,7 +29,7 @@ class VoucherVerifyIn(In):
     qr_token: str = Field(min_length=1, max_length=128, description="医保码(动态、一次性)")
     password: str | None = Field(
         None,
-        pattern=r"^\d{6}$",
+        pattern=r"^[0-9]{6}$",
         repr=False,
         description="医保支付密码(6位数字);参保地政策要求时必填(voucher_password_required)",
     )

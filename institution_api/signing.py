@@ -26,11 +26,13 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from server import keys
+from server.consttime import same
 from server.domain.errors import DomainError
 from server.domain.institutions import InstitutionDirectory
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
+_TS_RE = re.compile(r"[0-9]{1,12}")
 
 
 def sign(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
@@ -57,7 +59,8 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         )
     settings = request.config_dict[keys.settings_key]
     window = settings.institution.signature_window_seconds
-    if not ts.isdigit() or abs(time.time() - int(ts)) > window:
+    # ASCII seconds only: str.isdigit() also says yes to "²" (int() then raised: a 500)
+    if not _TS_RE.fullmatch(ts) or abs(time.time() - int(ts)) > window:
         raise _refuse(
             "TIMESTAMP_EXPIRED", f"请求时间戳无效或超出允许范围(±{window} 秒),请校准系统时间"
         )
@@ -75,7 +78,7 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
     body = await request.read()
     signature = signature.lower()
-    if not any(hmac.compare_digest(sign(s, ts, nonce, body), signature) for s in secrets):
+    if not any(same(sign(s, ts, nonce, body), signature) for s in secrets):
         raise _refuse("SIGNATURE_INVALID", "签名校验失败")
     redis = request.config_dict[keys.redis_key]
     fresh = await redis.set(f"inst_nonce:{code}:{nonce}", b"1", nx=True, ex=2 * window + 60)

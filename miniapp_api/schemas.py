@@ -168,7 +168,7 @@ class PrecheckIn(In):
 
 
 class ApplicationIn(PrecheckIn):
-    phone: str | None = Field(None, pattern=r"^1[3-9]\d{9}$", description="被绑定人手机号")
+    phone: str | None = Field(None, pattern=r"^1[3-9][0-9]{9}$", description="被绑定人手机号")
     reason: str | None = Field(
         None, max_length=200, description="申请原因(默认:为了方便家人代办医保业务)"
     )
@@ -206,7 +206,7 @@ class SettlementsQuery(In):
 
 
 class VoucherPasswordIn(In):
-    password: str = Field(pattern=r"^\d{6}$", repr=False, description="6位数字医保支付密码")
+    password: str = Field(pattern=r"^[0-9]{6}$", repr=False, description="6位数字医保支付密码")
     member_face_token: str | None = Field(
         None,
         max_length=256,

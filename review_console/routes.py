@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from review_console import admin, counter, legacy, pages
+from server.write_limits import by_address
 
 STATIC = Path(__file__).with_name("static")
 
@@ -27,30 +28,30 @@ def api_routes() -> list[web.RouteDef]:
 
 
 def page_routes() -> list[web.AbstractRouteDef]:
-    """The console under /review."""
+    """The console under /review (its form posts budgeted per address: server.write_limits)."""
     return [
         web.get("/", pages.home, name="console_home"),
         web.get("/login", pages.login_page, name="console_login_page"),
-        web.post("/login", pages.login, name="console_login"),
-        web.post("/logout", pages.logout, name="console_logout"),
+        web.post("/login", by_address(pages.login), name="console_login"),
+        web.post("/logout", by_address(pages.logout), name="console_logout"),
         web.get("/queue", pages.queue, name="console_queue"),
-        web.post("/queue", pages.queue, name="console_queue_search"),
+        web.post("/queue", by_address(pages.queue), name="console_queue_search"),
         web.get("/applications/{application_id}", pages.application, name="console_application"),
-        web.post("/applications/{application_id}/unmask", pages.unmask, name="console_unmask"),
-        web.post("/applications/{application_id}/claim", pages.claim, name="console_claim"),
-        web.post("/applications/{application_id}/release", pages.release, name="console_release"),
-        web.post("/applications/{application_id}/decision", pages.decide, name="console_decide"),
+        web.post("/applications/{application_id}/unmask", by_address(pages.unmask), name="console_unmask"),
+        web.post("/applications/{application_id}/claim", by_address(pages.claim), name="console_claim"),
+        web.post("/applications/{application_id}/release", by_address(pages.release), name="console_release"),
+        web.post("/applications/{application_id}/decision", by_address(pages.decide), name="console_decide"),
         web.get(
             "/applications/{application_id}/materials/{material_id}",
             pages.material,
             name="console_material",
         ),
         web.get("/counter", counter.counter_page, name="console_counter"),
-        web.post("/counter/lookup", counter.counter_lookup, name="console_counter_lookup"),
-        web.post("/counter/{person_id}/bind", counter.counter_bind, name="console_counter_bind"),
+        web.post("/counter/lookup", by_address(counter.counter_lookup), name="console_counter_lookup"),
+        web.post("/counter/{person_id}/bind", by_address(counter.counter_bind), name="console_counter_bind"),
         web.post(
             "/counter/{person_id}/{action:unbind|activate|authorize|revoke}",
-            counter.counter_action,
+            by_address(counter.counter_action),
             name="console_counter_action",
         ),
         web.get("/admin/audit", admin.audit_page, name="console_audit"),
@@ -59,8 +60,8 @@ def page_routes() -> list[web.AbstractRouteDef]:
         web.get("/admin/analytics.json", admin.analytics_json, name="console_analytics_json"),
         web.get("/admin/analytics.csv", admin.analytics_csv, name="console_analytics_csv"),
         web.get("/admin/notices", admin.notices_page, name="console_notices"),
-        web.post("/admin/notices/{notice_id}/retry", admin.notice_retry, name="console_notice_retry"),
+        web.post("/admin/notices/{notice_id}/retry", by_address(admin.notice_retry), name="console_notice_retry"),
         web.get("/admin/staff", admin.staff_page, name="console_staff"),
-        web.post("/admin/staff/{action}", admin.staff_action, name="console_staff_action"),
+        web.post("/admin/staff/{action}", by_address(admin.staff_action), name="console_staff_action"),
         web.static("/static", STATIC, name="console_static", append_version=True),
     ]

@@ -13,7 +13,6 @@ security headers, HTML error pages, and rendering.
 from __future__ import annotations
 
 import functools
-import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,6 +21,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from server import keys
+from server.consttime import same
 from server.domain.errors import DomainError
 from server.domain.staff import Principal, StaffSession
 
@@ -141,7 +141,7 @@ async def _check_csrf(request: web.Request, session: StaffSession | None) -> Non
         expected = request.cookies.get(LOGIN_COOKIE, "")
     else:
         expected = session.csrf if session is not None else ""
-    if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent, expected):
+    if not isinstance(sent, str) or not expected or not same(sent, expected):
         raise DomainError("CSRF_FAILED", "页面已过期或请求来源不明,请刷新页面后重试", 403)
 
 

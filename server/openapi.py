@@ -20,7 +20,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from server import keys
+from server.consttime import same
 from server.domain.errors import DomainError
+from server.write_limits import ENDPOINT_LIMIT, LIMIT_ATTR
+from server.write_limits import spend as spend_write_budget
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -65,6 +68,7 @@ def endpoint(
                 await authenticate_reviewer(request)
             elif spec.auth is True:
                 await authenticate(request)
+            await spend_write_budget(request)  # writes only: server.write_limits
             kwargs: dict[str, Any] = {}
             if spec.body is not None:
                 kwargs["body"] = await parse_json(request, spec.body)
@@ -73,6 +77,7 @@ def endpoint(
             return await fn(request, **kwargs)
 
         setattr(wrapper, SPEC_ATTR, spec)
+        setattr(wrapper, LIMIT_ATTR, ENDPOINT_LIMIT)
         return wrapper
 
     return decorate
@@ -100,8 +105,6 @@ async def authenticate_reviewer(request: web.Request) -> str:
     Wrong tokens are counted per client address: after ``REVIEWER_FAILURES_PER_WINDOW`` in
     a window every attempt from that address is 429 until it ends, right token or not
     (issue #17 finding 12: 1,000 guesses in 0.7 s)."""
-    import hmac
-
     redis = request.config_dict[keys.redis_key]
     window = int(time.time() // REVIEWER_FAILURE_WINDOW_SECONDS)
     fails_key = f"rl:review-auth-fail:{request.remote or '-'}:{window}"
@@ -114,7 +117,7 @@ async def authenticate_reviewer(request: web.Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     reviewers = request.config_dict[keys.settings_key].section("review").get("reviewers", {})
     for name, expected in reviewers.items():
-        if scheme.lower() == "bearer" and token and hmac.compare_digest(token.strip(), str(expected)):
+        if scheme.lower() == "bearer" and token and same(token.strip(), str(expected)):
             request[keys.reviewer_key] = name
             return name
     async with redis.pipeline(transaction=True) as pipe:

@@ -22,9 +22,22 @@ from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server import keys
 from server.app import create_app
 from server.settings import Settings
+from tests.security import logscan
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logscan.install()  # every log line of the run checked for personal data
+
+
+def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
+    logscan.set_test(nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    logscan.report(session)
 
 
 def backend_name() -> str:

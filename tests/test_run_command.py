@@ -30,7 +30,7 @@ async def test_python_m_server_serves_the_demo(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(150):  # up to 15 s for start-up (schema migration + demo data)
+            for _ in range(600):  # up to 60 s for start-up (migrations + demo data, on a busy machine)
                 try:
                     async with http.get(base + "/readyz") as r:
                         if r.status == 200:

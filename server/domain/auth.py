@@ -107,13 +107,18 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         key = _rt_key(refresh_token)
         record = await self._redis.hgetall(key)
-        if not record:
+        if b"uid" not in record or b"sid" not in record:  # none, or a half one (below)
             raise _unauthorized("REFRESH_TOKEN_INVALID", "登录已失效,请重新登录")
         uid = int(record[b"uid"])
         sid = record[b"sid"].decode()
         if await self._redis.exists(_revoked_key(sid)):
             raise _unauthorized("SESSION_REVOKED", "登录已失效,请重新登录")
-        if await self._redis.hincrby(key, "used", 1) > 1:
+        # counted only while the record exists: HINCRBY on a record that expired since the
+        # read would create a half record without TTL (and made the next refresh a 500)
+        used = await self._redis.eval(_USE_ONCE, 1, key)
+        if int(used) < 0:
+            raise _unauthorized("REFRESH_TOKEN_INVALID", "登录已失效,请重新登录")
+        if int(used) > 1:
             # A used refresh token came back: someone else has it. End the whole family.
             await self._revoke(sid)
             raise _unauthorized("REFRESH_TOKEN_REUSED", "检测到登录凭证被重复使用,已退出所有设备,请重新登录")
@@ -221,6 +226,13 @@ class AuthService:
         ttl = max(self._cfg.refresh_ttl_seconds, self._cfg.access_ttl_seconds)
         self._remember_revoked(sid)  # at once in this process, even while Redis answers
         await self._redis.set(_revoked_key(sid), b"1", ex=ttl)
+
+
+# KEYS[1] a refresh token's record: its use count plus one, or -1 when it is gone
+_USE_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'used', 1)
+"""
 
 
 def _rt_key(token: str) -> str:

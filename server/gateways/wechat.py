@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+
+from server.consttime import same
 
 if TYPE_CHECKING:
     from server.settings import WeChatSettings
@@ -202,8 +203,8 @@ class FaceIdentifyInfo:
     def is_person(self, name: str, id_card_number: str) -> bool:
         """Whether the check was of this person (both md5s equal, compared in constant time)."""
         id_md5, name_md5 = face_person_md5s(name, id_card_number)
-        same_id = hmac.compare_digest(self.id_card_number_md5.lower(), id_md5)
-        same_name = hmac.compare_digest(self.name_utf8_md5.lower(), name_md5)
+        same_id = same(self.id_card_number_md5.lower(), id_md5)
+        same_name = same(self.name_utf8_md5.lower(), name_md5)
         return same_id and same_name
 
 

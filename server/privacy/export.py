@@ -452,7 +452,8 @@ async def download(
         mid = parse_uuid(object_id)
         m = await Material.get_or_none(id=mid, application__binder_id=user_id) if mid else None
         key = m.storage_key if m is not None else None
-    elif kind == "signature" and object_id.isdigit():
+    elif kind == "signature" and object_id.isascii() and object_id.isdigit() and len(object_id) < 19:
+        # ASCII digits only ("²".isdigit() is True, int() of it raised: a 500), within int64
         s = await CommitmentSignature.get_or_none(id=int(object_id), user_id=user_id)
         key = s.signature_image_key if s is not None else None
     if key is None:

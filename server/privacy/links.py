@@ -15,6 +15,7 @@ import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from server.consttime import same
 from server.domain.clock import Clock, utc_now
 from server.domain.errors import DomainError
 
@@ -56,7 +57,7 @@ class LinkSigner:
             user_id, expires = int(user), int(exp)
         except ValueError:
             raise _invalid() from None
-        if kind not in KINDS or not hmac.compare_digest(
+        if kind not in KINDS or not same(
             sig.lower(), self._sig(kind, object_id, user_id, expires)
         ):
             raise _invalid()
