@@ -271,8 +271,10 @@ class BotService:
         ]
 
         try:
-            if split and await self.batch.run("EVAL", _BIND, 1, nonce_key, digest, binding_ttl) == -1:
-                raise Refused(403, "nonce reused with another body")
+            if split:  # a cluster: the nonce's key is in another slot, its own script first
+                bound = await self.batch.run("EVAL", _BIND, 1, nonce_key, digest, binding_ttl)
+                if bound == -1:
+                    raise Refused(403, "nonce reused with another body")
             try:
                 claimed, count, node = await self._claim(claim_keys, claim_args)
             except NoScriptError:  # Redis restarted or its script cache was flushed
