@@ -9,9 +9,11 @@ the demo hospital signing every request (HMAC over the exact bytes sent). The ru
 * every response matches what the document declares: a declared status, its content
   type, and its schema (errors: the ``Error`` envelope).
 
+Each operation goes through Schemathesis' phases as its CLI runs them: explicit
+examples, coverage (boundary values, missing and malformed parts), fuzzing.
 Bounded and reproducible: ``derandomize=True`` (the same examples on every run, no
-example database) and ``MAX_EXAMPLES`` per operation and mode, sized so the whole file
-runs in well under three minutes on two cores.
+example database) and ``MAX_EXAMPLES`` fuzzed examples per operation, sized so the whole
+file runs in about a minute on two cores (well under three).
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from typing import Any
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
-from hypothesis import strategies as st
 
 schemathesis = pytest.importorskip("schemathesis")  # in the [test] extras
 
-from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.generation.feedback import FeedbackSources  # noqa: E402
+from schemathesis.pytest._test_builder import build_operation_test  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_schema_conformance,
@@ -201,16 +203,6 @@ def test_operation_conforms(api: Api, schema: Any, method: str, path: str) -> No
     operation = schema[path][method]
     security = operation.definition.raw.get("security", [])
 
-    modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-
-    @given(case=st.one_of(*(operation.as_strategy(generation_mode=m) for m in modes)))
-    @hsettings(
-        max_examples=MAX_EXAMPLES,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
     def run(case: Any) -> None:
         auth = _auth_for(api, method, path, security)
         try:
@@ -218,5 +210,22 @@ def test_operation_conforms(api: Api, schema: Any, method: str, path: str) -> No
         except requests.ConnectionError as exc:  # the server died: show why
             raise AssertionError(f"server gone: {exc}\n{json.dumps(case.path_parameters)}") from exc
 
-    run()
+    # Schemathesis' own phases, as its CLI runs them: explicit examples, coverage
+    # (boundary values, missing and malformed parts), then fuzzing of valid and invalid
+    # requests. (Its pytest ``from_fixture`` wrapper fails on pytest 9.2: no ``_nodeid``.)
+    test = build_operation_test(
+        config=schema.config,
+        operation=operation,
+        test_func=run,
+        given_kwargs={},
+        feedback=FeedbackSources(),
+        explicit_settings=hsettings(
+            max_examples=MAX_EXAMPLES,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    test()
     server_alive(api.base)  # still our server, still up
