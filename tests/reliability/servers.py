@@ -184,6 +184,18 @@ def server_alive(base: str) -> None:
         raise AssertionError(f"the server at {base} exited ({proc.returncode}):\n{tail}")
 
 
+def server_errors(base: str) -> str:
+    """The tracebacks and error lines in the log of the server started at ``base``: for
+    an assertion message when it answered something it should not have."""
+    _, log = RUNNING[base]
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    errors = [i for i, line in enumerate(lines) if " ERROR " in line]
+    out: list[str] = []
+    for i in errors[:3]:  # the first errors, with their tracebacks
+        out.extend(lines[i : i + 45])
+    return "\n".join(out)[:8000] or "(no ERROR line in the server log)"
+
+
 async def wait_ready(session: aiohttp.ClientSession, base: str, *, seconds: float = 60) -> None:
     for _ in range(int(seconds * 10)):
         if base in RUNNING:

@@ -30,6 +30,7 @@ from tests.reliability.servers import (
     private_postgres,
     private_redis,
     server_alive,
+    server_errors,
     server_process,
     wait_ready,
 )
@@ -124,7 +125,9 @@ async def test_postgres_restart_mid_settlement_load(tmp_path: Path) -> None:
                     await _until(lambda: load.acked_after_restart >= 40, "settlements after it")
                 finally:
                     load.stop.set()
-                    await asyncio.gather(*clients)
+                    done = await asyncio.gather(*clients, return_exceptions=True)
+                failed = [e for e in done if isinstance(e, BaseException)]
+                assert not failed, f"{failed[0]}\n--- server log ---\n{server_errors(base)}"
 
                 assert 503 in load.while_down, load.while_down
                 assert set(load.answers.values()) <= {201, 503}
