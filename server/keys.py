@@ -37,6 +37,7 @@ voucher_passwords_key = web.AppKey("voucher_passwords", "VoucherPasswords")  # �
 # the bureau's console (issue #14): staff sessions and the review desk
 staff_key = web.AppKey("staff", "StaffService")
 review_desk_key = web.AppKey("review_desk", "ReviewDesk")
+counter_desk_key = web.AppKey("counter_desk", "CounterDesk")  # 窗口代办 (server/domain/counter_desk.py)
 # personal information (issue #12): consents per purpose, the [privacy] settings
 consents_key = web.AppKey("consents", "ConsentService")
 privacy_config_key = web.AppKey("privacy_config", "PrivacyConfig")

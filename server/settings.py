@@ -55,6 +55,10 @@ class ServerSettings:
     max_upload_bytes: int = 8_388_608
     demo_data: bool = True
     run_worker: bool = True
+    # slow and numerous clients (server/serving.py; issue #17 finding 10)
+    max_connections: int = 4096
+    header_timeout_s: float = 15.0
+    body_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,15 @@ class Settings:
             problems.append("console.idle_timeout_seconds must be at most 3600 in production")
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
+        # plain mode: WeChat's signature does not cover the body (issue #17 finding 4)
+        allow_plain = _coerce(
+            self.section("bot").get("allow_plain_mode", False), False, "bot.allow_plain_mode"
+        )
+        if not self.wechat.oa_encoding_aes_key and allow_plain is not True:
+            problems.append(
+                "wechat.oa_encoding_aes_key is empty (plain mode): configure safe mode, or set "
+                "bot.allow_plain_mode = true"
+            )
         if not self.wechat.api_base or _is_loopback(self.wechat.api_base):
             problems.append("wechat.api_base must point at WeChat in production")
         for name, appid in (("mp_appid", self.wechat.mp_appid), ("oa_appid", self.wechat.oa_appid)):

@@ -36,6 +36,15 @@ class Limits:
     submits: tuple[int, int] = (60, 3600)
     vouchers: tuple[int, int] = (30, 60)
     max_material_bytes: int = 8_388_608
+    # disk-fill limits (issue #17 finding 6; server.domain.family.quota)
+    max_materials_per_application: int = 12
+    max_materials_per_kind: int = 4
+    single_material_kinds: frozenset[str] = frozenset(
+        {"id_card_front", "id_card_back", "birth_certificate"}
+    )
+    max_signatures_per_application: int = 10
+    upload_budget_bytes: int = 104_857_600
+    uploads_per_hour: int = 60
 
     @classmethod
     def from_section(cls, section: Any) -> Limits:
@@ -52,7 +61,27 @@ class Limits:
             submits=pair("submits", d.submits),
             vouchers=pair("vouchers", d.vouchers),
             max_material_bytes=int(section.get("max_material_bytes", d.max_material_bytes)),
+            **{
+                name: int(section.get(name, getattr(d, name)))
+                for name in (
+                    "max_materials_per_application", "max_materials_per_kind",
+                    "max_signatures_per_application", "upload_budget_bytes", "uploads_per_hour",
+                )
+            },
+            single_material_kinds=_kinds(
+                section.get("single_material_kinds", d.single_material_kinds)
+            ),
         )
+
+
+def _kinds(value: Any) -> frozenset[str]:
+    """``[family] single_material_kinds``: material kinds of API.md, nothing else."""
+    from server.domain.policy_data import MATERIAL_KINDS
+
+    kinds = frozenset(value)
+    if isinstance(value, str) or not kinds <= set(MATERIAL_KINDS):
+        raise ValueError(f"family.single_material_kinds must be a list of {MATERIAL_KINDS}")
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -67,6 +96,12 @@ class Binder:
 
 def not_found(what: str = "申请") -> DomainError:
     return DomainError("NOT_FOUND", f"{what}不存在", 404)
+
+
+def actor_of(user_id: int, staff: str | None = None) -> str:
+    """Who an application event names: the user, or the staff member doing it for them at
+    the counter (窗口代办: ``staff:<name>``; the audit log says for whom)."""
+    return f"staff:{staff}"[:64] if staff else f"user:{user_id}"
 
 
 def uuid_or_404(value: str, what: str) -> uuid.UUID:
