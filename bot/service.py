@@ -145,7 +145,7 @@ def _release(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _release_when_done(waiter: asyncio.Future[None], _task: asyncio.Task[Any]) -> None:
+def _release_when_done(waiter: asyncio.Future[None], _done: asyncio.Future[Any]) -> None:
     _release(waiter)
 
 
@@ -270,18 +270,23 @@ class BotService:
             b"" if split else digest, binding_ttl,
         ]
 
+        # One budget for the whole answer, the claim included: a Redis that accepts
+        # connections but does not answer (frozen, a network black hole) must cost the
+        # follower "系统繁忙", not WeChat's 5-second timeout (issue #15, found by the
+        # frozen-Redis fault test: 5.0 s with the batcher's own 5 s deadline)
+        deadline = self.batch.loop().time() + self.config.reply_budget_seconds
         try:
             if split:  # a cluster: the nonce's key is in another slot, its own script first
                 bound = await self.batch.run("EVAL", _BIND, 1, nonce_key, digest, binding_ttl)
                 if bound == -1:
                     raise Refused(403, "nonce reused with another body")
             try:
-                claimed, count, node = await self._claim(claim_keys, claim_args)
+                claimed, count, node = await self._claim(claim_keys, claim_args, deadline)
             except NoScriptError:  # Redis restarted or its script cache was flushed
                 self._claim_cached = False
-                claimed, count, node = await self._claim(claim_keys, claim_args)
+                claimed, count, node = await self._claim(claim_keys, claim_args, deadline)
             self._claim_cached = True
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError) as exc:  # OSError: TimeoutError too
             # Without Redis we cannot tell a retry from a first delivery: say so briefly
             # rather than risk answering twice or failing with a 500 WeChat retries.
             log.error("bot cannot reach Redis: %r", exc)
@@ -300,7 +305,7 @@ class BotService:
                 else None
             )
         else:
-            text = await self._within_budget(message, turn)
+            text = await self._within_budget(message, turn, deadline)
         reply = reply_xml(text, message) if text else ""
         stored = _REPLY + reply.encode() if reply else _EMPTY
 
@@ -309,21 +314,39 @@ class BotService:
         self.batch.submit("SET", key, stored, "EX", ttl).add_done_callback(_log_store_failure)
         return reply or None
 
-    async def _claim(self, claim_keys: list[str], claim_args: list[int | bytes]) -> list[Any]:
+    async def _claim(
+        self, claim_keys: list[str], claim_args: list[int | bytes], deadline: float
+    ) -> list[Any]:
         # EVALSHA once Redis has the script (an EVAL put it in its cache): the script's
         # 500 bytes are not sent and hashed again for every push
         if self._claim_cached:
-            return await self.batch.run("EVALSHA", _CLAIM_SHA, len(claim_keys), *claim_keys, *claim_args)
-        return await self.batch.run("EVAL", _CLAIM, len(claim_keys), *claim_keys, *claim_args)
+            command: tuple[Any, ...] = ("EVALSHA", _CLAIM_SHA)
+        else:
+            command = ("EVAL", _CLAIM)
+        future = self.batch.submit(*command, len(claim_keys), *claim_keys, *claim_args)
+        loop = self.batch.loop()
+        if not future.done():
+            # asyncio.wait_for's work without its getpid() syscalls (see _within_budget)
+            waiter = loop.create_future()
+            timer = loop.call_at(deadline, _release, waiter)
+            future.add_done_callback(functools.partial(_release_when_done, waiter))
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+        if not future.done():
+            future.cancel()  # the batcher skips a cancelled caller's reply
+            raise TimeoutError("Redis did not answer the claim within the reply budget")
+        return future.result()  # type: ignore[no-any-return]
 
-    async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
+    async def _within_budget(self, message: BaseMessage, turn: Turn, deadline: float) -> str | None:
         # What asyncio.wait({task}, timeout=budget) does, on the loop the batcher already
         # knows: ensure_future and wait each ask get_running_loop(), a getpid() syscall
         # that costs several µs on this VM, for every push.
         loop = self.batch.loop()
         task = loop.create_task(self.get_reply(message, turn))
         waiter = loop.create_future()
-        timer = loop.call_later(self.config.reply_budget_seconds, _release, waiter)
+        timer = loop.call_at(deadline, _release, waiter)
         task.add_done_callback(functools.partial(_release_when_done, waiter))
         try:
             await waiter

@@ -20,13 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
+from datetime import UTC, datetime
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from server import keys
 from server.consttime import same
+from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
 from server.domain.institutions import InstitutionDirectory
 
@@ -59,17 +60,24 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
         )
     settings = request.config_dict[keys.settings_key]
     window = settings.institution.signature_window_seconds
-    # ASCII seconds only: str.isdigit() also says yes to "²" (int() then raised: a 500)
-    if not _TS_RE.fullmatch(ts) or abs(time.time() - int(ts)) > window:
-        raise _refuse(
-            "TIMESTAMP_EXPIRED", f"请求时间戳无效或超出允许范围(±{window} 秒),请校准系统时间"
-        )
-    if not _NONCE_RE.match(nonce):
-        raise _refuse("NONCE_INVALID", "X-Nonce 必须是 8–64 位字母、数字、下划线或连字符")
     directory = request.config_dict[keys.institution_directory_key]
     assert isinstance(directory, InstitutionDirectory)
+    now = directory.wall()
+    # ASCII seconds only: str.isdigit() also says yes to "²" (int() then raised: a 500)
+    if not _TS_RE.fullmatch(ts) or abs(now - int(ts)) > window:
+        # either clock may be the wrong one: say what ours reads, so the institution's
+        # operators can tell (X-Server-Time, unix seconds, and in the message)
+        error = _refuse(
+            "TIMESTAMP_EXPIRED",
+            f"请求时间戳无效或超出允许范围(±{window} 秒),请校准系统时间"
+            f"(服务器时间 {cn_iso(datetime.fromtimestamp(now, UTC))})",
+        )
+        error.headers["X-Server-Time"] = str(int(now))
+        raise error
+    if not _NONCE_RE.match(nonce):
+        raise _refuse("NONCE_INVALID", "X-Nonce 必须是 8–64 位字母、数字、下划线或连字符")
     ttl = float(settings.section("institution_api").get("cache_seconds", 5))
-    found = await directory.lookup(code, ttl=ttl, pii=request.config_dict[keys.pii_key])
+    found = await directory.lookup(code, ttl=ttl, pii=request.config_dict[keys.pii_key], now=now)
     if found is None:
         raise _refuse("INSTITUTION_UNKNOWN", "机构编码不存在或已停用")
     info, secrets = found  # the current secret, and the previous one inside a rotation's overlap

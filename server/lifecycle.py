@@ -28,6 +28,10 @@ async def orm_ctx(app: web.Application) -> AsyncIterator[None]:
     await ctx.close_connections()
 
 
+# One Redis command's reply (our commands are O(1) or short scripts: sub-millisecond).
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     """Real Redis (one server or a cluster) when REDIS_URL is set; otherwise the embedded
     in-process store."""
@@ -41,11 +45,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
         # A pooled connection that died (Redis restarted) fails when a command is sent on
         # it: reconnect and send again, twice at most, then the request fails clean (503).
+        # A Redis that does not answer (frozen, a black hole) is not retried: each try
+        # would wait the whole timeout again (issue #15: 15 s to a 503 with redis-py's
+        # defaults, 3 tries of 5 s); after REDIS_TIMEOUT_SECONDS the request is a 503.
         # A redis+cluster:// URL gives a RedisCluster client (server/redis_client.py).
         client: Any = connect(
             settings.redis.url,
             health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), 2),
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            retry=Retry(
+                ExponentialBackoff(cap=0.2, base=0.01), 2, supported_errors=(RedisConnectionError,)
+            ),
             retry_on_error=[RedisConnectionError],
         )
     else:

@@ -243,6 +243,12 @@ def build_openapi(app: web.Application, *, title: str, version: str) -> dict[str
             op["responses"]["401"] = err
         if spec.errors:
             op["x-error-codes"] = list(spec.errors)
+        if any(p["in"] == "path" for p in params):
+            op["responses"].setdefault("404", err)
+        # Any other status is an error in the API.md envelope: 403, 404, 409, 413, 429,
+        # 503 with Retry-After when a dependency is down … (found by the contract fuzzer:
+        # statuses the document did not declare)
+        op["responses"]["default"] = err
         paths.setdefault(path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",

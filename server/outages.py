@@ -26,6 +26,11 @@ DOWN: tuple[type[BaseException], ...] = (
     pg.InterfaceError,  # "connection is closed" on a pooled connection
     pg.OperatorInterventionError,  # AdminShutdown / CrashShutdown: the server is restarting
     pg.TooManyConnectionsError,
+    # the server's FATAL "terminating connection due to administrator command" arrived on
+    # an idle pooled connection: asyncpg's protocol is left consuming it, and the next
+    # query on that connection fails with "cannot switch to state …" (issue #15, found
+    # by restarting PostgreSQL under a settlement load: a 500 before)
+    pg.InternalClientError,
     ConnectionRefusedError,
     ConnectionResetError,
 )

@@ -65,8 +65,15 @@ class InstitutionDirectory:
 
     MAX_ROWS = 100_000
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.monotonic = monotonic  # the cache's clock (tests move it)
+        # the server's wall clock (epoch seconds): signature timestamps and rotation
+        # windows are judged by it (tests set it off, as a server's clock may be)
+        self.wall = wall
         self._rows: dict[str, _Row] = {}
         self._secrets: dict[tuple[str, str], str] = {}
 
@@ -92,7 +99,7 @@ class InstitutionDirectory:
         if row.info is None:
             return None
         current = self._decrypt(code, row.secret_enc, pii)
-        if row.previous_enc and (time.time() if now is None else now) < row.previous_until:
+        if row.previous_enc and (self.wall() if now is None else now) < row.previous_until:
             return row.info, (current, self._decrypt(code, row.previous_enc, pii))
         return row.info, (current,)
 

@@ -26,7 +26,8 @@ coroutines.
 
 Errors are this module's own types (:class:`StorageError`); the domain turns them into
 API.md codes (``UNSUPPORTED_MEDIA_TYPE`` 415, ``MATERIAL_TOO_LARGE`` 413, ``MATERIAL_EMPTY``
-/ ``MATERIAL_CORRUPT`` 422, ``MATERIAL_NOT_FOUND`` 404).
+/ ``MATERIAL_CORRUPT`` 422, ``MATERIAL_NOT_FOUND`` 404, ``STORAGE_FULL`` 507 when the disk
+has no room — nothing is left behind).
 
 Keys are generated here (128 random bits, hex) and never contain user input; the
 on-disk layout fans out over two directory levels: ``ab/cd/abcd…`` (32 hex digits).
@@ -35,7 +36,9 @@ on-disk layout fans out over two directory levels: ``ab/cd/abcd…`` (32 hex dig
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -58,6 +61,7 @@ __all__ = [
     "ObjectNotFound",
     "Storage",
     "StorageError",
+    "StorageFull",
     "StoredObject",
     "TooLarge",
     "UnsupportedMedia",
@@ -66,6 +70,8 @@ __all__ = [
 ]
 
 ALLOWED_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/pdf"})
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 #: Chunks are gathered up to this size before one write in a worker thread: one thread
@@ -138,6 +144,14 @@ class CorruptFile(StorageError):
 
 class ObjectNotFound(StorageError):
     """No object under this key (deleted, or never stored)."""
+
+
+class StorageFull(StorageError):
+    """The disk (or the quota) has no room for the object: nothing kept, try later."""
+
+
+#: OSError numbers meaning "no room": the disk is full, or the user's quota is
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,6 +278,12 @@ class LocalStorage:
             return StoredObject(
                 key=key, size=size, sha256=digest.hexdigest(), content_type=content_type
             )
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM:
+                raise
+            # the operators must hear of it; the user gets a clear "try later" (issue #15)
+            log.error("uploads disk full under %s: %s", self.root, exc.strerror)
+            raise StorageFull() from exc
         finally:
             if not done:
                 if in_flight is not None and not in_flight.done():
@@ -376,7 +396,12 @@ class _TempFile:
         """Remove every trace: the temporary file and, when cancelled during
         :meth:`finish` after the rename, the final file (nobody received its key)."""
         if self.file is not None:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:
+                # closing flushes what is buffered: on a full disk that fails again, and
+                # the file must still go (issue #15: the partial file was left behind)
+                pass
         self.path.unlink(missing_ok=True)
         self.final.unlink(missing_ok=True)
 

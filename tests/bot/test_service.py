@@ -195,6 +195,44 @@ async def test_redis_down_gets_a_short_apology_not_a_500(bot: BotService) -> Non
     assert reply is not None and "系统繁忙" in reply
 
 
+async def test_a_redis_that_never_answers_gets_the_apology_within_the_budget(
+    bot: BotService,
+) -> None:
+    """A Redis that accepts connections and then says nothing (frozen, a black hole): the
+    claim is bounded by the reply budget — the follower reads "系统繁忙" before WeChat's
+    5 s run out (issue #15: 5.0 s before, the batcher's own deadline)."""
+    from redis.asyncio import Redis
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # held open, never answered
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    hung = Redis.from_url(url)
+    worker = BotService(
+        config=replace(bot.config, reply_budget_seconds=0.3), codec=bot.codec, kb=bot.kb,
+        router=build_router(), redis=hung, pii=bot.pii, wechat=bot.wechat,
+        batch_redis=RedisBatcher.dedicated_client(url),
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        reply = await worker.answer(parse_message(text_xml("怎么解绑", openid="oa-hung")))
+        elapsed = loop.time() - started
+    finally:
+        await worker.close()
+        await hung.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert reply is not None and "系统繁忙" in reply
+    assert accepted  # it did reach the silent server
+    assert 0.3 <= elapsed < 1.0, elapsed
+
+
 async def test_claims_survive_a_flushed_redis_script_cache(bot: BotService) -> None:
     """The claim goes by EVALSHA once Redis has the script; after SCRIPT FLUSH (or a Redis
     restart) the next push is still answered once, and a retry still deduplicated."""

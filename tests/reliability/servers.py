@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -27,9 +28,18 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below the ephemeral range (STYLE.md): a port the kernel hands
+    out for bind(0) may be handed to another process' outgoing connection — or another
+    test's server — before ours binds it."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free loopback port in 20000-32000")
 
 
 @dataclass
@@ -237,9 +247,12 @@ def server_process(env_extra: dict[str, str], workdir: Path) -> Iterator[str]:
     log = open(workdir / "server.log", "wb")  # noqa: SIM115  # the child keeps its copy
     proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
+    base = f"http://127.0.0.1:{port}"
+    RUNNING[base] = (proc, workdir / "server.log")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield base
     finally:
+        RUNNING.pop(base, None)
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -248,8 +261,35 @@ def server_process(env_extra: dict[str, str], workdir: Path) -> Iterator[str]:
             proc.wait()
 
 
+# base URL → (our child, its log): a server that died (its port taken, a bad setting) must
+# fail the test with its log, not leave the test talking to whatever else holds the port
+RUNNING: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+
+def server_alive(base: str) -> None:
+    """Fail, with its log, when the server started at ``base`` has exited."""
+    proc, log = RUNNING[base]
+    if proc.poll() is not None:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise AssertionError(f"the server at {base} exited ({proc.returncode}):\n{tail}")
+
+
+def server_errors(base: str) -> str:
+    """The tracebacks and error lines in the log of the server started at ``base``: for
+    an assertion message when it answered something it should not have."""
+    _, log = RUNNING[base]
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    errors = [i for i, line in enumerate(lines) if " ERROR " in line]
+    out: list[str] = []
+    for i in errors[:3]:  # the first errors, with their tracebacks
+        out.extend(lines[i : i + 45])
+    return "\n".join(out)[:8000] or "(no ERROR line in the server log)"
+
+
 async def wait_ready(session: aiohttp.ClientSession, base: str, *, seconds: float = 60) -> None:
     for _ in range(int(seconds * 10)):
+        if base in RUNNING:
+            server_alive(base)
         try:
             async with session.get(f"{base}/readyz") as r:
                 if r.status == 200:

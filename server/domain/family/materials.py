@@ -27,6 +27,7 @@ from server.gateways.storage import (
     ObjectNotFound,
     Storage,
     StorageError,
+    StorageFull,
     StoredObject,
     TooLarge,
     UnsupportedMedia,
@@ -66,6 +67,12 @@ def storage_refusal(err: StorageError) -> DomainError:
         return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
     if isinstance(err, UnsupportedMedia):
         return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件", 415)
+    if isinstance(err, StorageFull):
+        # 507 Insufficient Storage: the server's side, not the file's; nothing was kept
+        return DomainError(
+            "STORAGE_FULL", "服务器存储空间不足,文件暂时无法保存,请稍后再试", 507,
+            headers={"Retry-After": "600"},
+        )
     raise err  # a new kind of storage error must be worded here first
 
 
