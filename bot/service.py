@@ -38,9 +38,10 @@ from bot.dialogue import NOT_READ, Dialogue, NotRead
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
 from server.domain.pii import PiiCipher
+from server.feature_settings import BotSettings as BotConfig
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
-from server.settings import Settings, typed_table
+from server.settings import Settings
 
 __all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
 
@@ -79,23 +80,6 @@ end
 return {1, count, node}
 """
 _CLAIM_SHA = hashlib.sha1(_CLAIM.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class BotConfig:
-    """The ``[bot]`` settings table (config/default.toml)."""
-
-    timestamp_window_seconds: int = 300
-    reply_budget_seconds: float = 4.0
-    dedupe_ttl_seconds: int = 60
-    retry_wait_seconds: float = 4.0
-    dialogue_ttl_seconds: int = 600
-    rate_limit_per_minute: int = 20
-    diagnosis_days: int = 30
-    max_body_bytes: int = 65_536
-    # the menu's mini-program page; the mini-program's appid is wechat.mp_appid
-    miniprogram_path: str = "pages/index/index"
-
 
 
 @dataclass(frozen=True)
@@ -190,7 +174,7 @@ class BotService:
         pii: PiiCipher,
         wechat: WeChatGateway | None,
     ) -> BotService:
-        config = typed_table(BotConfig, settings.section("bot"), "bot")
+        config = settings.bot
         codec = Codec(
             token=settings.wechat.oa_token,
             appid=settings.wechat.oa_appid,

@@ -16,6 +16,7 @@ from server.domain import staff as staff_domain
 from server.domain.errors import DomainError
 from server.domain.identity import ID_TYPE_LABELS
 from server.domain.staff import ADMIN_ROLES, COUNTER_ROLES, ROLES
+from server.http_errors import status_of
 from server.responses import json_response
 
 AUDIT_PAGE = 100
@@ -25,7 +26,7 @@ def _date(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
     except ValueError:
-        raise DomainError("VALIDATION_FAILED", "日期格式应为 YYYY-MM-DD", 422) from None
+        raise DomainError("VALIDATION_FAILED", "日期格式应为 YYYY-MM-DD") from None
 
 
 def _audit_filter(request: web.Request) -> audit.AuditFilter:
@@ -102,7 +103,7 @@ async def analytics_json(request: web.Request) -> web.Response:
 async def analytics_csv(request: web.Request) -> web.Response:
     table = request.query.get("table", "")
     if table not in analytics.CSV_TABLES:
-        raise DomainError("NOT_FOUND", "没有这张图表", 404)
+        raise DomainError("NOT_FOUND", "没有这张图表")
     data = await analytics.overview(principal(request), days=_days(request))
     buf = io.StringIO()
     csv.writer(buf).writerows(analytics.csv_rows(data, table))
@@ -203,8 +204,8 @@ async def counter_lookup(request: web.Request) -> web.Response:
             per_hour=settings.console.counter_lookups_per_hour,
         )
     except DomainError as err:
-        if err.status not in (404, 422):
+        if status_of(err) not in (404, 422):
             raise
         return render(request, "counter.html", {"id_types": ID_TYPE_LABELS, "person": None, "error": err.message},
-                      status=err.status)
+                      status=status_of(err))
     return render(request, "counter.html", {"id_types": ID_TYPE_LABELS, "person": person, "error": ""})

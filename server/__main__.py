@@ -194,7 +194,7 @@ def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
         elif args.action in ("disable", "enable"):
             enable = args.action == "enable"
             changed = _with_orm(settings, lambda pii: inst.set_active(args.code, enable, actor=actor))
-            ttl = settings.section("institution_api").get("cache_seconds", 5)
+            ttl = f"{settings.institution_api.cache_seconds:g}"
             what = f"{args.action}d" if changed else f"already {args.action}d"
             print(f"institution {args.code} {what}; every server applies it within {ttl} s")
         elif args.action == "rotate":
@@ -346,7 +346,7 @@ def cmd_storage(args: argparse.Namespace, settings: Settings) -> int:
     from server.domain.pii import PiiCipher
     from server.gateways.storage import LocalStorage
 
-    root = Path(settings.section("family").get("upload_dir") or settings.data_path / "uploads")
+    root = Path(settings.family.upload_dir or settings.data_path / "uploads")
     pii = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
     storage = LocalStorage(root, keys=pii)
 

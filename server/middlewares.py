@@ -14,6 +14,7 @@ from aiohttp import web
 from server import keys
 from server.domain.errors import DomainError
 from server.domain.pii import Scrubbed, scrub
+from server.http_errors import headers_of, status_of
 from server.outages import RETRY_AFTER_SECONDS, dependency_down
 from server.ratelimit import RateLimited
 from server.responses import dumps, json_response
@@ -118,8 +119,8 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except DomainError as err:
-        resp = json_response(err.to_body(), status=err.status)
-        resp.headers.update(err.headers)
+        resp = json_response(err.to_body(), status=status_of(err))
+        resp.headers.update(headers_of(err))
         return resp
     except RateLimited as err:
         resp = json_response(_RATE_LIMITED_BODY, status=429)

@@ -201,7 +201,6 @@ async def import_registry(
         raise DomainError(
             "REGISTRY_CSV_INVALID",
             f"{totals.stopped_at.text()}(共 {totals.rejected} 行被拒绝{where}),未导入任何数据",
-            422,
             detail={"rejected": totals.rejected, "by_reason": summary.by_reason},
         )
     return summary

@@ -46,7 +46,7 @@ class CsvIn:
         self._reader: Any = None
 
     def _fail(self, message: str) -> DomainError:
-        return DomainError(self.error_code, f"{self.path.name}: {message}", 422)
+        return DomainError(self.error_code, f"{self.path.name}: {message}")
 
     def __enter__(self) -> CsvIn:
         try:

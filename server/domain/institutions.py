@@ -131,9 +131,9 @@ async def add_institution(
     once). Adding an existing institution with the same name, region and secret changes
     nothing (the demo adds its hospital at every start)."""
     if not code or len(code) > 32 or not code.isascii() or not code.replace("-", "").isalnum():
-        raise DomainError("INVALID_INSTITUTION_CODE", "机构编码只能包含字母、数字和连字符", 422)
+        raise DomainError("INVALID_INSTITUTION_CODE", "机构编码只能包含字母、数字和连字符")
     if not (len(region_code) == 6 and region_code.isascii() and region_code.isdigit()):
-        raise DomainError("INVALID_REGION_CODE", "区划代码必须是 6 位数字", 422)
+        raise DomainError("INVALID_REGION_CODE", "区划代码必须是 6 位数字")
     secret = secret or secrets.token_urlsafe(32)
     enc = pii.encrypt(secret, purpose="institution_secret")
     async with in_transaction():
@@ -159,7 +159,7 @@ async def add_institution(
 async def _locked(code: str) -> Institution:
     inst = await Institution.filter(code=code).select_for_update().first()
     if inst is None:
-        raise DomainError("INSTITUTION_NOT_FOUND", f"机构 {code} 不存在", 404)
+        raise DomainError("INSTITUTION_NOT_FOUND", f"机构 {code} 不存在")
     return inst
 
 
@@ -190,7 +190,7 @@ async def rotate_secret(
     """A new secret for ``code``; the current one keeps verifying for ``overlap`` (0: it
     stops at once). Returns the new secret (shown once) and when the old one stops."""
     if not timedelta(0) <= overlap <= MAX_OVERLAP:
-        raise DomainError("INVALID_OVERLAP", "新旧密钥并行期必须在 0 到 30 天之间", 422)
+        raise DomainError("INVALID_OVERLAP", "新旧密钥并行期必须在 0 到 30 天之间")
     secret = secrets.token_urlsafe(32)
     now = now or datetime.now(SHANGHAI)
     until = now + overlap if overlap else None
@@ -236,7 +236,7 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(0)
     number, unit = text[:-1], text[-1:]
     if unit not in units or not number.isascii() or not number.isdigit():
-        raise DomainError("INVALID_OVERLAP", f"时长格式应如 24h、90m、2d 或 0,收到 {text!r}", 422)
+        raise DomainError("INVALID_OVERLAP", f"时长格式应如 24h、90m、2d 或 0,收到 {text!r}")
     return timedelta(seconds=int(number) * units[unit])
 
 

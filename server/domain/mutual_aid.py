@@ -170,7 +170,7 @@ async def _authorize(
     async with in_transaction():
         user = await User.filter(id=user_id).select_for_update(no_key=True).first()
         if user is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
         me = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None  # type: ignore[attr-defined]
         member = None
         if doc is not None:
@@ -220,7 +220,6 @@ async def _authorize(
             raise DomainError(
                 "QUOTA_NOT_APPLICABLE",
                 "共济额度仅适用于跨省共济,省内共济直接使用您的个人账户余额",
-                422,
                 fields={"quota_fen": "QUOTA_NOT_APPLICABLE"},
             )
         auth = await Authorization.create(
@@ -348,7 +347,7 @@ async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -
     """``items``: the relatives this user authorizes; ``received``: who authorizes this user."""
     user = await User.get_or_none(id=user_id)
     if user is None:
-        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
     given = await (
         Authorization.filter(authorizer_id=user_id, state="active")
         .order_by("created_at", "id")
@@ -406,4 +405,4 @@ def _person_brief(person: InsuredPerson, pii: PiiCipher) -> dict[str, Any]:
 
 
 def _not_found() -> DomainError:
-    return DomainError("AUTHORIZATION_NOT_FOUND", "共济授权不存在或已解除", 404)
+    return DomainError("AUTHORIZATION_NOT_FOUND", "共济授权不存在或已解除")

@@ -70,7 +70,7 @@ def guardian_hashes(pii: PiiCipher, cell: str, line: int) -> str:
             doc = parse_id("resident_id", number, today=date(2100, 1, 1))
         except DomainError:
             raise DomainError(
-                "REGISTRY_CSV_INVALID", f"第 {line} 行 guardian_id_numbers 含无效身份证号", 422
+                "REGISTRY_CSV_INVALID", f"第 {line} 行 guardian_id_numbers 含无效身份证号"
             ) from None
         out.append(id_hash(pii, doc.id_type, doc.id_number))
     return ",".join(sorted(set(out)))

@@ -113,7 +113,7 @@ class Principal:
 
     def require(self, roles: frozenset[str]) -> None:
         if self.role not in roles:
-            raise DomainError("FORBIDDEN", "您的岗位无权进行此操作", 403)
+            raise DomainError("FORBIDDEN", "您的岗位无权进行此操作")
 
 
 def _prefix(region: str) -> str:
@@ -331,8 +331,7 @@ class StaffService:
             raise DomainError(
                 "RATE_LIMITED",
                 "登录失败次数过多,请稍后再试",
-                429,
-                headers={"Retry-After": str(self._retry_after())},
+                retry_after=self._retry_after(),
             )
         staff = await Staff.get_or_none(name=name) if name else None
         ok = await asyncio.to_thread(
@@ -343,7 +342,7 @@ class StaffService:
             await self._count_failure(name, ip)
             who = audit.Actor(staff.id if staff else None, name or "-", ip)
             await audit.record(who, "login_failed", target_kind="session")
-            raise DomainError("LOGIN_FAILED", "用户名或密码错误", 401)
+            raise DomainError("LOGIN_FAILED", "用户名或密码错误")
         if self.hasher.check_needs_rehash(staff.password_hash):
             staff.password_hash = await asyncio.to_thread(self.hasher.hash, password)
         staff.last_login_at = self.clock()

@@ -27,12 +27,11 @@ __all__ = ["privacy_ctx"]
 
 async def privacy_ctx(app: web.Application) -> AsyncIterator[None]:
     """The privacy services on the app's resources (after the family context)."""
-    from server.privacy.config import PrivacyConfig
     from server.privacy.deletion import DeletionService
     from server.privacy.links import LinkSigner
 
     settings = app[keys.settings_key]
-    config = PrivacyConfig.from_settings(settings)
+    config = settings.privacy
     app[keys.privacy_config_key] = config
     app[keys.links_key] = LinkSigner(settings.pii.hash_key, ttl=config.export_link_seconds)
     app[keys.deletion_key] = DeletionService(

@@ -206,7 +206,7 @@ class DeletionService:
         async with in_transaction():
             user = await User.filter(id=user_id).select_for_update().first()
             if user is None:
-                raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+                raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
             deletion = await AccountDeletion.get_or_none(user_id=user_id)
             if deletion is None:
                 deletion = await AccountDeletion.create(

@@ -109,7 +109,7 @@ async def export(user_id: int, *, pii: PiiCipher, links: LinkSigner, now: dateti
     """The JSON document of everything held about ``user_id``, in pieces."""
     user = await User.get_or_none(id=user_id)
     if user is None:
-        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
     ctx = _Ctx(user, pii, links)
     person = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None  # type: ignore[attr-defined]
     yield "{" + f'"format":{_dumps(FORMAT)},"exported_at":{_dumps(cn_iso(now))}'
@@ -444,7 +444,7 @@ async def download(
     from server.domain.clock import parse_uuid
     from server.domain.family.materials import open_document
 
-    gone = DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
+    gone = DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除")
     if await AccountDeletion.exists(user_id=user_id):
         raise gone
     key: str | None = None

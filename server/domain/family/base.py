@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from server.domain.clock import Clock, cn_today, parse_uuid, utc_now
 from server.domain.errors import DomainError
@@ -37,23 +37,6 @@ class Limits:
     vouchers: tuple[int, int] = (30, 60)
     max_material_bytes: int = 8_388_608
 
-    @classmethod
-    def from_section(cls, section: Any) -> Limits:
-        d = cls()
-
-        def pair(name: str, default: tuple[int, int]) -> tuple[int, int]:
-            return (
-                int(section.get(f"{name}_per_window", default[0])),
-                int(section.get(f"{name}_window_seconds", default[1])),
-            )
-
-        return cls(
-            applications=pair("applications", d.applications),
-            submits=pair("submits", d.submits),
-            vouchers=pair("vouchers", d.vouchers),
-            max_material_bytes=int(section.get("max_material_bytes", d.max_material_bytes)),
-        )
-
 
 @dataclass(frozen=True)
 class Binder:
@@ -66,7 +49,7 @@ class Binder:
 
 
 def not_found(what: str = "申请") -> DomainError:
-    return DomainError("NOT_FOUND", f"{what}不存在", 404)
+    return DomainError("NOT_FOUND", f"{what}不存在")
 
 
 def uuid_or_404(value: str, what: str) -> uuid.UUID:
@@ -140,7 +123,7 @@ class FamilyBase:
     async def _binder(user_id: int) -> Binder:
         r = await queries.binder(user_id)
         if r is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
         return Binder(
             id=r["id"],
             realname_verified=bool(r["realname_verified"]),
@@ -150,5 +133,5 @@ class FamilyBase:
 
     def _storage(self) -> Storage:
         if self.storage is None:
-            raise DomainError("SERVICE_UNAVAILABLE", "材料存储暂不可用", 503)
+            raise DomainError("SERVICE_UNAVAILABLE", "材料存储暂不可用")
         return self.storage

@@ -37,22 +37,21 @@ def storage_refusal(err: StorageError) -> DomainError:
     """What a storage refusal means to the user: API.md code, Chinese text, status."""
     if isinstance(err, TooLarge):
         mb = f"{err.max_bytes / (1024 * 1024):g}"
-        return DomainError("MATERIAL_TOO_LARGE", f"文件过大,单个材料不能超过 {mb} MB", 413)
+        return DomainError("MATERIAL_TOO_LARGE", f"文件过大,单个材料不能超过 {mb} MB")
     if isinstance(err, EmptyFile):
         return DomainError(
-            "MATERIAL_EMPTY", "上传的文件为空,请重新选择", 422, fields={"file": "MATERIAL_EMPTY"}
+            "MATERIAL_EMPTY", "上传的文件为空,请重新选择", fields={"file": "MATERIAL_EMPTY"}
         )
     if isinstance(err, CorruptFile):
         return DomainError(
             "MATERIAL_CORRUPT",
             "文件已损坏或不完整,请重新拍照或扫描后上传",
-            422,
             fields={"file": "MATERIAL_CORRUPT"},
         )
     if isinstance(err, ObjectNotFound):
-        return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
+        return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除")
     if isinstance(err, UnsupportedMedia):
-        return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件", 415)
+        return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件")
     raise err  # a new kind of storage error must be worded here first
 
 
@@ -118,7 +117,6 @@ class MaterialsPart(FamilyBase):
                 raise DomainError(
                     "VALIDATION_FAILED",
                     "材料类型无效",
-                    422,
                     fields={"kind": "REQUIRED" if not kind else "INVALID_CHOICE"},
                 )
             async with in_transaction():

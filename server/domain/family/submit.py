@@ -229,13 +229,10 @@ class SubmitPart(FamilyBase):
                 )
                 app.failure_code, app.failure_message = blocker.code, blocker.message
                 app.decided_at = now if to == "failed" else None
-                failure = reasons.error(blocker.code)
-                failure.message, failure.status = blocker.message, 409
-                failure.detail = {
-                    "fix": blocker.fix,
-                    "application_id": str(app.id),
-                    "state": to,
-                }
+                failure = reasons.error(blocker.code).decided(
+                    blocker.message,
+                    {"fix": blocker.fix, "application_id": str(app.id), "state": to},
+                )
             elif decision.review_required:
                 events.append(
                     step(app, "pending_review", actor="system", note="policy: review required")
@@ -350,7 +347,7 @@ class SubmitPart(FamilyBase):
         reason = (reason or "").strip()
         if not reason:
             raise DomainError(
-                "REASON_REQUIRED", "请填写需要补正的内容", 422, fields={"reason": "REQUIRED"}
+                "REASON_REQUIRED", "请填写需要补正的内容", fields={"reason": "REQUIRED"}
             )
         now = self.clock()
         async with in_transaction():
@@ -414,8 +411,7 @@ class SubmitPart(FamilyBase):
         decision = self.policy.check_binding(ctx)
         for b in decision.blocking:
             if b.code in limits:
-                err = reasons.error(b.code)
-                err.message, err.status = b.message, 409
-                err.detail = {"fix": b.fix, "application_id": str(app.id), "state": app.state}
-                raise err
+                raise reasons.error(b.code).decided(
+                    b.message, {"fix": b.fix, "application_id": str(app.id), "state": app.state}
+                )
         return decision.activates_voucher

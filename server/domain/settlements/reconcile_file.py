@@ -112,7 +112,7 @@ async def write(
 ) -> Report:
     """Write the day's events to ``out`` (``-``: stdout), compared with ``against``."""
     if against is not None and institution is None:
-        raise DomainError("INSTITUTION_REQUIRED", "与机构对账文件比对时须指定 --institution", 422)
+        raise DomainError("INSTITUTION_REQUIRED", "与机构对账文件比对时须指定 --institution")
     theirs, invalid = _read_theirs(against) if against is not None else ({}, [])
     columns = COLUMNS + (CHECK_COLUMNS if against is not None else [])
     report = Report(out=str(out))

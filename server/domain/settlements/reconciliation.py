@@ -53,11 +53,11 @@ def parse_day(value: str) -> date:
         day = date.fromisoformat(value)
     except ValueError:
         raise DomainError(
-            "VALIDATION_FAILED", "对账日期格式应为 YYYY-MM-DD", 422, fields={"date": "INVALID_FORMAT"}
+            "VALIDATION_FAILED", "对账日期格式应为 YYYY-MM-DD", fields={"date": "INVALID_FORMAT"}
         ) from None
     if not SETL_YEARS[0] <= day.year <= SETL_YEARS[1]:
         raise DomainError(
-            "VALIDATION_FAILED", "对账日期超出范围", 422, fields={"date": "OUT_OF_RANGE"}
+            "VALIDATION_FAILED", "对账日期超出范围", fields={"date": "OUT_OF_RANGE"}
         )
     return day
 
@@ -125,7 +125,7 @@ class Cursor:
         m = _CURSOR_RE.match(value)
         if m is None:
             raise DomainError(
-                "VALIDATION_FAILED", "分页游标无效", 422, fields={"cursor": "INVALID_CURSOR"}
+                "VALIDATION_FAILED", "分页游标无效", fields={"cursor": "INVALID_CURSOR"}
             )
         return cls(m.group(1), int(m.group(2)))  # type: ignore[arg-type]
 
