@@ -210,6 +210,6 @@ class Coalescer(_Batcher[K, V]):
     def get(self, key: K) -> asyncio.Future[V]:
         return self._enqueue(key)
 
-    async def _handle(self, keys: list[K]) -> list[V]:
+    async def _handle(self, keys: list[K]) -> list[V | BaseException]:
         values = await self._load(list(dict.fromkeys(keys)))
         return [values[key] for key in keys]

@@ -238,8 +238,8 @@ class BotService:
         # EVALSHA once Redis has the script (an EVAL put it in its cache): the script's
         # 500 bytes are not sent and hashed again for every push
         if self._claim_cached:
-            return await self.batch.run("EVALSHA", _CLAIM_SHA, len(claim_keys), *claim_keys, *claim_args)
-        return await self.batch.run("EVAL", _CLAIM, len(claim_keys), *claim_keys, *claim_args)
+            return list(await self.batch.run("EVALSHA", _CLAIM_SHA, len(claim_keys), *claim_keys, *claim_args))
+        return list(await self.batch.run("EVAL", _CLAIM, len(claim_keys), *claim_keys, *claim_args))
 
     async def _within_budget(self, message: BaseMessage, turn: Turn) -> str | None:
         # What asyncio.wait({task}, timeout=budget) does, on the loop the batcher already

@@ -122,7 +122,7 @@ class NoticeList(BaseModel):
 # -- 亲情账户 (issue #3) -------------------------------------------------------------
 
 # API.md id_type values, from the one list in server.domain.identity
-IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]  # the values of a tuple, not literals: pydantic reads them
 Name = Annotated[str, Field(min_length=1, max_length=50, description="姓名(与证件一致)")]
 IdNumber = Annotated[str, Field(min_length=1, max_length=32, description="证件号码")]
 # Any short word: the policy answers RELATIONSHIP_NOT_ALLOWED for one it does not allow.

@@ -8,6 +8,7 @@ import io
 from datetime import date
 
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from review_console.session import form, principal, render, requires
 from server import keys
@@ -132,7 +133,7 @@ async def notice_retry(request: web.Request) -> web.Response:
 # -- staff accounts ---------------------------------------------------------------------
 
 
-def _hasher(request: web.Request) -> object:
+def _hasher(request: web.Request) -> PasswordHasher:
     return request.config_dict[keys.staff_key].hasher
 
 
@@ -162,10 +163,10 @@ async def staff_action(request: web.Request) -> web.Response:
         if action == "add":
             staff, password = await staff_domain.add_staff(
                 name=data.get("name", "").strip(), role=data.get("role", ""),
-                regions=data.get("regions", ""), hasher=hasher,  # type: ignore[arg-type]
+                regions=data.get("regions", ""), hasher=hasher,
             )
         elif action == "reset":
-            staff, password = await staff_domain.reset_password(data.get("name", ""), hasher=hasher)  # type: ignore[arg-type]
+            staff, password = await staff_domain.reset_password(data.get("name", ""), hasher=hasher)
         elif action == "disable":
             if data.get("name") == me.name:
                 raise ValueError("不能停用自己的账号")

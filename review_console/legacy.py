@@ -63,7 +63,7 @@ async def get_application(request: web.Request) -> web.Response:
 
 
 @endpoint(summary="查看材料(已去除元数据,演示令牌)", auth="reviewer", tags=("review",))
-async def get_material(request: web.Request) -> web.Response:
+async def get_material(request: web.Request) -> web.StreamResponse:
     desk = request.config_dict[keys.review_desk_key]
     material = await desk.material(
         _token_reviewer(request), request.match_info["application_id"], request.match_info["material_id"]

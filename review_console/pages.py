@@ -196,7 +196,7 @@ async def unmask(request: web.Request) -> web.Response:
     if whom not in ("binder", "member"):
         raise DomainError("VALIDATION_FAILED", "请选择要查看的人员")
     desk = request.config_dict[keys.review_desk_key]
-    detail = await desk.unmask(principal(request), request.match_info["application_id"], whom)
+    detail = await desk.unmask(principal(request), request.match_info["application_id"], whom)  # type: ignore[arg-type]  # checked above
     return _detail_page(request, detail)
 
 
@@ -238,7 +238,7 @@ async def decide(request: web.Request) -> web.Response:
         raise DomainError("VALIDATION_FAILED", "请选择审核结果")
     try:
         await desk.decide(
-            principal(request), app_id, decision=decision,
+            principal(request), app_id, decision=decision,  # type: ignore[arg-type]  # checked above
             reason_code=data.get("reason_code", ""), note=data.get("note", "")[:200],
         )
     except DomainError as err:

@@ -34,7 +34,6 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.settings_key] = settings
     app[keys.metrics_key] = Metrics()
     app[keys.pii_key] = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
-    app[keys.services_key] = {}
 
     # Order matters: later contexts use earlier resources; cleanup runs in reverse.
     app.cleanup_ctx.extend(

@@ -162,7 +162,6 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         window_seconds=family.identity_checks_window_seconds,
     )
     app[keys.storage_key] = storage
-    app[keys.documents_key] = documents
     app[keys.family_key] = FamilyService(
         policy=app[keys.policy_key],
         registry=app[keys.registry_key],

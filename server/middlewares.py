@@ -92,7 +92,7 @@ def _SAFE_RID(rid: str) -> bool:  # noqa: N802
     return _RID_RE.fullmatch(rid) is not None and scrub(rid) == rid
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C-accelerated "…" quoting
+_json_str = json.encoder.encode_basestring  # C-accelerated "…" quoting
 
 
 def _access_line(rid: str, method: str, route: str, status: int, elapsed: float, user: object) -> str:

@@ -54,6 +54,6 @@ async def stream_document(
         async for chunk in chunks:
             await resp.write(chunk)
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()  # type: ignore[attr-defined]  # storage streams are async generators
     await resp.write_eof()
     return resp

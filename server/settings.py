@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
@@ -333,12 +333,11 @@ def typed_table(klass: type[T], raw: object, name: str, **fixed: Any) -> T:
     where = f"[{name}]" if name else "the top level"
     if not isinstance(raw, Mapping):
         raise SettingsError(f"{name} must be a table")
-    hints = get_type_hints(klass)
-    known = {f.name for f in fields(klass)}  # type: ignore[arg-type]  # klass is a dataclass
+    hints = get_type_hints(klass)  # a dataclass: its fields, with their types
     values: dict[str, Any] = {}
     for key, value in raw.items():
         dotted = f"{name}.{key}" if name else str(key)
-        if key in fixed or key not in known:
+        if key in fixed or key not in hints:
             kind = "setting" if name else "settings table"
             raise SettingsError(f"unknown {kind} {dotted} (not a field of {where})")
         values[key] = _convert(value, hints[key], dotted)
@@ -351,8 +350,8 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 def _convert(value: Any, hint: Any, name: str) -> Any:
     """``value`` as the annotated type ``hint``. Environment variables arrive as strings:
     they are parsed ("true"/"false", numbers, ``kid:secret,kid2:secret2`` tables)."""
-    if is_dataclass(hint):
-        return typed_table(hint, value, name)  # type: ignore[arg-type]  # a class, not an instance
+    if isinstance(hint, type) and is_dataclass(hint):
+        return typed_table(hint, value, name)
     if get_origin(hint) is Mapping:
         key_type, value_type = get_args(hint)
         if isinstance(value, str):  # "kid:secret,kid2:secret2"

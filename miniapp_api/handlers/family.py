@@ -180,7 +180,7 @@ async def upload_material(request: web.Request) -> web.Response:
         while (part := await _next_part(reader)) is not None:
             name = getattr(part, "name", None)
             if name == "kind":
-                kind = (await part.text()).strip()[:64]  # type: ignore[union-attr]
+                kind = (await part.text()).strip()[:64]
             elif name == "file" and stored is None:
                 stored = await service.store_upload(user_id, app_id, part)
             else:

@@ -23,7 +23,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from redis.asyncio import Redis
@@ -110,7 +110,7 @@ class AuthService:
         if not record:
             raise _unauthorized("REFRESH_TOKEN_INVALID", "登录已失效,请重新登录")
         uid = int(record[b"uid"])
-        sid = record[b"sid"].decode()
+        sid = cast(bytes, record[b"sid"]).decode()  # the client returns bytes (no decode_responses)
         if await self._redis.exists(_revoked_key(sid)):
             raise _unauthorized("SESSION_REVOKED", "登录已失效,请重新登录")
         if await self._redis.hincrby(key, "used", 1) > 1:

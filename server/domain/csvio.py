@@ -134,7 +134,8 @@ class CsvOut:
             return
         if self.path == "-":
             self._file.flush()
-            self._file.detach()
+            if isinstance(self._file, io.TextIOWrapper):
+                self._file.detach()  # stdin's wrapper: the process's stdin stays open
         else:
             self._file.close()
         self._file = None

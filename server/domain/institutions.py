@@ -150,7 +150,8 @@ async def add_institution(
         if same:
             return secret
         inst.name, inst.region_code, inst.secret_enc, inst.active = name, region_code, enc, True
-        inst.previous_secret_enc, inst.previous_secret_until = None, None
+        # tortoise types a null=True field as never None
+        inst.previous_secret_enc, inst.previous_secret_until = None, None  # type: ignore[assignment]  # null=True
         await inst.save()
         await _event(code, "rekeyed", actor, name=name, region_code=region_code)
     return secret
@@ -196,7 +197,7 @@ async def rotate_secret(
     until = now + overlap if overlap else None
     async with in_transaction():
         inst = await _locked(code)
-        inst.previous_secret_enc = inst.secret_enc if until is not None else None
+        inst.previous_secret_enc = inst.secret_enc if until is not None else None  # type: ignore[assignment]  # null=True
         inst.previous_secret_until = until
         inst.secret_enc = pii.encrypt(secret, purpose="institution_secret")
         await inst.save(

@@ -106,7 +106,7 @@ class Principal:
         for region in self.regions:
             prefix = _prefix(region)
             for i, path in enumerate(paths):
-                conds = [Q(**{f"{p}__isnull": True}) for p in paths[:i]]
+                conds = [Q(**{f"{p}__isnull": True}) for p in paths[:i]]  # type: ignore[arg-type]  # tortoise: Q(**filters) typed as str
                 conds.append(Q(**{f"{path}__startswith": prefix}))
                 alternatives.append(Q(*conds, join_type="AND"))
         return Q(*alternatives, join_type="OR")
@@ -243,7 +243,7 @@ async def ensure_demo_staff(*, hasher: PasswordHasher, password: str) -> list[st
 async def refuse_demo_staff() -> None:
     """Production start-up: active demo accounts are a refusal to start (the demo
     password is public)."""
-    demo = list(await Staff.filter(demo=True, active=True).values_list("name", flat=True))
+    demo = [str(n) for n in await Staff.filter(demo=True, active=True).values_list("name", flat=True)]
     if demo:
         raise RuntimeError(
             "refusing to start in production: demo staff accounts are active "

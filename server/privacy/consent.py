@@ -24,7 +24,7 @@ without its consent is 403 ``CONSENT_REQUIRED`` naming the purpose.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from tortoise.transactions import in_transaction
 
@@ -261,7 +261,7 @@ class ConsentService:
         """A binder may see the spending of the insured person ``member_person_id`` unless
         the member, as a user of ours, withdrew ``medical_records`` (403 naming it: the
         binder sees why)."""
-        users = await User.filter(person_id=member_person_id).values_list("id", flat=True)
+        users = cast(list[int], await User.filter(person_id=member_person_id).values_list("id", flat=True))
         if await records.withdrawn_users(users, "medical_records"):
             err = consent_required("medical_records", self._title("medical_records"))
             err.message = "家人已撤回「家人查看我的就医结算记录」授权,暂时不能查看其就医记录和余额"

@@ -30,7 +30,7 @@ from server.domain.policy import BindingDecision, blocker, requirement_label
 def row_locks() -> bool:
     """Whether ``select_for_update`` means anything: on SQLite every transaction runs
     alone on the one connection already (Tortoise serializes them), so skip the query."""
-    return connections.get("default").capabilities.dialect != "sqlite"
+    return bool(connections.get("default").capabilities.dialect != "sqlite")
 
 
 def precheck_view(decision: BindingDecision) -> dict[str, Any]:
@@ -219,7 +219,7 @@ class SubmitPart(FamilyBase):
             decision = self.policy.check_binding(ctx)
             events = [step(app, "submitted", actor=actor)]
             app.submitted_at, app.member_id = now, member_id
-            app.failure_code = app.failure_message = None
+            app.failure_code = app.failure_message = None  # type: ignore[assignment]  # null=True
             final = [b for b in decision.blocking if b.code not in FIXABLE]
             blocker = final[0] if final else decision.failure
             if blocker is not None:
@@ -306,7 +306,7 @@ class SubmitPart(FamilyBase):
             if approve:
                 activates = await self._limits_at_approval(app, now)
                 await transition(app, "active", actor=actor)
-                app.failure_code = app.failure_message = None
+                app.failure_code = app.failure_message = None  # type: ignore[assignment]  # null=True
                 binding = await Binding.create(
                     binder_id=app.binder_id,
                     member_id=app.member_id,

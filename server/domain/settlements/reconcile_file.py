@@ -137,7 +137,7 @@ async def write(
                 report.checks[item["check"]] += 1
             csv_out.write(item)
         for row in theirs.values():
-            row = {**row, "type": row.get("type") or "2207", "institution": institution}
+            row = {**row, "type": row.get("type") or "2207", "institution": institution or ""}
             csv_out.write({**row, "check": "only_theirs", "difference": ""})
             report.checks["only_theirs"] += 1
         for row in invalid:
