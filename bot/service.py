@@ -123,7 +123,7 @@ def dedupe_key(message: BaseMessage) -> str:
 
 
 class BotService:
-    """Everything the webhook needs; built once per app (see ``bot.create_subapp``)."""
+    """Everything the webhook needs; built once per app (see ``bot.app.bot_ctx``)."""
 
     def __init__(
         self,

@@ -131,9 +131,9 @@ def _with_orm(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
 
 
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from server.bulk.registry_import import import_csv
     from server.bulk.report import Progress
     from server.domain.errors import DomainError
-    from server.domain.registry import import_csv
 
     rejects = None if args.rejects == "-" else args.rejects or f"{args.file}.rejects.csv"
     progress = None if args.no_progress else Progress("registry import")

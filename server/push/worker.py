@@ -246,7 +246,7 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
     app[keys.settings_key] = settings
     app[keys.metrics_key] = Metrics()
     app[keys.pii_key] = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
-    from server.privacy import privacy_ctx
+    from server.privacy.context import privacy_ctx
     from server.privacy.job import privacy_job_ctx
 
     app.cleanup_ctx.extend(
