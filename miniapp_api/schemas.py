@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -341,8 +341,26 @@ class VoucherOut(BaseModel):
     ttl_seconds: int
 
 
+class SettlementItemOut(BaseModel):
+    """One settlement of the member (national 2207 names; amounts in 分)."""
+
+    setl_id: str
+    institution: str
+    med_type: str
+    setl_time: str
+    medfee_sumamt: int
+    hifp_pay: int
+    fund_pay_sumamt: int
+    psn_part_amt: int
+    acct_pay: int
+    acct_mulaid_pay: int
+    psn_cash_pay: int
+    state: str = Field(description="settled | reversed")
+    reversed_at: str | None
+
+
 class SettlementListOut(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[SettlementItemOut]
     total: int
     next_cursor: str | None = None
     visible_from: str | None = Field(None, description="绑定生效时间:绑定人只能看到此后的结算")
@@ -353,6 +371,14 @@ class SummaryOut(BaseModel):
     balance: int | None = Field(None, description="个人账户余额(分)")
     member: MaskedPerson
     insurance: MemberInsurance
+    # the year's settlements since the binding: their number and sums (分, national names)
+    count: int
+    medfee_sumamt: int
+    hifp_pay: int
+    psn_part_amt: int
+    acct_pay: int
+    acct_mulaid_pay: int
+    psn_cash_pay: int
 
 
 # --- personal information (API.md v1.1 "Privacy"; PIPL) ----------------------------------
