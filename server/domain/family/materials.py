@@ -71,13 +71,6 @@ async def open_document(storage: Storage, key: str) -> tuple[str, AsyncIterator[
         return await storage.open_stream(key)
 
 
-async def read_document(storage: Storage, key: str) -> tuple[bytes, str]:
-    """A stored material without its metadata, and its type (the owner's and the reviewers'
-    view); 404 ``MATERIAL_NOT_FOUND`` when the object is gone."""
-    with storage_errors():
-        return await storage.read_clean(key)
-
-
 def material_view(m: Material) -> dict[str, Any]:
     return {
         "id": str(m.id),
@@ -158,22 +151,11 @@ class MaterialsPart(FamilyBase):
         # after the commit: a failed delete leaves an orphan file, never a dangling row
         await self._storage().delete(material.storage_key)
 
-    async def read_material(
-        self, user_id: int, application_id: str, material_id: str
-    ) -> tuple[bytes, str]:
-        """The owner's material, metadata (EXIF…) stripped by the storage."""
-        app = await self._owned(user_id, application_id)
-        material = await Material.get_or_none(
-            id=uuid_or_404(material_id, "材料"), application_id=app.id
-        )
-        if material is None:
-            raise not_found("材料")
-        return await read_document(self._storage(), material.storage_key)
-
     async def open_material(
         self, user_id: int, application_id: str, material_id: str
     ) -> tuple[str, AsyncIterator[bytes]]:
-        """:meth:`read_material`, streamed (the type, then the bytes chunk by chunk)."""
+        """The owner's material, metadata (EXIF…) stripped by the storage: its type, then
+        the bytes chunk by chunk."""
         app = await self._owned(user_id, application_id)
         material = await Material.get_or_none(
             id=uuid_or_404(material_id, "材料"), application_id=app.id
