@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from server.domain.errors import ApplicationDecided, DomainError
+from server.domain.family.materials import storage_refusal
+from server.gateways.storage import StorageError
+from server.gateways.wechat import WeChatError
 
-__all__ = ["STATUS", "Unauthenticated", "headers_of", "status_of"]
+__all__ = ["GATEWAY_ERRORS", "STATUS", "Unauthenticated", "from_gateway", "headers_of", "status_of"]
 
 
 def _table(groups: Mapping[int, tuple[str, ...]]) -> Mapping[str, int]:
@@ -94,6 +97,23 @@ class Unauthenticated(DomainError):
     def __init__(self, code: str, message: str, *, challenge: str) -> None:
         super().__init__(code, message)
         self.challenge = challenge
+
+
+# A gateway's own error that no use case translated (they normally do): what it means to
+# the client. The one place the HTTP side knows the gateways' error types.
+GATEWAY_ERRORS = (WeChatError, StorageError)
+
+
+def from_gateway(exc: Exception) -> DomainError:
+    """The domain error a client sees for a gateway error that reached the middleware."""
+    if isinstance(exc, StorageError):
+        try:
+            return storage_refusal(exc)
+        except StorageError:  # a kind of storage error nobody has worded yet
+            return DomainError("SERVICE_UNAVAILABLE", "文件服务暂不可用,请稍后再试", retry_after=5)
+    if isinstance(exc, WeChatError) and exc.transient:  # busy, quota, network, 5xx
+        return DomainError("WECHAT_UNAVAILABLE", "微信服务暂不可用,请稍后重试", retry_after=5)
+    return DomainError("WECHAT_UNAVAILABLE", "微信服务暂时无法完成该操作,请稍后重试")
 
 
 def status_of(err: DomainError) -> int:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from tortoise.context import TortoiseContext
 
     from bot.service import BotService
     from server.domain.auth import AuthService
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
 redis_key: web.AppKey[Redis] = web.AppKey("redis")
 http_key = web.AppKey("http", aiohttp.ClientSession)
-orm_key = web.AppKey("orm", object)  # the TortoiseContext
+orm_key: web.AppKey[TortoiseContext] = web.AppKey("orm")
 wechat_key: web.AppKey[WeChatGateway] = web.AppKey("wechat")
 face_key: web.AppKey[FaceService] = web.AppKey("face")  # WeChat 人脸核身 (server/domain/face_check.py)
 pii_key: web.AppKey[PiiCipher] = web.AppKey("pii")

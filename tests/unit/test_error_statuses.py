@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
+from typing import Any
 
 from server.domain.errors import DomainError
 from server.domain.reasons import REASONS
@@ -53,3 +54,33 @@ def test_domain_errors_know_no_http() -> None:
     assert (status_of(refused), headers_of(refused)) == (401, {"WWW-Authenticate": "HMAC-SHA256"})
     # a code no table knows answers 400, as DomainError's old default did
     assert status_of(DomainError("SOMETHING_NEW", "新的错误")) == 400
+
+
+async def test_a_gateway_error_no_use_case_translated_is_mapped_in_the_middleware(
+    aiohttp_client: Any,
+) -> None:
+    from aiohttp import web
+
+    from server.gateways.storage import ObjectNotFound
+    from server.gateways.wechat import WeChatError, WeChatUnavailable
+    from server.middlewares import error_envelope
+
+    raised: list[Exception] = [
+        WeChatUnavailable("timeout"),
+        ObjectNotFound("k"),
+        WeChatError(40001, "invalid credential"),
+    ]
+
+    async def failing(request: web.Request) -> web.Response:
+        raise raised.pop(0)
+
+    app = web.Application(middlewares=[error_envelope])
+    app.router.add_get("/x", failing)
+    client = await aiohttp_client(app)
+    down = await client.get("/x")
+    assert down.status == 503 and down.headers["Retry-After"] == "5"
+    assert (await down.json())["error"]["code"] == "WECHAT_UNAVAILABLE"
+    gone = await client.get("/x")
+    assert gone.status == 404 and (await gone.json())["error"]["code"] == "MATERIAL_NOT_FOUND"
+    refused = await client.get("/x")
+    assert refused.status == 503 and "Retry-After" not in refused.headers
