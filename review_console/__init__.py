@@ -45,6 +45,7 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
     from server import keys
     from server.domain import staff as staff_domain
     from server.domain.claims import Claims
+    from server.domain.counter_desk import CounterDesk
     from server.domain.review import ReviewDesk
 
     settings = app[keys.settings_key]
@@ -68,6 +69,7 @@ async def console_ctx(app: web.Application) -> AsyncIterator[None]:
         claims=Claims(app[keys.redis_key], seconds=c.claim_seconds),
         binding=app[keys.family_key],
     )
+    app[keys.counter_desk_key] = CounterDesk(family=app[keys.family_key])
     if settings.is_production:
         await staff_domain.refuse_demo_staff()
     elif settings.server.demo_data:

@@ -1,5 +1,5 @@
 """Admin pages: the audit log (filter, CSV), failure analytics (charts from JSON, CSV),
-the push queue (retry a failed notice), staff accounts; and the counter's look-up."""
+the push queue (retry a failed notice), staff accounts. (The counter: ``counter``.)"""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from argon2 import PasswordHasher
 
 from review_console.session import form, principal, render, requires
 from server import keys
-from server.domain import analytics, audit, counter
+from server.domain import analytics, audit
 from server.domain import staff as staff_domain
 from server.domain.errors import DomainError
-from server.domain.identity import ID_TYPE_LABELS
-from server.domain.staff import ADMIN_ROLES, COUNTER_ROLES, ROLES
-from server.http_errors import status_of
+from server.domain.staff import ADMIN_ROLES, ROLES
 from server.responses import json_response
 
 AUDIT_PAGE = 100
@@ -179,34 +177,3 @@ async def staff_action(request: web.Request) -> web.Response:
                        detail={"name": staff.name, "role": staff.role, "regions": staff.regions})
     shown = {"name": staff.name, "password": password} if password else None
     return await _staff_view(request, shown=shown)
-
-
-# -- the counter ------------------------------------------------------------------------
-
-
-@requires(COUNTER_ROLES)
-async def counter_page(request: web.Request) -> web.Response:
-    return render(request, "counter.html", {"id_types": ID_TYPE_LABELS, "person": None, "error": ""})
-
-
-@requires(COUNTER_ROLES)
-async def counter_lookup(request: web.Request) -> web.Response:
-    data = await form(request)
-    settings = request.config_dict[keys.settings_key]
-    try:
-        person = await counter.lookup(
-            principal(request),
-            id_type=data.get("id_type", "resident_id"),
-            id_number=data.get("id_number", "")[:32],
-            name=data.get("name", "")[:50],
-            registry=request.config_dict[keys.registry_key],
-            pii=request.config_dict[keys.pii_key],
-            redis=request.config_dict[keys.redis_key],
-            per_hour=settings.console.counter_lookups_per_hour,
-        )
-    except DomainError as err:
-        if status_of(err) not in (404, 422):
-            raise
-        return render(request, "counter.html", {"id_types": ID_TYPE_LABELS, "person": None, "error": err.message},
-                      status=status_of(err))
-    return render(request, "counter.html", {"id_types": ID_TYPE_LABELS, "person": person, "error": ""})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from review_console import admin, legacy, pages
+from review_console import admin, counter, legacy, pages
 
 STATIC = Path(__file__).with_name("static")
 
@@ -45,8 +45,14 @@ def page_routes() -> list[web.AbstractRouteDef]:
             pages.material,
             name="console_material",
         ),
-        web.get("/counter", admin.counter_page, name="console_counter"),
-        web.post("/counter/lookup", admin.counter_lookup, name="console_counter_lookup"),
+        web.get("/counter", counter.counter_page, name="console_counter"),
+        web.post("/counter/lookup", counter.counter_lookup, name="console_counter_lookup"),
+        web.post("/counter/{person_id}/bind", counter.counter_bind, name="console_counter_bind"),
+        web.post(
+            "/counter/{person_id}/{action:unbind|activate|authorize|revoke}",
+            counter.counter_action,
+            name="console_counter_action",
+        ),
         web.get("/admin/audit", admin.audit_page, name="console_audit"),
         web.get("/admin/audit.csv", admin.audit_csv, name="console_audit_csv"),
         web.get("/admin/analytics", admin.analytics_page, name="console_analytics"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from server.domain.errors import ApplicationDecided, DomainError
+from server.domain.errors import Conflict, DomainError
 from server.domain.family.materials import storage_refusal
 from server.gateways.storage import StorageError
 from server.gateways.wechat import WeChatError
@@ -45,7 +45,7 @@ STATUS: Mapping[str, int] = _table(
             "DOWNLOAD_LINK_EXPIRED", "DOWNLOAD_LINK_INVALID",
         ),
         404: (
-            "NOT_FOUND", "AUTHORIZATION_NOT_FOUND", "INSTITUTION_NOT_FOUND", "MATERIAL_NOT_FOUND",
+            "NOT_FOUND", "BINDING_NOT_FOUND", "AUTHORIZATION_NOT_FOUND", "INSTITUTION_NOT_FOUND", "MATERIAL_NOT_FOUND",
             "MEMBER_NOT_FOUND", "PERSON_NOT_FOUND", "PURPOSE_NOT_FOUND", "SETTLEMENT_NOT_FOUND",
         ),
         409: (
@@ -53,7 +53,7 @@ STATUS: Mapping[str, int] = _table(
             "CORRECTION_UNAVAILABLE", "CREDIT_ROW_CHANGED", "IDENTITY_IN_USE",
             "INSUFFICIENT_BALANCE", "NOTICE_NOT_RETRYABLE", "PRIVACY_NOTICE_OUTDATED",
             "REALNAME_ALREADY_VERIFIED", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID",
-            "VOUCHER_PASSWORD_NOT_SET",
+            "VOUCHER_PASSWORD_NOT_SET", "ACCOUNT_BEING_DELETED", "VOUCHER_ALREADY_ACTIVATED",
             # binding and authorization rules (server/domain/reasons.py)
             "ALREADY_AUTHORIZED", "ALREADY_BOUND", "AUTHORIZER_LIMIT", "AUTHORIZER_NOT_EMPLOYEE",
             "COMMITMENT_OUTDATED", "COMMITMENT_REQUIRED", "CORRECTION_REQUESTED",
@@ -118,8 +118,8 @@ def from_gateway(exc: Exception) -> DomainError:
 
 def status_of(err: DomainError) -> int:
     """The HTTP status of a domain error."""
-    if isinstance(err, ApplicationDecided):
-        return 409  # the request decided the application: a conflict, whatever the rule
+    if isinstance(err, Conflict):
+        return 409  # whatever the rule's own status elsewhere
     return STATUS.get(err.code, 400)
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from bot.service import BotService
     from server.domain.auth import AuthService
+    from server.domain.counter_desk import CounterDesk
     from server.domain.face_check import FaceService
     from server.domain.family import FamilyService
     from server.domain.institutions import InstitutionDirectory, InstitutionInfo
@@ -64,6 +65,7 @@ voucher_passwords_key: web.AppKey[VoucherPasswords] = web.AppKey("voucher_passwo
 # the bureau's console (issue #14): staff sessions and the review desk
 staff_key: web.AppKey[StaffService] = web.AppKey("staff")
 review_desk_key: web.AppKey[ReviewDesk] = web.AppKey("review_desk")
+counter_desk_key: web.AppKey[CounterDesk] = web.AppKey("counter_desk")  # 窗口代办 (server/domain/counter_desk.py)
 # personal information (issue #12): consents per purpose, the [privacy] settings
 consents_key: web.AppKey[ConsentService] = web.AppKey("consents")
 privacy_config_key: web.AppKey[PrivacyConfig] = web.AppKey("privacy_config")
@@ -85,6 +87,7 @@ __all__ = [
     "auth_key",
     "bot_key",
     "consents_key",
+    "counter_desk_key",
     "deletion_key",
     "face_key",
     "family_key",

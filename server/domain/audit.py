@@ -38,6 +38,11 @@ ACTIONS: Mapping[str, str] = {
     "reject": "审核驳回",
     "request_correction": "要求补正",
     "counter_lookup": "窗口查询参保人",
+    "counter_bind": "窗口代办绑定",
+    "counter_unbind": "窗口代办解绑",
+    "counter_activate": "窗口代激活电子凭证",
+    "counter_authorize": "窗口代办共济授权",
+    "counter_revoke": "窗口代办解除共济",
     "notice_retry": "重发通知",
     "audit_export": "导出审计日志",
     "analytics_export": "导出统计数据",
@@ -46,7 +51,8 @@ ACTIONS: Mapping[str, str] = {
     "staff_reset": "重置密码",
 }
 TARGET_KINDS: tuple[str, ...] = (
-    "session", "application", "material", "person", "notice", "staff", "audit", "analytics"
+    "session", "application", "material", "person", "notice", "staff", "audit", "analytics",
+    "binding", "authorization",
 )
 
 

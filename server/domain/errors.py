@@ -42,14 +42,15 @@ class DomainError(Exception):
             body.update(self.detail)
         return {"error": body}
 
-    def decided(self, message: str, detail: dict[str, Any]) -> ApplicationDecided:
-        """This refusal as the outcome of a submit that decided the application."""
-        return ApplicationDecided(
+    def conflict(self, message: str, detail: dict[str, Any]) -> Conflict:
+        """This rule's refusal as a conflict with the state of things (see :class:`Conflict`)."""
+        return Conflict(
             self.code, message, fields=self.fields, detail=detail, retry_after=self.retry_after
         )
 
 
-class ApplicationDecided(DomainError):
-    """Submitting decided the application (it failed, or needs the binder's action): the
-    code is the rule that decided it, ``detail`` carries the application's new state. A
-    conflict with the request, whatever the rule's own error would be elsewhere."""
+class Conflict(DomainError):
+    """A rule's refusal met as a conflict with the state of things, whatever the rule's own
+    error would be elsewhere: a submit that decided the application (it failed, or needs
+    the binder's action; ``detail`` carries the new state), a counter binding its precheck
+    refused. The code is the rule's."""

@@ -17,7 +17,9 @@ Verification here means, in this order:
 6. the person's own 医保电子凭证 is activated (``BINDER_NOT_VERIFIED``, whose fix says
    how to activate it);
 7. no other mini-program user is verified as that person (``IDENTITY_IN_USE``), enforced
-   by the unique index on ``users.id_hash`` so concurrent attempts cannot both pass.
+   by the unique index on ``users.id_hash`` so concurrent attempts cannot both pass. An
+   account the counter made for the person (窗口代办, ``server.domain.counter_accounts``)
+   is no other user: this one adopts it (its bindings, applications, authorizations).
 
 Then the user is linked to the registry person and their name / ID are kept encrypted.
 """
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from server.domain import reasons
+from server.domain import counter_accounts, reasons
 from server.domain.clock import Clock, cn_today, utc_now
 from server.domain.errors import DomainError
 from server.domain.guessing import GuessBudget
@@ -154,9 +156,12 @@ async def _link(
         user = await User.filter(id=user_id).select_for_update().first()
         if user is None:
             raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
-        taken = await User.filter(id_hash=hashed).exclude(id=user_id).exists()
-        if taken:
-            raise _identity_in_use()
+        holder = await User.filter(id_hash=hashed).exclude(id=user_id).select_for_update().first()
+        if holder is not None:
+            if not counter_accounts.is_counter_account(holder.openid):
+                raise _identity_in_use()
+            # made at the counter for this person (窗口代办): this account takes it over
+            await counter_accounts.adopt(holder, into=user_id)
         user.realname_verified = True
         user.realname_verified_at = now
         user.name_enc = pii.encrypt(name, purpose="name")

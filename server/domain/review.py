@@ -24,6 +24,8 @@ from server.domain import audit
 from server.domain.claims import Claim, Claims
 from server.domain.clock import Clock, cn_today, parse_uuid, utc_now
 from server.domain.errors import DomainError
+from server.domain.family.commitment import COMMITMENT_ON_PAPER
+from server.domain.family.materials import DOCUMENT_SEEN
 from server.domain.identity import ID_TYPE_LABELS, ID_TYPES, normalize_id_number, parse_id
 from server.domain.models import (
     Application,
@@ -269,7 +271,16 @@ class ReviewDesk:
                     "version": signature.version,
                     "signed_at": when(signature.signed_at),
                     "text_sha256": signature.text_sha256,
+                    "on_paper": any(e.code == COMMITMENT_ON_PAPER for e in events),
+                    "image": signature.signature_image_key is not None,
                 },
+                # 窗口代办: documents the clerk saw in person (no file), and who
+                "seen_at_counter": [
+                    {"label": MATERIAL_LABELS.get(e.note or "", e.note or ""),
+                     "by": _actor_label(e.actor)}
+                    for e in events
+                    if e.code == DOCUMENT_SEEN
+                ],
                 "events": [
                     {
                         "at": when(e.at),
@@ -277,7 +288,7 @@ class ReviewDesk:
                         "to": STATE_LABELS.get(e.to_state, e.to_state),
                         "actor": _actor_label(e.actor),
                         "code": e.code,
-                        "note": e.note,
+                        "note": _event_note(e.code, e.note),
                     }
                     for e in events
                 ],
@@ -456,6 +467,19 @@ def _region_of(binder: User, member: InsuredPerson | None) -> str:
 
 
 def _actor_label(actor: str) -> str:
-    kind, _, name = actor.partition(":")
-    return {"user": "绑定人", "system": "系统", "reviewer": f"审核员 {name}"}.get(kind, actor)
+    base, _, clerk = actor.partition("@staff:")  # done at the counter for that person
+    if clerk:
+        return f"窗口 {clerk}(代{_actor_label(base)})"
+    kind, _, name = base.partition(":")
+    labels = {"user": "绑定人", "member": "被绑定人", "system": "系统",
+              "reviewer": f"审核员 {name}", "staff": f"窗口 {name}"}
+    return labels.get(kind, actor)
+
+
+def _event_note(code: str | None, note: str | None) -> str | None:
+    if code == DOCUMENT_SEEN and note:
+        return f"窗口当面查验:{MATERIAL_LABELS.get(note, note)}"
+    if code == COMMITMENT_ON_PAPER:
+        return f"本人在打印的承诺书(版本 {note})上签字,纸质件窗口留存"
+    return note
 

@@ -109,7 +109,7 @@ KEPT: tuple[dict[str, str], ...] = (
 class Unbinder(Protocol):
     """The family service's unbind (``server.domain.family``), as a deletion uses it."""
 
-    async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> None: ...
+    async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> object: ...
 
 
 class SessionRevoker(Protocol):

@@ -2,7 +2,9 @@
 (`apt-get install chromium fonts-noto-cjk`; never `playwright install`).
 
 A reviewer logs in with the keyboard, sees the queue, opens an application, unmasks the
-member (audited), approves it, rejects another; a counter clerk looks a person up; an
+member (audited), approves it, rejects another; a counter clerk serves a person without a
+smartphone (look-up, 代激活, binds her father with the documents seen and her signature,
+sees the result and its audit row, also on a small screen); an
 admin sees the analytics charts drawn from real data (pixels on every canvas), the
 audit rows and the push queue. Screenshots of each page go to the test's output folder
 (and to docs/console/ when UPDATE_CONSOLE_SCREENSHOTS=1).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,19 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from server.domain.models import Application, Notice, StaffAuditEntry
+from server.domain.models import (
+    Application,
+    Binding,
+    InsuredPerson,
+    Notice,
+    StaffAuditEntry,
+    User,
+    VoucherActivation,
+)
 from server.settings import ROOT
 from tests.console.conftest import add_staff, pending
-from tests.factories import bearer, verified_user
-from tests.family.helpers import MOTHER, WIFE, prepare, submit
+from tests.factories import add_person, bearer, verified_user
+from tests.family.helpers import MOTHER, WIFE, png, prepare, submit
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs" / "console"
@@ -162,18 +173,8 @@ async def test_console_end_to_end_in_chromium(
     await shots.take(phone, "07-small-screen-detail")
     await small.close()
 
-    # -- the counter ----------------------------------------------------------------
-    cctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    cpage = await cctx.new_page()
-    await _login(cpage, base, "clerk", clerk)
-    assert cpage.url.endswith("/review/counter")
-    await cpage.fill("#c-id", MOTHER[2])
-    await cpage.fill("#c-name", MOTHER[0])
-    async with cpage.expect_navigation():
-        await cpage.get_by_role("button", name="查找").click()
-    assert await cpage.get_by_text("李*英").count() >= 1
-    await shots.take(cpage, "08-counter")
-    await cctx.close()
+    # -- the counter: a clerk binds a parent with no smartphone ----------------------
+    await _counter_binds_a_parent(browser, base, capp, clerk, shots)
 
     # -- the admin ------------------------------------------------------------------
     actx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
@@ -191,7 +192,8 @@ async def test_console_end_to_end_in_chromium(
 
     await admin.goto(f"{base}/review/admin/audit")
     table = await admin.locator("#audit-table").inner_text()
-    for label in ("查看完整身份信息", "审核通过", "审核驳回", "查看材料", "窗口查询参保人"):
+    for label in ("查看完整身份信息", "审核通过", "审核驳回", "查看材料", "窗口查询参保人",
+                  "窗口代激活电子凭证", "窗口代办绑定"):
         assert label in table, label
     await shots.take(admin, "10-audit")
     await admin.goto(f"{base}/review/admin/notices")
@@ -205,3 +207,82 @@ async def test_console_end_to_end_in_chromium(
     assert unmask.person_ref and unmask.person_ref.startswith("person:")
     assert await StaffAuditEntry.filter(action__in=["approve", "reject"], staff_name="ann").count() == 2
     shots.publish()
+
+
+async def _counter_binds_a_parent(
+    browser: Any, base: str, capp: web.Application, clerk: str, shots: Shots
+) -> None:
+    """陈小兰 comes to the 医保大厅 without a smartphone to bind her father 陈德明, who has
+    none either and came with her. Neither has an activated 医保电子凭证."""
+    daughter = await add_person(capp, "陈小兰", birth=date(1975, 6, 2), seq="612")
+    father = await add_person(capp, "陈德明", birth=date(1948, 9, 9), seq="915", insurance_type="resident")
+    await InsuredPerson.filter(id__in=[daughter.id, father.id]).update(voucher_activated=False)
+
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = await ctx.new_page()
+    await _login(page, base, "clerk", clerk)
+    assert page.url.endswith("/review/counter")
+    # the look-up with the keyboard: the ID field has the focus, Tab to the name, Enter
+    await page.wait_for_function("document.activeElement && document.activeElement.id === 'c-id'")
+    await page.keyboard.type(daughter.id_number)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(daughter.name)
+    async with page.expect_navigation():
+        await page.keyboard.press("Enter")
+    assert await page.get_by_text("陈*兰").count() >= 1
+    assert await page.get_by_text(daughter.id_number).count() == 0  # masked
+    assert await page.locator("#own-voucher").inner_text() == "未激活"
+    await shots.take(page, "08-counter")
+
+    # 代激活 of her own voucher first (the counter's real-name check needs it, as the app's)
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="为本人代激活医保电子凭证(已核验本人证件)").click()
+    assert "代激活成功" in await page.locator("#counter-result").inner_text()
+    assert await page.locator("#own-voucher").inner_text() == "已激活"
+
+    # the binding form: father present (checked in person), 户口本 seen, her signature
+    await page.fill("#b-name", father.name)
+    await page.fill("#b-id", father.id_number)
+    await page.select_option("#b-rel", "parent")
+    await page.check("#v-in-person")
+    await page.check("#seen-household_register")
+    await page.set_input_files(
+        "#b-signature", files=[{"name": "signature.png", "mimeType": "image/png", "buffer": png(120, 40)}]
+    )
+    await page.check("#b-consent")
+    await shots.take(page, "12-counter-bind-form")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="提交绑定").click()
+    result = await page.locator("#counter-result").inner_text()
+    assert "绑定成功" in result and "已绑定" in result, result
+    assert "已为 陈*明 代激活医保电子凭证" in result
+    audit_row = await page.locator("#counter-audit").inner_text()
+    assert "窗口代办绑定" in audit_row and "clerk" in audit_row and f"person:{daughter.id}" in audit_row
+    assert "陈*明" in await page.locator("#members-table").inner_text()
+    await shots.take(page, "13-counter-bound")
+    await ctx.close()
+
+    # the records behind the page
+    binding = await Binding.get(member_id=father.id, state="active")
+    account = await User.get(id=binding.binder_id)  # type: ignore[attr-defined]
+    assert account.openid.startswith("counter:") and account.person_id == daughter.id  # type: ignore[attr-defined]
+    assert (await InsuredPerson.get(id=father.id)).voucher_activated
+    methods = await VoucherActivation.filter(person_id__in=[daughter.id, father.id]).values_list("method", "staff")
+    assert sorted(methods) == [("counter", "clerk"), ("counter", "clerk")]
+    entry = await StaffAuditEntry.get(action="counter_bind", staff_name="clerk")
+    assert entry.person_ref == f"person:{daughter.id}" and entry.detail["outcome"] == "active"
+    assert entry.detail["seen"] == ["household_register"] and entry.detail["signature"] == "image"
+
+    # and on a counter's small screen
+    small = await browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True)
+    phone = await small.new_page()
+    await _login(phone, base, "clerk", clerk)
+    await phone.fill("#c-id", daughter.id_number)
+    await phone.fill("#c-name", daughter.name)
+    async with phone.expect_navigation():
+        await phone.get_by_role("button", name="查找").click()
+    assert await phone.get_by_text("陈*明").count() >= 1
+    width = await phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, f"the counter page scrolls sideways on a small screen ({width}px)"
+    await shots.take(phone, "14-counter-small-screen")
+    await small.close()

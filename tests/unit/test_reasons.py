@@ -70,7 +70,7 @@ def test_error_builds_a_domain_error() -> None:
     assert status_of(limit) == 409 and limit.fields is None and "5" in limit.message
     busy = error("SYSTEM_BUSY")
     assert status_of(busy) == 503 and headers_of(busy) == {"Retry-After": "30"}
-    decided = limit.decided("已达上限", {"state": "failed"})  # a submit that decided the application
+    decided = limit.conflict("已达上限", {"state": "failed"})  # a submit that decided the application
     assert status_of(decided) == 409 and decided.to_body()["error"]["state"] == "failed"
 
 

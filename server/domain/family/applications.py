@@ -11,7 +11,7 @@ from tortoise.transactions import in_transaction
 from server.domain import reasons
 from server.domain.clock import cn_iso, cn_iso_or_none
 from server.domain.family import facts, queries
-from server.domain.family.base import FamilyBase
+from server.domain.family.base import FamilyBase, actor_of
 from server.domain.family.commitment import signature_view
 from server.domain.family.materials import material_view
 from server.domain.family.states import transition
@@ -97,10 +97,12 @@ class ApplicationsPart(FamilyBase):
         relationship: str,
         phone: str | None = None,
         reason: str | None = None,
+        staff: str | None = None,
     ) -> dict[str, Any]:
         """A new draft. Only the document's format is refused here (422); every other rule
         is the submit's, so that a failure is recorded where the bot can find it.
-        Needs the binder's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``)."""
+        Needs the binder's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``).
+        ``staff``: the counter clerk creating it for the binder (窗口代办)."""
         await self.consents.require(user_id, "id_documents")
         await self._limit(user_id, "applications")
         binder = await self._binder(user_id)
@@ -120,7 +122,7 @@ class ApplicationsPart(FamilyBase):
                 state="draft",
             )
             await ApplicationEvent.create(
-                application_id=app.id, from_state=None, to_state="draft", actor=f"user:{user_id}"
+                application_id=app.id, from_state=None, to_state="draft", actor=actor_of(user_id, staff)
             )
         return await application_view(self.pii, app, materials=[], signature=None)
 

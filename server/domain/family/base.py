@@ -52,6 +52,12 @@ def not_found(what: str = "申请") -> DomainError:
     return DomainError("NOT_FOUND", f"{what}不存在")
 
 
+def actor_of(user_id: int, staff: str | None = None) -> str:
+    """Who an application event names: the user, or the staff member doing it for them at
+    the counter (窗口代办: ``staff:<name>``; the audit log says for whom)."""
+    return f"staff:{staff}"[:64] if staff else f"user:{user_id}"
+
+
 def uuid_or_404(value: str, what: str) -> uuid.UUID:
     """A path id; one that cannot exist is a 404 like one that does not."""
     parsed = parse_uuid(value)

@@ -14,16 +14,18 @@ from tortoise.transactions import in_transaction
 from server.domain import reasons
 from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
-from server.domain.family.base import FamilyBase
+from server.domain.family.base import FamilyBase, actor_of
 from server.domain.family.materials import storage_errors
 from server.domain.family.states import transition
-from server.domain.models import CommitmentSignature
+from server.domain.models import ApplicationEvent, CommitmentSignature
 
 if TYPE_CHECKING:
     from server.domain.documents import DocumentBook, LegalText
 
 SIGNATURE_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png"})
 MAX_SIGNATURE_BYTES = 512 * 1024
+# 窗口代办: the binder signed the printed 承诺书 at the counter (an application event)
+COMMITMENT_ON_PAPER = "COMMITMENT_ON_PAPER"
 
 CommitmentStatus = Literal["missing", "current", "outdated"]
 
@@ -79,6 +81,8 @@ class CommitmentPart(FamilyBase):
         signature_image: str | None,
         ip: str | None,
         user_agent: str | None,
+        staff: str | None = None,
+        on_paper: bool = False,
     ) -> dict[str, Any]:
         """Sign the current 个人承诺书 for this application (SPEC.md commitment).
 
@@ -86,6 +90,10 @@ class CommitmentPart(FamilyBase):
         but the current text is refused (an older version: ``COMMITMENT_OUTDATED``). The
         record — version, text hash, time, user, IP, user agent, optional signature image —
         is never changed afterwards; signing again adds a new record.
+
+        At the counter (窗口代办, ``staff``: the clerk): the binder signs the printed text
+        (``on_paper``: the signed form is kept at the counter, an event says so) or on the
+        counter's pad (``signature_image``); the version is the one printed.
         """
         now = self.clock()
         image_key: str | None = None
@@ -113,8 +121,17 @@ class CommitmentPart(FamilyBase):
                 )
                 # (waiting for a fix, the application keeps its state: a new signature is
                 # one of the fixes, and the resubmit moves it on)
+                if on_paper:
+                    await ApplicationEvent.create(
+                        application_id=app.id,
+                        from_state=app.state,
+                        to_state=app.state,
+                        actor=actor_of(user_id, staff),
+                        code=COMMITMENT_ON_PAPER,
+                        note=current.version,
+                    )
                 if app.state in ("draft", "materials"):
-                    await transition(app, "commitment_signed", actor=f"user:{user_id}")
+                    await transition(app, "commitment_signed", actor=actor_of(user_id, staff))
                     await app.save(update_fields=["state", "updated_at"])
         except BaseException:
             if image_key is not None:

@@ -8,6 +8,7 @@ place that words them for people (:func:`storage_refusal`).
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from tortoise.transactions import in_transaction
 
 from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
-from server.domain.family.base import FamilyBase, not_found, uuid_or_404
+from server.domain.family.base import FamilyBase, actor_of, not_found, uuid_or_404
 from server.domain.family.states import transition
 from server.domain.models import ApplicationEvent, Material
 from server.domain.policy import MATERIAL_KINDS, MATERIAL_LABELS
@@ -31,6 +32,17 @@ from server.gateways.storage import (
 )
 
 MATERIAL_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png", "application/pdf"})
+# 窗口代办: a document the counter clerk saw in person instead of a file — an application
+# event with this code, the material kind as its note, the clerk as its actor.
+DOCUMENT_SEEN = "DOCUMENT_SEEN"
+
+
+async def seen_kinds(application_id: uuid.UUID) -> frozenset[str]:
+    """The material kinds a counter clerk saw in person for this application."""
+    notes = await ApplicationEvent.filter(
+        application_id=application_id, code=DOCUMENT_SEEN
+    ).values_list("note", flat=True)
+    return frozenset(str(n) for n in notes if n)
 
 
 def storage_refusal(err: StorageError) -> DomainError:
@@ -101,10 +113,17 @@ class MaterialsPart(FamilyBase):
         await self._storage().delete(stored.key)
 
     async def attach_material(
-        self, user_id: int, application_id: str, *, kind: str | None, stored: StoredObject
+        self,
+        user_id: int,
+        application_id: str,
+        *,
+        kind: str | None,
+        stored: StoredObject,
+        staff: str | None = None,
     ) -> dict[str, Any]:
         """Record a stored upload as a material of the application (the file is removed
-        again when the kind is unknown or the application moved on meanwhile)."""
+        again when the kind is unknown or the application moved on meanwhile); ``staff``:
+        the counter clerk who scanned it for the binder."""
         try:
             if kind not in MATERIAL_KINDS:
                 raise DomainError(
@@ -123,12 +142,40 @@ class MaterialsPart(FamilyBase):
                     storage_key=stored.key,
                 )
                 if app.state == "draft":
-                    await transition(app, "materials", actor=f"user:{user_id}")
+                    await transition(app, "materials", actor=actor_of(user_id, staff))
                     await app.save(update_fields=["state", "updated_at"])
         except BaseException:
             await self._storage().delete(stored.key)
             raise
         return material_view(material)
+
+    async def record_seen(
+        self, user_id: int, application_id: str, *, kinds: list[str], staff: str
+    ) -> list[str]:
+        """窗口代办: the clerk saw these documents in person (no file kept). Each is an
+        application event naming the clerk; the submit counts them as the materials of
+        their kinds (the policy's materials rule is unchanged). Unknown kinds are 422."""
+        unknown = [k for k in kinds if k not in MATERIAL_KINDS]
+        if unknown or not kinds:
+            raise DomainError(
+                "VALIDATION_FAILED", "材料类型无效", fields={"kinds": "INVALID_CHOICE"}
+            )
+        async with in_transaction():
+            app = await self._editable(user_id, application_id, "登记材料")
+            await ApplicationEvent.bulk_create(
+                [
+                    ApplicationEvent(
+                        application_id=app.id,
+                        from_state=app.state,
+                        to_state=app.state,
+                        actor=actor_of(user_id, staff),
+                        code=DOCUMENT_SEEN,
+                        note=kind,
+                    )
+                    for kind in dict.fromkeys(kinds)
+                ]
+            )
+        return list(dict.fromkeys(kinds))
 
     async def remove_material(self, user_id: int, application_id: str, material_id: str) -> None:
         """Remove a material before submit (or while the application waits for a fix);

@@ -82,11 +82,19 @@ class MembersPart(FamilyBase):
         """The binder's effective bindings (masked), oldest first."""
         return [member_row(self.pii, r) for r in await queries.active_members(user_id)]
 
-    async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> None:
+    async def unbind(
+        self,
+        user_id: int,
+        binding_id: str,
+        *,
+        as_member: bool = False,
+        staff: str | None = None,
+    ) -> Binding:
         """End a binding: the binder (``DELETE /family/members/{id}``) or the member
         themselves (``DELETE /family/binders/{id}``) — SPEC.md "binder or member can
         unbind". The member's monthly slot stays taken until next month unless the policy
-        says otherwise (SPEC.md binders per member)."""
+        says otherwise (SPEC.md binders per member). ``staff``: the counter clerk doing it
+        for that person (窗口代办), named after them in the record. The ended binding."""
         now = self.clock()
         async with in_transaction():
             bid = uuid_or_404(binding_id, "家庭成员")
@@ -96,6 +104,8 @@ class MembersPart(FamilyBase):
                 q, actor = q.filter(member_id=person_id), f"member:user:{user_id}"
             else:
                 q, actor = q.filter(binder_id=user_id), f"user:{user_id}"
+            if staff:
+                actor = f"{actor}@staff:{staff}"[:64]
             binding = await q.select_for_update().first()
             if binding is None:
                 raise not_found("绑定关系" if as_member else "家庭成员")
@@ -111,6 +121,7 @@ class MembersPart(FamilyBase):
                 await outcomes.member_told(
                     self.pii, binding, kind=outcomes.MEMBER_UNBOUND, now=now
                 )
+        return binding
 
     @staticmethod
     async def _own_person(user_id: int) -> int:

@@ -19,8 +19,9 @@ from server.domain import reasons
 from server.domain.errors import DomainError
 from server.domain.family import facts, outcomes, queries
 from server.domain.family.applications import application_view
-from server.domain.family.base import FamilyBase, not_found, uuid_or_404
+from server.domain.family.base import FamilyBase, actor_of, not_found, uuid_or_404
 from server.domain.family.commitment import commitment_status
+from server.domain.family.materials import seen_kinds
 from server.domain.family.states import FIXABLE, state_conflict, step, transition
 from server.domain.identity import IdDocument, parse_id
 from server.domain.models import Application, ApplicationEvent, Binding, InsuredPerson, User
@@ -119,6 +120,7 @@ class SubmitPart(FamilyBase):
         member_face_token: str | None,
         verification: Literal["face", "documents"] | None = None,
         ip: str | None = None,
+        staff: str | None = None,
     ) -> dict[str, Any]:
         """Submit: the policy decides with every fact, the limits counted under locks.
 
@@ -133,6 +135,12 @@ class SubmitPart(FamilyBase):
         service that is down is 503 ``SYSTEM_BUSY`` and changes nothing. A member face
         token needs the caller's consent to ``face`` (403 ``CONSENT_REQUIRED``, before
         anything is counted or checked).
+
+        At the counter (窗口代办, ``staff``: the clerk acting for the binder) the member's
+        identity is checked by the clerk in person, which replaces the face check when
+        ``verification`` is ``"face"`` (no face token, no face service); documents the
+        clerk saw count as materials (``record_seen``); a 代激活 is recorded as the
+        clerk's (method ``counter``). Every other rule and limit is the same.
         """
         way: Literal["face", "documents"] = verification or "face"
         await self._limit(user_id, "submits")
@@ -140,7 +148,7 @@ class SubmitPart(FamilyBase):
         if member_face_token:
             await self.consents.require(user_id, "face")
         await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
-        actor = f"user:{user_id}"
+        actor = actor_of(user_id, staff)
         now = self.clock()
         today = self.today(now)
         name = self.pii.decrypt(app.member_name_enc, purpose="name")
@@ -167,7 +175,9 @@ class SubmitPart(FamilyBase):
         face_passed: bool | None = None
         if self.policy.check_binding(preview).face_check_required and doc is not None:
             face_passed = False
-            if member_face_token:
+            if staff:
+                face_passed = True  # the clerk checked the member's identity in person
+            elif member_face_token:
                 try:
                     face_passed = await self.face.check(
                         user_id, member_face_token, name=name, id_number=doc.id_number,
@@ -185,6 +195,7 @@ class SubmitPart(FamilyBase):
                     raise
         member_id = facts.member_id(found)
         materials = await queries.materials(app.id)
+        kinds = frozenset(m.kind for m in materials) | await seen_kinds(app.id)
         signature = await queries.latest_signature(app.id)
         read_state = app.state
 
@@ -211,7 +222,7 @@ class SubmitPart(FamilyBase):
                 found=found,
                 counts=counts,
                 stage="submit",
-                materials=frozenset(m.kind for m in materials),
+                materials=kinds,
                 commitment=commitment_status(self.documents, signature, now),
                 face_passed=face_passed,
                 verification=way,
@@ -229,7 +240,7 @@ class SubmitPart(FamilyBase):
                 )
                 app.failure_code, app.failure_message = blocker.code, blocker.message
                 app.decided_at = now if to == "failed" else None
-                failure = reasons.error(blocker.code).decided(
+                failure = reasons.error(blocker.code).conflict(
                     blocker.message,
                     {"fix": blocker.fix, "application_id": str(app.id), "state": to},
                 )
@@ -254,8 +265,9 @@ class SubmitPart(FamilyBase):
                         member_id,
                         by_user=user_id,
                         application_id=app.id,
-                        method="guardian" if decision.minor else "face",
+                        method="counter" if staff else "guardian" if decision.minor else "face",
                         now=now,
+                        staff=staff,
                     )
                     app.member_activated = True
                 await outcomes.member_told(self.pii, binding, kind=outcomes.MEMBER_BOUND, now=now)
@@ -411,7 +423,7 @@ class SubmitPart(FamilyBase):
         decision = self.policy.check_binding(ctx)
         for b in decision.blocking:
             if b.code in limits:
-                raise reasons.error(b.code).decided(
+                raise reasons.error(b.code).conflict(
                     b.message, {"fix": b.fix, "application_id": str(app.id), "state": app.state}
                 )
         return decision.activates_voucher
