@@ -75,12 +75,19 @@ submits_per_window = 1000000
 vouchers_per_window = 1000000
 identity_checks_per_user = 1000000
 identity_checks_per_ip = 1000000
+uploads_per_hour = 1000000
+upload_budget_bytes = 1000000000000
 
 [auth]
 logins_per_ip_per_minute = 1000000
 
 [bot]
 rate_limit_per_minute = 1000000000
+allow_plain_mode = true            # the bot_plain scenario sends plain pushes
+user_info_per_minute = 1000000000  # thousands of bench followers are looked up at once
+user_info_per_hour = 1000000000
+new_followers_per_minute = 1000000000
+new_followers_per_hour = 1000000000
 """
 
 class Services:

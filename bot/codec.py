@@ -13,6 +13,10 @@ Modes (developers.weixin.qq.com 消息加解密说明):
 
 The query signature is always checked, and the timestamp must be within the window
 (``[bot] timestamp_window_seconds``): a replayed request from last week is refused.
+With an EncodingAESKey configured only ``encrypt_type=aes`` pushes are accepted (their
+``msg_signature`` covers the body); plain ones only when ``[bot] allow_plain_mode`` says
+so. A plain push's signature does not cover its body: ``Inbound.binding`` lets the service
+bind the signed (timestamp, nonce) to the first body it carried (issue #17 finding 4).
 An encrypted body is decrypted with the current EncodingAESKey, then the previous one
 (rotation); the reply is encrypted with the key that worked. Anything we cannot verify
 or read is ``Refused`` (an HTTP status, no reply), never an exception escaping.
@@ -24,6 +28,7 @@ it knows neither.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import random
 import re
 import struct
@@ -152,6 +157,9 @@ class Inbound:
     crypto: WeChatCrypto | None
     nonce: str
     timestamp: str
+    # plain mode: (timestamp:nonce, digest of the body) — the signature does not cover the
+    # body, so the service binds the signed nonce to the first body it carried
+    binding: tuple[str, bytes] | None = None
 
 
 class Codec:
@@ -165,6 +173,7 @@ class Codec:
         encoding_aes_key: str,
         previous_encoding_aes_key: str = "",
         window_seconds: int = 300,
+        allow_plain_mode: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.token = token
@@ -175,6 +184,11 @@ class Codec:
             for key in (encoding_aes_key, previous_encoding_aes_key)
             if key
         ]
+        # Plain pushes (no encrypt_type=aes): their body is covered by no signature. With an
+        # EncodingAESKey configured the account is in safe (or compatible) mode, whose
+        # pushes always carry encrypt_type=aes: a plain one is a forgery unless the
+        # operator explicitly allows plain mode ([bot] allow_plain_mode).
+        self.plain_ok = not self.cryptos or allow_plain_mode
 
     def verify(self, query: Mapping[str, str]) -> None:
         """Check ``signature`` over token/timestamp/nonce and the timestamp window."""
@@ -204,15 +218,22 @@ class Codec:
         except UnicodeDecodeError:
             raise Refused(400, "body is not UTF-8") from None
         crypto: WeChatCrypto | None = None
+        binding: tuple[str, bytes] | None = None
         if query.get("encrypt_type", "raw").lower() == "aes":
             text, crypto = self._decrypt(text, query.get("msg_signature", ""), timestamp, nonce)
+        elif not self.plain_ok:
+            raise Refused(403, "plain-mode push while safe mode is configured")
+        else:
+            binding = (f"{timestamp}:{nonce}", hashlib.blake2b(body, digest_size=16).digest())
         try:
             message = parse_xml(text)
         except _PARSE_ERRORS:
             raise Refused(400, "malformed XML") from None
         if message is None or not getattr(message, "source", None):
             raise Refused(400, "no message")
-        return Inbound(message=message, crypto=crypto, nonce=nonce, timestamp=timestamp)
+        return Inbound(
+            message=message, crypto=crypto, nonce=nonce, timestamp=timestamp, binding=binding
+        )
 
     def _decrypt(
         self, text: str, msg_signature: str, timestamp: str, nonce: str

@@ -63,7 +63,8 @@ def learn_in_background(bot: BotService, openid: str) -> None:
         if await bot.redis.set(f"bot:learn:{openid}", 1, nx=True, ex=86_400):
             assert bot.wechat is not None
             await followers.learn_follower(
-                gateway=bot.wechat, access_token=bot.access_token, oa_openid=openid
+                gateway=bot.wechat, access_token=bot.access_token, oa_openid=openid,
+                budget=bot.budget,
             )
             bot.links.forget(openid)
 
@@ -193,10 +194,13 @@ async def on_subscribe(message: BaseMessage, turn: Turn) -> str:
         unionid = None
         if bot.wechat is not None:
             unionid = await followers.learn_follower(
-                gateway=bot.wechat, access_token=bot.access_token, oa_openid=openid
+                gateway=bot.wechat, access_token=bot.access_token, oa_openid=openid,
+                budget=bot.budget,
             )
         if unionid is None:  # WeChat unreachable or no unionid: still a follower
-            await followers.remember(oa_openid=openid, unionid=None, subscribed=True)
+            await followers.remember(
+                oa_openid=openid, unionid=None, subscribed=True, budget=bot.budget
+            )
         bot.links.forget(openid)
 
     bot.spawn(remember_and_learn())
@@ -211,7 +215,9 @@ async def on_unsubscribe(message: BaseMessage, turn: Turn) -> None:
     """No reply is possible; forget the dialogue, mark the follower (push stops)."""
     bot = turn.bot
     await bot.dialogue.end(message.source)
-    await followers.remember(oa_openid=message.source, unionid=None, subscribed=False)
+    await followers.remember(
+        oa_openid=message.source, unionid=None, subscribed=False, budget=bot.budget
+    )
     bot.links.forget(message.source)
     return None
 

@@ -32,9 +32,10 @@ from wechatpy.messages import BaseMessage
 
 from bot import diagnosis
 from bot.batching import Coalescer, RedisBatcher
-from bot.codec import Codec, reply_xml
+from bot.codec import Codec, Refused, reply_xml
 from bot.customer_service import WINDOW_SECONDS, CustomerService
 from bot.dialogue import NOT_READ, Dialogue, NotRead
+from bot.followers import FollowerBudget
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
 from server.domain.pii import PiiCipher
@@ -57,11 +58,18 @@ _REDIS_DOWN = "系统繁忙,请稍后再试。"
 _QUESTION_TYPES = frozenset({"text", "voice"})
 
 # Step 1 in one command (fewer round trips and far less client work than five):
-# KEYS dedupe, rate-limit counter, customer-service window, dialogue state;
-# ARGV dedupe TTL, user-made (0/1), open the window (0/1), is text (0/1), window seconds.
-# Returns {claimed 0/1, messages this minute, dialogue question id or ""}; a retry
-# (not claimed) counts for nothing.
+# KEYS dedupe, rate-limit counter, customer-service window, dialogue state, nonce binding;
+# ARGV dedupe TTL, user-made (0/1), open the window (0/1), is text (0/1), window seconds,
+# body digest ("" unless plain mode), nonce binding TTL.
+# Returns {claimed 0/1, messages this minute, dialogue question id or ""}, or {-1, 0, ""}
+# when the signed nonce already carried another body (a forgery: nothing else is done);
+# a retry (not claimed) counts for nothing.
 _CLAIM = """
+if ARGV[6] ~= '' and not redis.call('SET', KEYS[5], ARGV[6], 'NX', 'EX', ARGV[7]) then
+  if redis.call('GET', KEYS[5]) ~= ARGV[6] then
+    return {-1, 0, ''}
+  end
+end
 if not redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then
   return {0, 0, ''}
 end
@@ -161,6 +169,7 @@ class BotService:
         # personal diagnosis reads the database: concurrent followers share the queries
         self.diagnoses: Coalescer[str, diagnosis.Diagnosis] = Coalescer(self._diagnose)
         self.links = diagnosis.Links()
+        self.budget = FollowerBudget(redis, config)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -181,6 +190,7 @@ class BotService:
             encoding_aes_key=settings.wechat.oa_encoding_aes_key,
             previous_encoding_aes_key=settings.wechat.oa_previous_encoding_aes_key,
             window_seconds=config.timestamp_window_seconds,
+            allow_plain_mode=config.allow_plain_mode,
         )
         return cls(
             config=config, codec=codec, kb=kb, router=router, redis=redis, pii=pii, wechat=wechat,
@@ -189,8 +199,14 @@ class BotService:
 
     # ---- the reply path --------------------------------------------------------------
 
-    async def answer(self, message: BaseMessage) -> str | None:
-        """The passive reply XML for a push (None: answer "success", no message)."""
+    async def answer(
+        self, message: BaseMessage, binding: tuple[str, bytes] | None = None
+    ) -> str | None:
+        """The passive reply XML for a push (None: answer "success", no message).
+
+        ``binding`` (plain mode): the signed "timestamp:nonce" and the body's digest. The
+        first body a nonce carried is remembered for as long as the timestamp is valid; a
+        retry with the same body is answered as usual, another body is ``Refused``."""
         key = dedupe_key(message)
         openid = message.source
         user_made = not is_event(message) or str(getattr(message, "event", "")) in _USER_EVENTS
@@ -198,8 +214,17 @@ class BotService:
         # a typed or spoken question may answer an open troubleshooting dialogue
         is_text = message.type in _QUESTION_TYPES
         open_window = user_made and self.customer_service is not None
-        claim_keys = [key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid)]
-        claim_args = [ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS]
+        nonce, digest = binding if binding is not None else ("", b"")
+        claim_keys = [
+            key, f"bot:rl:{openid}", CustomerService.key(openid), Dialogue.key(openid),
+            f"bot:nonce:{nonce}",
+        ]
+        # a timestamp is accepted from window seconds before it was made to window seconds
+        # after: the binding must outlive every moment the signature is still accepted
+        claim_args: list[int | bytes] = [
+            ttl, int(user_made), int(open_window), int(is_text), WINDOW_SECONDS,
+            digest, 2 * self.config.timestamp_window_seconds,
+        ]
 
         try:
             try:
@@ -213,6 +238,8 @@ class BotService:
             # rather than risk answering twice or failing with a 500 WeChat retries.
             log.error("bot cannot reach Redis: %r", exc)
             return reply_xml(_REDIS_DOWN, message)
+        if claimed == -1:
+            raise Refused(403, "nonce reused with another body")
         if not claimed:
             return await self._first_answer(key)
         turn = Turn(self, Dialogue.decode(node or None) if is_text else NOT_READ)
@@ -234,7 +261,7 @@ class BotService:
         self.batch.submit("SET", key, stored, "EX", ttl).add_done_callback(_log_store_failure)
         return reply or None
 
-    async def _claim(self, claim_keys: list[str], claim_args: list[int]) -> list[Any]:
+    async def _claim(self, claim_keys: list[str], claim_args: list[int | bytes]) -> list[Any]:
         # EVALSHA once Redis has the script (an EVAL put it in its cache): the script's
         # 500 bytes are not sent and hashed again for every push
         if self._claim_cached:

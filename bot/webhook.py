@@ -38,7 +38,8 @@ async def official_post(request: web.Request) -> web.Response:
     """A message or event: answered once, within WeChat's 5 s, passive reply in the body.
 
     A request is refused (403, no reply) when: the signature is wrong, the timestamp is
-    outside the window, or msg_signature is wrong. It is refused with 400 when the body is
+    outside the window, msg_signature is wrong, it is plain while safe mode is configured,
+    or (plain mode) its signed nonce already carried another body. It is refused with 400 when the body is
     too large, not UTF-8, not decryptable with either AES key, or not a WeChat message.
     """
     bot = request.config_dict[keys.bot_key]
@@ -49,10 +50,11 @@ async def official_post(request: web.Request) -> web.Response:
         return _no_reply(413)
     try:
         inbound = bot.codec.open(request.query, body)
+        reply_xml = await bot.answer(inbound.message, inbound.binding)
     except Refused as refused:
+        # the reason only: never the body, the openid or the query
         log.info("official-account POST refused: %s", refused.why)
         return _no_reply(refused.status)
-    reply_xml = await bot.answer(inbound.message)
     if not reply_xml:
         return web.Response(text="success", content_type="text/plain")
     return web.Response(

@@ -96,7 +96,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     app.on_startup.append(announce)
     app.on_startup.append(freeze_gc)
-    web.run_app(app, host=host, port=port, print=None, loop=new_loop(), access_log=None)
+    from server.serving import ConnectionLimits, serve
+
+    limits = ConnectionLimits(
+        max_connections=settings.server.max_connections,
+        header_timeout_s=settings.server.header_timeout_s,
+        body_timeout_s=settings.server.body_timeout_s,
+    )
+    serve(app, host=host, port=port, loop=new_loop(), limits=limits)
     return 0
 
 

@@ -11,6 +11,7 @@ from server.domain.pii import PiiCipher
 from server.metrics import Metrics
 from server.middlewares import error_envelope, request_context
 from server.ops import ops_routes
+from server.serving import body_deadline
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ def create_app(settings: Settings) -> web.Application:
     from server.privacy.context import privacy_ctx
 
     app = web.Application(
-        middlewares=[request_context, error_envelope],
+        # the body deadline innermost: its 408 goes through the error envelope
+        middlewares=[request_context, error_envelope, body_deadline(settings.server.body_timeout_s)],
         client_max_size=max(settings.server.max_body_bytes, settings.server.max_upload_bytes),
     )
     app[keys.settings_key] = settings

@@ -67,6 +67,8 @@ async def start_embedded_wechat(
             receipt_url=f"{receipts_to.rstrip('/')}/wechat/official",
             receipt_token=wechat.oa_token,
             receipt_aes_key=wechat.oa_encoding_aes_key,
+            # with a key our webhook takes only encrypted pushes (bot.allow_plain_mode)
+            receipt_mode="safe" if wechat.oa_encoding_aes_key else "plain",
         )
     runner, api_base, _ = await start_fake_wechat(state=state)
     return EmbeddedWeChat(runner, api_base, state)

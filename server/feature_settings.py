@@ -72,6 +72,14 @@ class FamilySettings:
     identity_checks_per_user: int = 30
     identity_checks_per_ip: int = 200
     identity_checks_window_seconds: int = 86_400
+    # disk-fill limits on uploads (server/domain/family/quota.py)
+    max_materials_per_application: int = 12
+    max_materials_per_kind: int = 4
+    # kinds that are one sheet: a new upload replaces the application's earlier one
+    single_material_kinds: tuple[str, ...] = ("id_card_front", "id_card_back", "birth_certificate")
+    max_signatures_per_application: int = 10
+    upload_budget_bytes: int = 104_857_600
+    uploads_per_hour: int = 60
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,16 @@ class BotSettings:
     rate_limit_per_minute: int = 20
     diagnosis_days: int = 30
     max_body_bytes: int = 65_536
+    # plain-mode pushes (no signature over the body) are accepted only when no
+    # EncodingAESKey is configured or this is true; production refuses to start in plain
+    # mode without it (server/settings.py)
+    allow_plain_mode: bool = False
+    # global budgets (all followers together) for WeChat user/info look-ups and for new
+    # follower rows; beyond them a push is still answered, with no look-up and no new row
+    user_info_per_minute: int = 120
+    user_info_per_hour: int = 3000
+    new_followers_per_minute: int = 120
+    new_followers_per_hour: int = 3000
     # the menu's mini-program page; the mini-program's appid is wechat.mp_appid
     miniprogram_path: str = "pages/index/index"
 

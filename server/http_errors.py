@@ -54,6 +54,8 @@ STATUS: Mapping[str, int] = _table(
             "INSUFFICIENT_BALANCE", "NOTICE_NOT_RETRYABLE", "PRIVACY_NOTICE_OUTDATED",
             "REALNAME_ALREADY_VERIFIED", "SETTLEMENT_CONFLICT", "VOUCHER_INVALID",
             "VOUCHER_PASSWORD_NOT_SET", "ACCOUNT_BEING_DELETED", "VOUCHER_ALREADY_ACTIVATED",
+            # disk-fill limits on uploads (server/domain/family/quota.py)
+            "MATERIAL_LIMIT_REACHED", "SIGNATURE_LIMIT_REACHED", "UPLOAD_QUOTA_EXCEEDED",
             # binding and authorization rules (server/domain/reasons.py)
             "ALREADY_AUTHORIZED", "ALREADY_BOUND", "AUTHORIZER_LIMIT", "AUTHORIZER_NOT_EMPLOYEE",
             "COMMITMENT_OUTDATED", "COMMITMENT_REQUIRED", "CORRECTION_REQUESTED",
@@ -63,6 +65,7 @@ STATUS: Mapping[str, int] = _table(
             "MONTHLY_BINDER_LIMIT", "NOTICE_OUTDATED", "NOTICE_REQUIRED", "NO_PERSONAL_ACCOUNT",
             "OUTSIDE_POOLING_AREA", "UNBIND_LOCKED",
         ),
+        408: ("REQUEST_TIMEOUT",),
         413: ("PAYLOAD_TOO_LARGE", "MATERIAL_TOO_LARGE"),
         415: ("UNSUPPORTED_MEDIA_TYPE",),
         422: (
@@ -132,4 +135,6 @@ def headers_of(err: DomainError) -> dict[str, str]:
         headers["WWW-Authenticate"] = "Bearer"
     if err.retry_after is not None:
         headers["Retry-After"] = str(err.retry_after)
+    if err.code == "REQUEST_TIMEOUT":  # the body never came: this connection is done
+        headers["Connection"] = "close"
     return headers

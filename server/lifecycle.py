@@ -128,6 +128,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.domain.documents import DocumentBook
     from server.domain.face_check import FaceLimits, FaceService
     from server.domain.family import FamilyService, Limits
+    from server.domain.family.base import material_kinds
     from server.domain.guessing import GuessBudget
     from server.domain.realname import RealnameService
     from server.domain.registry import LocalRegistry
@@ -175,6 +176,12 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
             submits=(family.submits_per_window, family.submits_window_seconds),
             vouchers=(family.vouchers_per_window, family.vouchers_window_seconds),
             max_material_bytes=family.max_material_bytes,
+            max_materials_per_application=family.max_materials_per_application,
+            max_materials_per_kind=family.max_materials_per_kind,
+            single_material_kinds=material_kinds(family.single_material_kinds),
+            max_signatures_per_application=family.max_signatures_per_application,
+            upload_budget_bytes=family.upload_budget_bytes,
+            uploads_per_hour=family.uploads_per_hour,
         ),
         guesses=guesses,
         consents=app[keys.consents_key],

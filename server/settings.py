@@ -67,6 +67,10 @@ class ServerSettings:
     max_upload_bytes: int = 8_388_608
     demo_data: bool = True
     run_worker: bool = True
+    # slow and numerous clients (server/serving.py; issue #17 finding 10)
+    max_connections: int = 4096
+    header_timeout_s: float = 15.0
+    body_timeout_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,12 @@ class Settings:
             problems.append("console.idle_timeout_seconds must be at most 3600 in production")
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
+        # plain mode: WeChat's signature does not cover the body (issue #17 finding 4)
+        if not self.wechat.oa_encoding_aes_key and not self.bot.allow_plain_mode:
+            problems.append(
+                "wechat.oa_encoding_aes_key is empty (plain mode): configure safe mode, or set "
+                "bot.allow_plain_mode = true"
+            )
         if not self.wechat.api_base or _is_loopback(self.wechat.api_base):
             problems.append("wechat.api_base must point at WeChat in production")
         for name, appid in (("mp_appid", self.wechat.mp_appid), ("oa_appid", self.wechat.oa_appid)):
@@ -348,10 +358,16 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 
 
 def _convert(value: Any, hint: Any, name: str) -> Any:
-    """``value`` as the annotated type ``hint``. Environment variables arrive as strings:
+    """``value`` as the annotated type ``hint`` (``str``, ``int``, ``float``, ``bool``,
+    ``tuple[X, ...]``, ``Mapping[str, X]``, a nested table). Environment variables arrive as strings:
     they are parsed ("true"/"false", numbers, ``kid:secret,kid2:secret2`` tables)."""
     if isinstance(hint, type) and is_dataclass(hint):
         return typed_table(hint, value, name)
+    if get_origin(hint) is tuple:  # tuple[X, ...]: a TOML array
+        (item_type, _) = get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{name} must be an array (got {type(value).__name__})")
+        return tuple(_convert(item, item_type, f"{name}[{i}]") for i, item in enumerate(value))
     if get_origin(hint) is Mapping:
         key_type, value_type = get_args(hint)
         if isinstance(value, str):  # "kid:secret,kid2:secret2"

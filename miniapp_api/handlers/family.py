@@ -158,6 +158,9 @@ async def get_application(request: web.Request) -> web.Response:
         "MATERIAL_TOO_LARGE",
         "UNSUPPORTED_MEDIA_TYPE",
         "APPLICATION_STATE_CONFLICT",
+        "MATERIAL_LIMIT_REACHED",
+        "UPLOAD_QUOTA_EXCEEDED",
+        "RATE_LIMITED",
     ),
 )
 async def upload_material(request: web.Request) -> web.Response:
@@ -182,7 +185,7 @@ async def upload_material(request: web.Request) -> web.Response:
             if name == "kind":
                 kind = (await part.text()).strip()[:64]
             elif name == "file" and stored is None:
-                stored = await service.store_upload(user_id, app_id, part)
+                stored = await service.store_upload(user_id, app_id, part, kind=kind)
             else:
                 raise DomainError(
                     "VALIDATION_FAILED",
@@ -229,7 +232,10 @@ async def get_material(request: web.Request) -> web.StreamResponse:
     response=SignatureOut,
     status=201,
     tags=TAGS,
-    errors=("COMMITMENT_OUTDATED", "COMMITMENT_MISMATCH", "APPLICATION_STATE_CONFLICT"),
+    errors=(
+        "COMMITMENT_OUTDATED", "COMMITMENT_MISMATCH", "APPLICATION_STATE_CONFLICT",
+        "SIGNATURE_LIMIT_REACHED", "UPLOAD_QUOTA_EXCEEDED", "RATE_LIMITED",
+    ),
 )
 async def sign_commitment(request: web.Request, body: CommitmentSignIn) -> web.Response:
     out = await _service(request).sign_commitment(

@@ -39,6 +39,7 @@ HTTP_MODULES = (
     "server.ops",
     "server.responses",
     "server.http_errors",
+    "server.serving",
 )
 WIRING = (
     "server.__main__",

@@ -36,6 +36,25 @@ class Limits:
     submits: tuple[int, int] = (60, 3600)
     vouchers: tuple[int, int] = (30, 60)
     max_material_bytes: int = 8_388_608
+    # disk-fill limits (issue #17 finding 6; server.domain.family.quota)
+    max_materials_per_application: int = 12
+    max_materials_per_kind: int = 4
+    single_material_kinds: frozenset[str] = frozenset(
+        {"id_card_front", "id_card_back", "birth_certificate"}
+    )
+    max_signatures_per_application: int = 10
+    upload_budget_bytes: int = 104_857_600
+    uploads_per_hour: int = 60
+
+
+def material_kinds(value: tuple[str, ...]) -> frozenset[str]:
+    """``[family] single_material_kinds``: material kinds of API.md, nothing else."""
+    from server.domain.policy_data import MATERIAL_KINDS
+
+    kinds = frozenset(value)
+    if isinstance(value, str) or not kinds <= set(MATERIAL_KINDS):
+        raise ValueError(f"family.single_material_kinds must be a list of {MATERIAL_KINDS}")
+    return kinds
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 from server.domain import reasons
 from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
+from server.domain.family import quota
 from server.domain.family.base import FamilyBase, actor_of
 from server.domain.family.materials import storage_errors
 from server.domain.family.states import transition
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from server.domain.documents import DocumentBook, LegalText
 
 SIGNATURE_TYPES: frozenset[str] = frozenset({"image/jpeg", "image/png"})
-MAX_SIGNATURE_BYTES = 512 * 1024
+MAX_SIGNATURE_BYTES = quota.SIGNATURE_CHARGE_BYTES
 # 窗口代办: the binder signed the printed 承诺书 at the counter (an application event)
 COMMITMENT_ON_PAPER = "COMMITMENT_ON_PAPER"
 
@@ -89,7 +90,9 @@ class CommitmentPart(FamilyBase):
         The client echoes the version and SHA-256 of the text it showed; signing anything
         but the current text is refused (an older version: ``COMMITMENT_OUTDATED``). The
         record — version, text hash, time, user, IP, user agent, optional signature image —
-        is never changed afterwards; signing again adds a new record.
+        is never changed afterwards; signing again adds a new record (at most
+        ``max_signatures_per_application``), and a new signature image replaces the
+        application's earlier one: the earlier file is deleted, its record kept without it.
 
         At the counter (窗口代办, ``staff``: the clerk): the binder signs the printed text
         (``on_paper``: the signed form is kept at the counter, an event says so) or on the
@@ -100,16 +103,40 @@ class CommitmentPart(FamilyBase):
         if signature_image:
             # someone else's application: 404 before anything else is looked at, and
             # before the image is stored
-            await self._editable(user_id, application_id, "签署承诺书")
+            app = await self._editable(user_id, application_id, "签署承诺书")
             current = self._signed_text(version, sha256, now)
+            await quota.check_signatures(self.limits, app)
+            await quota.check_rate(self.redis, self.limits, user_id)
+            # the application's earlier image is replaced: it frees its charge
+            replaced = await CommitmentSignature.filter(
+                application_id=app.id, signature_image_key__isnull=False
+            ).exists()
+            room = await quota.remaining_bytes(
+                self.limits, user_id, freed=quota.SIGNATURE_CHARGE_BYTES if replaced else 0
+            )
+            if room < quota.SIGNATURE_CHARGE_BYTES:
+                raise quota.quota_exceeded(self.limits)
             image_key = await self._store_signature(signature_image)
+        old_images: list[CommitmentSignature] = []
         try:
             async with in_transaction():
+                if image_key is not None:
+                    await quota.lock_user(user_id)
                 # without an image the one read is this one (same order of refusals: 404 /
                 # 409, then the text; nothing is written before they pass)
                 app = await self._editable(user_id, application_id, "签署承诺书")
                 if image_key is None:
                     current = self._signed_text(version, sha256, now)
+                await quota.check_signatures(self.limits, app)
+                if image_key is not None:
+                    # one live signature image per application: the earlier ones go (their
+                    # records stay: what was signed, when, by whom)
+                    old_images = await CommitmentSignature.filter(
+                        application_id=app.id, signature_image_key__isnull=False
+                    )
+                    await CommitmentSignature.filter(
+                        id__in=[old.id for old in old_images]
+                    ).update(signature_image_key=None)
                 sig = await CommitmentSignature.create(
                     application_id=app.id,
                     user_id=user_id,
@@ -137,6 +164,8 @@ class CommitmentPart(FamilyBase):
             if image_key is not None:
                 await self._storage().delete(image_key)
             raise
+        for old in old_images:  # after the commit: at worst an orphan file, never a dangling row
+            await self._storage().delete(str(old.signature_image_key))
         return signature_view(sig)
 
     def _signed_text(self, version: str, sha256: str, now: datetime) -> LegalText:

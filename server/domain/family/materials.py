@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 
 from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
+from server.domain.family import quota
 from server.domain.family.base import FamilyBase, actor_of, not_found, uuid_or_404
 from server.domain.family.states import transition
 from server.domain.models import ApplicationEvent, Material
@@ -98,16 +99,34 @@ def material_view(m: Material) -> dict[str, Any]:
 class MaterialsPart(FamilyBase):
     """Upload, attach and read back an application's materials."""
 
-    async def store_upload(self, user_id: int, application_id: str, source: Any) -> StoredObject:
+    async def store_upload(
+        self, user_id: int, application_id: str, source: Any, *, kind: str | None = None
+    ) -> StoredObject:
         """Stream one uploaded file to storage once the application is known to be the
         user's and still editable (sniffed type, size cap: 415 / 413, nothing kept).
-        Needs the uploader's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``)."""
+        Needs the uploader's consent to ``id_documents`` (403 ``CONSENT_REQUIRED``).
+        Spends the upload rate and must fit the application's caps and the user's storage
+        budget (``quota``; ``kind`` when it came before the file: checked here already)."""
         await self.consents.require(user_id, "id_documents")
-        await self._editable(user_id, application_id, "上传材料")
-        with storage_errors():
+        app = await self._editable(user_id, application_id, "上传材料")
+        await quota.check_rate(self.redis, self.limits, user_id)
+        previous = await quota.check_counts(self.limits, app, kind)
+        room = await quota.remaining_bytes(
+            self.limits, user_id, freed=previous.size if previous is not None else 0
+        )
+        if room <= 0:
+            raise quota.quota_exceeded(self.limits)
+        cap = min(self.limits.max_material_bytes, room)
+        try:
             return await self._storage().save_stream(
-                source, max_bytes=self.limits.max_material_bytes, allowed_types=MATERIAL_TYPES
+                source, max_bytes=cap, allowed_types=MATERIAL_TYPES
             )
+        except TooLarge as err:  # cut off while streaming: nothing kept
+            if cap < self.limits.max_material_bytes:
+                raise quota.quota_exceeded(self.limits) from None
+            raise storage_refusal(err) from None
+        except StorageError as err:
+            raise storage_refusal(err) from None
 
     async def discard_upload(self, stored: StoredObject) -> None:
         await self._storage().delete(stored.key)
@@ -122,8 +141,9 @@ class MaterialsPart(FamilyBase):
         staff: str | None = None,
     ) -> dict[str, Any]:
         """Record a stored upload as a material of the application (the file is removed
-        again when the kind is unknown or the application moved on meanwhile); ``staff``:
-        the counter clerk who scanned it for the binder."""
+        again when the kind is unknown, the application moved on meanwhile or has no room
+        left). A single-sheet kind replaces the application's earlier one (its file is
+        deleted after the commit). ``staff``: the counter clerk who scanned it for the binder."""
         try:
             if kind not in MATERIAL_KINDS:
                 raise DomainError(
@@ -132,7 +152,14 @@ class MaterialsPart(FamilyBase):
                     fields={"kind": "REQUIRED" if not kind else "INVALID_CHOICE"},
                 )
             async with in_transaction():
+                await quota.lock_user(user_id)
                 app = await self._editable(user_id, application_id, "上传材料")
+                previous = await quota.check_counts(self.limits, app, kind)
+                room = await quota.remaining_bytes(
+                    self.limits, user_id, freed=previous.size if previous is not None else 0
+                )
+                if stored.size > room:
+                    raise quota.quota_exceeded(self.limits)
                 material = await Material.create(
                     application_id=app.id,
                     kind=kind,
@@ -141,12 +168,24 @@ class MaterialsPart(FamilyBase):
                     sha256=stored.sha256,
                     storage_key=stored.key,
                 )
+                if previous is not None:
+                    await previous.delete()
+                    await ApplicationEvent.create(
+                        application_id=app.id,
+                        from_state=app.state,
+                        to_state=app.state,
+                        actor=actor_of(user_id, staff),
+                        note=f"material replaced: {kind}",
+                    )
                 if app.state == "draft":
                     await transition(app, "materials", actor=actor_of(user_id, staff))
                     await app.save(update_fields=["state", "updated_at"])
         except BaseException:
             await self._storage().delete(stored.key)
             raise
+        if previous is not None:
+            # after the commit: a failed delete leaves an orphan file, never a dangling row
+            await self._storage().delete(previous.storage_key)
         return material_view(material)
 
     async def record_seen(
