@@ -30,8 +30,12 @@ async def test_binder_sees_the_settlement(
     binder = await verified_user(client, "binder", await add_person(app, "王芳"))
     binding = await add_binding(binder["user"]["id"], member)
     # the member's history before the binding's day stays theirs (issue #17 finding 7)
+    now = datetime.now(SHANGHAI)
+    if (now.month, now.day) == (1, 1):
+        pytest.skip("on 1 January the year holds nothing before the binding's day")
+    year = now.year
     earlier = settlement_body(
-        "S0", "12.00", psn_no=member.psn_no, setl_time="2026-03-01T09:00:00+08:00"
+        "S0", "12.00", psn_no=member.psn_no, setl_time=f"{year}-01-01T09:00:00+08:00"
     )
     body = settlement_body(
         "S1", "30.00", psn_no=member.psn_no, setl_time=datetime.now(SHANGHAI).isoformat()
@@ -43,10 +47,10 @@ async def test_binder_sees_the_settlement(
         assert resp.status == 201
     path = f"/api/v1/family/members/{binding.id}"
     listed = await (
-        await client.get(path + "/settlements?year=2026", headers=bearer(binder))
+        await client.get(path + f"/settlements?year={year}", headers=bearer(binder))
     ).json()
     assert listed["total"] == 1
     assert listed["items"][0]["setl_id"] == "S1" and listed["items"][0]["acct_pay"] == 3_000
-    summary = await (await client.get(path + "/summary?year=2026", headers=bearer(binder))).json()
+    summary = await (await client.get(path + f"/summary?year={year}", headers=bearer(binder))).json()
     assert summary["balance"] == 5_800 and summary["acct_pay"] == 3_000 and summary["count"] == 1
     assert listed["visible_from"] and listed["next_cursor"] is None
