@@ -6,12 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench migrate worker clean
+.PHONY: run test test-fast bench proof migrate worker clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test,proof]"
 	touch $(STAMP)
 
 run: $(STAMP)          ## serve the demo on embedded defaults (SQLite, in-process Redis and WeChat)
@@ -22,6 +22,21 @@ test: $(STAMP)         ## the whole suite: embedded defaults, then PostgreSQL + 
 
 test-fast: $(STAMP)    ## the suite on embedded defaults only
 	$(PY) -m pytest
+
+# The long proofs (docs/reliability.md "Proof"), each bounded, ~45 min in all on 2 CPUs:
+# the soak (10 min + set-up), a province's volume (~10 M rows seeded by COPY, the hot
+# queries timed and EXPLAINed), the benchmarks against the committed ratios, and the
+# tests marked `proof`. Every step runs; the target fails if any failed. The soak and the
+# province write their figures into docs/; the benchmarks write bench/results/compare.*.
+PROOF_MINUTES ?= 10
+PROOF_SCALE ?= 1.0
+proof: $(STAMP)        ## long proofs: soak, province volume, bench --compare, pytest -m proof
+	@rc=0; \
+	echo "== soak ($(PROOF_MINUTES) min)"; timeout 30m $(PY) -m bench.soak --minutes $(PROOF_MINUTES) || rc=1; \
+	echo "== province volume (scale $(PROOF_SCALE))"; timeout 40m $(PY) -m bench.province --scale $(PROOF_SCALE) || rc=1; \
+	echo "== bench --compare"; timeout 40m $(PY) -m bench --compare || rc=1; \
+	echo "== pytest -m proof"; timeout 30m $(PY) -m pytest -m proof -q; t=$$?; [ $$t = 0 ] || [ $$t = 5 ] || rc=1; \
+	exit $$rc
 
 migrate: $(STAMP)
 	$(PY) -m server migrate

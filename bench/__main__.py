@@ -1,4 +1,4 @@
-"""``python -m bench [--only NAME[,NAME]] [--rounds N] [--duration S] …`` (bench/README.md)."""
+"""``python -m bench [--only NAME[,NAME]] [--rounds N] [--duration S] [--compare] …`` (bench/README.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.compare import BASELINE, TOLERANCE, compare_files
 from bench.runner import Options, run_all
 from bench.scenario import discover
 
@@ -24,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-timeout", type=float, default=60.0, help="seconds to wait for it")
     p.add_argument("--out", type=Path, default=None,
                    help="result path without suffix (default bench/results/latest, or partial-NAMES)")
+    p.add_argument("--compare", action="store_true",
+                   help="after the run, diff its ratios against --against and exit 1 on a "
+                        "ratio more than --tolerance worse (the run goes to bench/results/compare)")
+    p.add_argument("--against", type=Path, default=BASELINE, help="results to compare with")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="share worse that fails")
     args = p.parse_args(argv)
 
     scenarios = discover()
@@ -42,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (1 <= args.rounds <= 9 and 0.5 <= args.duration <= 60 and 1 <= args.connections <= 256):
         print("bounds: 1-9 rounds, 0.5-60 s, 1-256 connections", file=sys.stderr)
         return 2
-    out = args.out or RESULTS / ("latest" if not wanted else "partial-" + "-".join(wanted))
+    default = "compare" if args.compare else "latest"  # a comparison never replaces the baseline
+    out = args.out or RESULTS / (default if not wanted else "partial-" + "-".join(wanted))
     opts = Options(rounds=args.rounds, duration=args.duration, warmup=args.warmup,
                    connections=args.connections, idle_threshold=args.idle_threshold,
                    idle_timeout=args.idle_timeout)
@@ -52,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every process the run started has been stopped", file=sys.stderr)
         return 130
     print(f"results: {out.with_suffix('.md')} and .json")
+    if args.compare:
+        return compare_files(out.with_suffix(".json"), args.against, tolerance=args.tolerance,
+                             only=wanted or None)
     return 0
 
 

@@ -37,6 +37,7 @@ class Runner:
         self.services = services
         self.workdir = workdir
         self.not_idle: list[str] = []
+        self.failed: dict[str, str] = {}
 
     def measure(self, label: str, load: Load, target: Target) -> RunResult:
         idle, fraction = wait_idle(threshold=self.opts.idle_threshold, timeout=self.opts.idle_timeout)
@@ -73,16 +74,26 @@ class Runner:
             print(f"round {r}/{self.opts.rounds}", flush=True)
             for s in scenarios:
                 target = self.services.target(s.target)
-                load = s.prepare(target, r)
+                if s.name in self.failed:
+                    continue
                 try:
-                    before = self.measure(f"bare (before {s.name})", BARE, bare)
-                    result = self.measure(s.name, load, target)
-                    after = self.measure(f"bare (after {s.name})", BARE, bare)
-                finally:
-                    if s.teardown is not None:
-                        s.teardown(target, load)
+                    load = s.prepare(target, r)
+                    try:
+                        before = self.measure(f"bare (before {s.name})", BARE, bare)
+                        result = self.measure(s.name, load, target)
+                        after = self.measure(f"bare (after {s.name})", BARE, bare)
+                    finally:
+                        if s.teardown is not None:
+                            s.teardown(target, load)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    # one scenario's failure (a generator that timed out on a busy machine)
+                    # must not throw away every other scenario's figures: it is recorded,
+                    # left out of the later rounds, and fails `--compare`
+                    self.failed[s.name] = f"round {r}: {type(exc).__name__}: {str(exc)[:300]}"
+                    print(f"  ! {s.name} failed, left out: {self.failed[s.name]}", flush=True)
+                    continue
                 summaries[s.name].rounds.append(RoundResult(before, result, after))
-        return list(summaries.values())
+        return [v for v in summaries.values() if v.rounds]
 
 
 def _git_commit() -> str:
@@ -98,7 +109,7 @@ def _git_commit() -> str:
 
 
 def report(summaries: list[ScenarioSummary], opts: Options, not_idle: list[str],
-           out_base: Path) -> str:
+           out_base: Path, failed: dict[str, str] | None = None) -> str:
     wrk_version = ""
     wrk = shutil.which("wrk")
     if wrk:
@@ -113,6 +124,8 @@ def report(summaries: list[ScenarioSummary], opts: Options, not_idle: list[str],
         "options": opts.__dict__,
         "not_idle": not_idle,
     }
+    if failed:
+        meta["failed"] = failed
     doc = {"meta": meta, "scenarios": [s.as_dict() for s in summaries]}
     out_base.parent.mkdir(parents=True, exist_ok=True)
     out_base.with_suffix(".json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
@@ -130,6 +143,9 @@ def report(summaries: list[ScenarioSummary], opts: Options, not_idle: list[str],
         markdown_table(summaries),
         "",
     ]
+    if failed:
+        lines += ["Scenarios that failed (left out of the table):", ""]
+        lines += [f"- {name}: {why}" for name, why in failed.items()] + [""]
     if not_idle:
         lines += ["Measured on a busy machine (idle check timed out):", ""]
         lines += [f"- {x}" for x in not_idle] + [""]
@@ -148,4 +164,4 @@ def run_all(scenarios: list[Scenario], opts: Options, out_base: Path) -> str:
         summaries = runner.run(scenarios)
     finally:
         stack.close()
-    return report(summaries, opts, runner.not_idle, out_base)
+    return report(summaries, opts, runner.not_idle, out_base, runner.failed)

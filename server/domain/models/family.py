@@ -117,4 +117,7 @@ class Binding(Model):
 
     class Meta:
         table = "bindings"
-        indexes = (("member_id", "state"),)
+        # member side (binders of a member, the 5-per-member rule) and binder side (the
+        # members list, the home page): a seq scan of 200,000 bindings without the second
+        # (bench/province.py, docs/scaling.md)
+        indexes = (("member_id", "state"), ("binder_id", "state"))
