@@ -1,37 +1,4 @@
-"""The official-account (公众号) bot: webhook at /wechat/official."""
+"""The official-account (公众号) bot: webhook at /wechat/official.
 
-from __future__ import annotations
-
-from collections.abc import AsyncIterator
-
-from aiohttp import web
-
-from server import keys
-
-
-def create_subapp() -> web.Application:
-    """The /wechat sub-app; its BotService comes from ``bot_ctx`` on the parent app."""
-    from bot.routes import routes
-
-    app = web.Application()
-    app.add_routes(routes())
-    return app
-
-
-async def bot_ctx(app: web.Application) -> AsyncIterator[None]:
-    """A cleanup_ctx of the main app, after the resources it uses (settings, Redis, WeChat
-    gateway, PII cipher): load the knowledge base once; cancel background work on stop."""
-    from bot.handlers import build_router
-    from bot.nlu import KnowledgeBase
-    from bot.service import BotService
-
-    app[keys.bot_key] = BotService.from_settings(
-        app[keys.settings_key],
-        kb=KnowledgeBase.load(),
-        router=build_router(),
-        redis=app[keys.redis_key],
-        pii=app[keys.pii_key],
-        wechat=app[keys.wechat_key],
-    )
-    yield
-    await app[keys.bot_key].close()
+``bot.app`` builds the sub-app; the router, NLU, dialogue and ``BotService`` answer a
+message without HTTP (tests feed them XML)."""

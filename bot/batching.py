@@ -176,8 +176,10 @@ class RedisBatcher(_Batcher[Command, Any]):
     async def _handle(self, commands: list[Command]) -> list[Any]:
         if self._cluster is not None:
             return await self._handle_cluster(commands)
+        pool = self._pool
+        assert pool is not None  # a single Redis (the cluster took the branch above)
         async with asyncio.timeout(self._timeout):
-            connection = await self._pool.get_connection()
+            connection = await pool.get_connection()
             now = self._loop.time() if self._loop is not None else 0.0
             if now - self._last_sent > self._idle_reconnect:
                 # an idle socket may have been dropped silently on the way: start afresh
@@ -201,7 +203,7 @@ class RedisBatcher(_Batcher[Command, Any]):
                 await connection.disconnect(nowait=True)
                 raise
             finally:
-                await self._pool.release(connection)
+                await pool.release(connection)
 
 
     async def _handle_cluster(self, commands: list[Command]) -> list[Any]:
@@ -232,6 +234,6 @@ class Coalescer(_Batcher[K, V]):
     def get(self, key: K) -> asyncio.Future[V]:
         return self._enqueue(key)
 
-    async def _handle(self, keys: list[K]) -> list[V]:
+    async def _handle(self, keys: list[K]) -> list[V | BaseException]:
         values = await self._load(list(dict.fromkeys(keys)))
         return [values[key] for key in keys]

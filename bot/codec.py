@@ -36,7 +36,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
@@ -119,7 +119,7 @@ def parse_xml(text: str) -> BaseMessage:
     return EVENT_TYPES.get(event_type, UnknownMessage)(data)
 
 
-class _PrpCrypto(PrpCrypto):
+class _PrpCrypto(PrpCrypto):  # type: ignore[misc]  # wechatpy ships no type information
     """wechatpy's message cipher with a cheaper random prefix: ``random_string`` draws 16
     characters with ``random.sample`` (~10 µs); the prefix only has to differ between
     messages (the CBC IV is the fixed key[:16]), as wechatpy's own is not secret either."""
@@ -131,7 +131,7 @@ class _PrpCrypto(PrpCrypto):
 _random_bits = random.getrandbits
 
 
-class OfficialCrypto(WeChatCrypto):
+class OfficialCrypto(WeChatCrypto):  # type: ignore[misc]  # wechatpy ships no type information
     """``WeChatCrypto`` of one EncodingAESKey, built once: its cipher is reused for every
     message instead of being rebuilt per call, through the ``crypto_class`` hook wechatpy's
     own subclasses use. Same wire format, same checks (signature, AppID)."""
@@ -144,7 +144,7 @@ class OfficialCrypto(WeChatCrypto):
         return self._prp
 
     def encrypt_message(self, msg: str, nonce: str, timestamp: str | None = None) -> str:
-        return self._encrypt_message(msg, nonce, timestamp, self._cipher)
+        return cast(str, self._encrypt_message(msg, nonce, timestamp, self._cipher))
 
     def decrypt_message(self, msg: Any, signature: str, timestamp: str, nonce: str) -> str:
         # wechatpy compares msg_signature with ``!=``: checked here first in constant time
@@ -155,7 +155,7 @@ class OfficialCrypto(WeChatCrypto):
         encrypt = str(msg.get("Encrypt") or "")
         if not same(_get_signature(self.token, timestamp, nonce, encrypt), signature):
             raise InvalidSignatureException()
-        return self._decrypt_message(msg, signature, timestamp, nonce, self._cipher)
+        return cast(str, self._decrypt_message(msg, signature, timestamp, nonce, self._cipher))
 
 
 # WeChat's envelope carries <Encrypt> as base64 in CDATA: found without an XML parse (the
@@ -303,7 +303,7 @@ class Codec:
         """The response body: the reply as is (plain) or encrypted with the key that worked."""
         if inbound.crypto is None:
             return reply_xml
-        return inbound.crypto.encrypt_message(reply_xml, inbound.nonce, inbound.timestamp)
+        return cast(str, inbound.crypto.encrypt_message(reply_xml, inbound.nonce, inbound.timestamp))
 
     def echo(self, query: Mapping[str, str]) -> str:
         """URL verification (GET): the ``echostr`` when the signature checks out."""

@@ -30,10 +30,14 @@ log = logging.getLogger(__name__)
 
 
 class _Limits(Protocol):
-    user_info_per_minute: int
-    user_info_per_hour: int
-    new_followers_per_minute: int
-    new_followers_per_hour: int
+    @property
+    def user_info_per_minute(self) -> int: ...
+    @property
+    def user_info_per_hour(self) -> int: ...
+    @property
+    def new_followers_per_minute(self) -> int: ...
+    @property
+    def new_followers_per_hour(self) -> int: ...
 
 
 class FollowerBudget:

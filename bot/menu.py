@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from server.gateways.wechat import WeChatGateway
-from server.settings import Settings, typed_table
+from server.settings import Settings
 
 __all__ = [
     "KB_PREFIX",
@@ -76,11 +76,8 @@ async def publish_menu(gateway: WeChatGateway, access_token: str, menu: dict[str
 def menu_from_settings(settings: Settings) -> dict[str, Any]:
     """The menu for these settings: the mini-program entry opens ``wechat.mp_appid``
     (``WECHAT_MP_APPID``) at ``[bot] miniprogram_path``."""
-    from bot.service import BotConfig  # bot.service imports a lot; the CLI needs little
-
-    config = typed_table(BotConfig, settings.section("bot"), "bot")
     return build_menu(
-        miniprogram_appid=settings.wechat.mp_appid, miniprogram_path=config.miniprogram_path
+        miniprogram_appid=settings.wechat.mp_appid, miniprogram_path=settings.bot.miniprogram_path
     )
 
 

@@ -33,7 +33,7 @@ import math
 import re
 import tomllib
 import unicodedata
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,7 +313,7 @@ class KnowledgeBase:
                 self._postings_doc.setdefault(f, []).append((d, w))
         self._postings_centroid: dict[str, list[tuple[int, float]]] = {}
         for idx, feats_list in enumerate(intent_feats):
-            centroid: Counter[str] = Counter()
+            centroid: defaultdict[str, float] = defaultdict(float)
             for feats in feats_list:
                 for f, w in self._weigh(feats).items():
                     centroid[f] += w

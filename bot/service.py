@@ -39,10 +39,11 @@ from bot.followers import FollowerBudget
 from bot.nlu import KnowledgeBase
 from bot.router import Router, is_event
 from server.domain.pii import PiiCipher
+from server.feature_settings import BotSettings as BotConfig
 from server.gateways.token_cache import TokenCache
 from server.gateways.wechat import WeChatGateway
 from server.redis_client import tag
-from server.settings import Settings, typed_table
+from server.settings import Settings
 
 __all__ = ["BotConfig", "BotService", "Turn", "dedupe_key"]
 
@@ -101,33 +102,6 @@ return 1
 
 
 @dataclass(frozen=True)
-class BotConfig:
-    """The ``[bot]`` settings table (config/default.toml)."""
-
-    timestamp_window_seconds: int = 300
-    reply_budget_seconds: float = 4.0
-    dedupe_ttl_seconds: int = 60
-    retry_wait_seconds: float = 4.0
-    dialogue_ttl_seconds: int = 600
-    rate_limit_per_minute: int = 20
-    diagnosis_days: int = 30
-    max_body_bytes: int = 65_536
-    # plain-mode pushes (no signature over the body) are accepted only when no
-    # EncodingAESKey is configured or this is true; production refuses to start in plain
-    # mode without it (server/settings.py)
-    allow_plain_mode: bool = False
-    # global budgets (all followers together) for WeChat user/info look-ups and for new
-    # follower rows; beyond them a push is still answered, with no look-up and no new row
-    user_info_per_minute: int = 120
-    user_info_per_hour: int = 3000
-    new_followers_per_minute: int = 120
-    new_followers_per_hour: int = 3000
-    # the menu's mini-program page; the mini-program's appid is wechat.mp_appid
-    miniprogram_path: str = "pages/index/index"
-
-
-
-@dataclass(frozen=True)
 class Turn:
     """What a handler gets besides the message: the bot, and state read ahead for it."""
 
@@ -168,7 +142,7 @@ def dedupe_key(message: BaseMessage) -> str:
 
 
 class BotService:
-    """Everything the webhook needs; built once per app (see ``bot.create_subapp``)."""
+    """Everything the webhook needs; built once per app (see ``bot.app.bot_ctx``)."""
 
     def __init__(
         self,
@@ -220,7 +194,7 @@ class BotService:
         pii: PiiCipher,
         wechat: WeChatGateway | None,
     ) -> BotService:
-        config = typed_table(BotConfig, settings.section("bot"), "bot")
+        config = settings.bot
         codec = Codec(
             token=settings.wechat.oa_token,
             appid=settings.wechat.oa_appid,

@@ -30,6 +30,7 @@ from server.consttime import same
 from server.domain.clock import cn_iso
 from server.domain.errors import DomainError
 from server.domain.institutions import InstitutionDirectory
+from server.http_errors import Unauthenticated
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
@@ -43,7 +44,7 @@ def sign(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
 
 
 def _refuse(code: str, message: str) -> DomainError:
-    return DomainError(code, message, 401, headers={"WWW-Authenticate": "HMAC-SHA256"})
+    return Unauthenticated(code, message, challenge="HMAC-SHA256")
 
 
 @web.middleware
@@ -67,23 +68,23 @@ async def verify_signature(request: web.Request, handler: Handler) -> web.Stream
     if not _TS_RE.fullmatch(ts) or abs(now - int(ts)) > window:
         # either clock may be the wrong one: say what ours reads, so the institution's
         # operators can tell (X-Server-Time, unix seconds, and in the message)
-        error = _refuse(
+        raise Unauthenticated(
             "TIMESTAMP_EXPIRED",
             f"请求时间戳无效或超出允许范围(±{window} 秒),请校准系统时间"
             f"(服务器时间 {cn_iso(datetime.fromtimestamp(now, UTC))})",
+            challenge="HMAC-SHA256",
+            headers={"X-Server-Time": str(int(now))},
         )
-        error.headers["X-Server-Time"] = str(int(now))
-        raise error
     if not _NONCE_RE.match(nonce):
         raise _refuse("NONCE_INVALID", "X-Nonce 必须是 8–64 位字母、数字、下划线或连字符")
-    ttl = float(settings.section("institution_api").get("cache_seconds", 5))
+    ttl = settings.institution_api.cache_seconds
     found = await directory.lookup(code, ttl=ttl, pii=request.config_dict[keys.pii_key], now=now)
     if found is None:
         raise _refuse("INSTITUTION_UNKNOWN", "机构编码不存在或已停用")
     info, secrets = found  # the current secret, and the previous one inside a rotation's overlap
     limit = settings.server.max_body_bytes
     if (request.content_length or 0) > limit:
-        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
+        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)")
     body = await request.read()
     signature = signature.lower()
     if not any(same(sign(s, ts, nonce, body), signature) for s in secrets):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,7 +122,7 @@ class NoticeList(BaseModel):
 # -- 亲情账户 (issue #3) -------------------------------------------------------------
 
 # API.md id_type values, from the one list in server.domain.identity
-IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]  # the values of a tuple, not literals: pydantic reads them
 Name = Annotated[str, Field(min_length=1, max_length=50, description="姓名(与证件一致)")]
 IdNumber = Annotated[str, Field(min_length=1, max_length=32, description="证件号码")]
 # Any short word: the policy answers RELATIONSHIP_NOT_ALLOWED for one it does not allow.
@@ -341,8 +341,26 @@ class VoucherOut(BaseModel):
     ttl_seconds: int
 
 
+class SettlementItemOut(BaseModel):
+    """One settlement of the member (national 2207 names; amounts in 分)."""
+
+    setl_id: str
+    institution: str
+    med_type: str
+    setl_time: str
+    medfee_sumamt: int
+    hifp_pay: int
+    fund_pay_sumamt: int
+    psn_part_amt: int
+    acct_pay: int
+    acct_mulaid_pay: int
+    psn_cash_pay: int
+    state: str = Field(description="settled | reversed")
+    reversed_at: str | None
+
+
 class SettlementListOut(BaseModel):
-    items: list[dict[str, Any]]
+    items: list[SettlementItemOut]
     total: int
     next_cursor: str | None = None
     visible_from: str | None = Field(None, description="绑定生效时间:绑定人只能看到此后的结算")
@@ -353,6 +371,14 @@ class SummaryOut(BaseModel):
     balance: int | None = Field(None, description="个人账户余额(分)")
     member: MaskedPerson
     insurance: MemberInsurance
+    # the year's settlements since the binding: their number and sums (分, national names)
+    count: int
+    medfee_sumamt: int
+    hifp_pay: int
+    psn_part_amt: int
+    acct_pay: int
+    acct_mulaid_pay: int
+    psn_cash_pay: int
 
 
 # --- personal information (API.md v1.1 "Privacy"; PIPL) ----------------------------------

@@ -8,6 +8,7 @@ import io
 from datetime import date
 
 from aiohttp import web
+from argon2 import PasswordHasher
 
 from review_console.session import form, principal, render, requires
 from server import keys
@@ -24,7 +25,7 @@ def _date(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
     except ValueError:
-        raise DomainError("VALIDATION_FAILED", "日期格式应为 YYYY-MM-DD", 422) from None
+        raise DomainError("VALIDATION_FAILED", "日期格式应为 YYYY-MM-DD") from None
 
 
 def _audit_filter(request: web.Request) -> audit.AuditFilter:
@@ -101,7 +102,7 @@ async def analytics_json(request: web.Request) -> web.Response:
 async def analytics_csv(request: web.Request) -> web.Response:
     table = request.query.get("table", "")
     if table not in analytics.CSV_TABLES:
-        raise DomainError("NOT_FOUND", "没有这张图表", 404)
+        raise DomainError("NOT_FOUND", "没有这张图表")
     data = await analytics.overview(principal(request), days=_days(request))
     buf = io.StringIO()
     csv.writer(buf).writerows(analytics.csv_rows(data, table))
@@ -130,7 +131,7 @@ async def notice_retry(request: web.Request) -> web.Response:
 # -- staff accounts ---------------------------------------------------------------------
 
 
-def _hasher(request: web.Request) -> object:
+def _hasher(request: web.Request) -> PasswordHasher:
     return request.config_dict[keys.staff_key].hasher
 
 
@@ -160,10 +161,10 @@ async def staff_action(request: web.Request) -> web.Response:
         if action == "add":
             staff, password = await staff_domain.add_staff(
                 name=data.get("name", "").strip(), role=data.get("role", ""),
-                regions=data.get("regions", ""), hasher=hasher,  # type: ignore[arg-type]
+                regions=data.get("regions", ""), hasher=hasher,
             )
         elif action == "reset":
-            staff, password = await staff_domain.reset_password(data.get("name", ""), hasher=hasher)  # type: ignore[arg-type]
+            staff, password = await staff_domain.reset_password(data.get("name", ""), hasher=hasher)
         elif action == "disable":
             if data.get("name") == me.name:
                 raise ValueError("不能停用自己的账号")

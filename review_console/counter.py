@@ -7,7 +7,7 @@ message and what to do."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -21,6 +21,7 @@ from server.domain.family.commitment import MAX_SIGNATURE_BYTES
 from server.domain.identity import ID_TYPE_LABELS
 from server.domain.policy import MATERIAL_LABELS, RELATIONSHIP_LABELS
 from server.domain.staff import COUNTER_ROLES
+from server.http_errors import status_of
 
 UPLOAD_ROWS = 3  # file inputs on the binding form
 CHUNK = 64 * 1024
@@ -79,9 +80,9 @@ async def counter_lookup(request: web.Request) -> web.Response:
             per_hour=settings.console.counter_lookups_per_hour,
         )
     except DomainError as err:
-        if err.status not in (404, 422):
+        if status_of(err) not in (404, 422):
             raise
-        return render(request, "counter.html", _context(request, error=_error_view(err)), status=err.status)
+        return render(request, "counter.html", _context(request, error=_error_view(err)), status=status_of(err))
     return render(request, "counter.html", _context(request, person=person))
 
 
@@ -97,7 +98,7 @@ async def _answer(
         request, person=view, outcome=outcome, error=_error_view(err) if err else None,
         filled=filled or {},
     )
-    return render(request, "counter.html", ctx, status=err.status if err else 200)
+    return render(request, "counter.html", ctx, status=status_of(err) if err else 200)
 
 
 def _chunks(file: Any) -> AsyncIterator[bytes]:
@@ -162,7 +163,7 @@ async def counter_action(request: web.Request) -> web.Response:
     desk, who = _desk(request), principal(request)
     try:
         if action == "unbind":
-            side = "member" if data.get("side") == "member" else "binder"
+            side: Literal["binder", "member"] = "member" if data.get("side") == "member" else "binder"
             outcome = await desk.unbind(who, person_id, data.get("binding_id", ""), side)
         elif action == "activate":
             outcome = await desk.activate(who, person_id, data.get("binding_id") or None)
@@ -196,5 +197,5 @@ def _quota(value: str) -> int | None:
             raise ValueError(value)
         return int(yuan) * 100 + int((jiao + "00")[:2])
     except ValueError:
-        raise DomainError("VALIDATION_FAILED", "共济额度应为金额(元),最多两位小数", 422,
+        raise DomainError("VALIDATION_FAILED", "共济额度应为金额(元),最多两位小数",
                           fields={"quota_fen": "INVALID"}) from None

@@ -41,7 +41,7 @@ class DecisionIn(BaseModel):
 def _token_reviewer(request: web.Request) -> Principal:
     """The token's reviewer as a principal of national scope (demo only)."""
     if request.config_dict[keys.settings_key].is_production:
-        raise DomainError("NOT_FOUND", "请求的资源不存在", 404)
+        raise DomainError("NOT_FOUND", "请求的资源不存在")
     return Principal(None, f"token:{request[keys.reviewer_key]}", "reviewer", (NATIONAL,), request.remote)
 
 
@@ -63,7 +63,7 @@ async def get_application(request: web.Request) -> web.Response:
 
 
 @endpoint(summary="查看材料(已去除元数据,演示令牌)", auth="reviewer", tags=("review",))
-async def get_material(request: web.Request) -> web.Response:
+async def get_material(request: web.Request) -> web.StreamResponse:
     desk = request.config_dict[keys.review_desk_key]
     material = await desk.material(
         _token_reviewer(request), request.match_info["application_id"], request.match_info["material_id"]
@@ -76,7 +76,7 @@ async def get_material(request: web.Request) -> web.Response:
           errors=("APPLICATION_STATE_CONFLICT", "APPLICATION_CLAIMED", "REASON_REQUIRED"))
 async def decide(request: web.Request, body: DecisionIn) -> web.Response:
     if body.decision == "reject" and not body.reason and not body.reason_code:
-        raise DomainError("REASON_REQUIRED", "驳回时请填写理由", 422, fields={"reason": "REQUIRED"})
+        raise DomainError("REASON_REQUIRED", "驳回时请填写理由", fields={"reason": "REQUIRED"})
     desk = request.config_dict[keys.review_desk_key]
     out = await desk.decide(
         _token_reviewer(request),

@@ -30,6 +30,7 @@ from server.domain.identity import ID_TYPE_LABELS
 from server.domain.policy import RELATIONSHIP_LABELS
 from server.domain.review import REJECT_REASONS, QueueFilter
 from server.domain.staff import REVIEW_ROLES, parse_regions
+from server.http_errors import headers_of, status_of
 from server.responses import stream_document
 
 PAGE_SIZE = 50
@@ -74,10 +75,10 @@ async def login(request: web.Request) -> web.Response:
     try:
         session = await service.login(data.get("name", ""), data.get("password", ""), ip=client_ip(request))
     except DomainError as err:
-        if err.status not in (401, 429):
+        if status_of(err) not in (401, 429):
             raise
-        resp = _login_form(request, error=err.message, name=data.get("name", "")[:64], status=err.status)
-        resp.headers.update(err.headers)
+        resp = _login_form(request, error=err.message, name=data.get("name", "")[:64], status=status_of(err))
+        resp.headers.update(headers_of(err))
         return resp
     if old is not None:
         await service.logout(old)
@@ -118,7 +119,7 @@ def _filters(source: Any) -> QueueFilter:
         try:
             parse_regions(region)
         except ValueError:
-            raise DomainError("VALIDATION_FAILED", "辖区代码应为 6 位数字", 422) from None
+            raise DomainError("VALIDATION_FAILED", "辖区代码应为 6 位数字") from None
     id_type = source.get("id_type") or ""
     relationship = source.get("relationship") or ""
     return QueueFilter(
@@ -193,9 +194,9 @@ async def unmask(request: web.Request) -> web.Response:
     entry is written before it is rendered."""
     whom = (await form(request)).get("whom")
     if whom not in ("binder", "member"):
-        raise DomainError("VALIDATION_FAILED", "请选择要查看的人员", 422)
+        raise DomainError("VALIDATION_FAILED", "请选择要查看的人员")
     desk = request.config_dict[keys.review_desk_key]
-    detail = await desk.unmask(principal(request), request.match_info["application_id"], whom)
+    detail = await desk.unmask(principal(request), request.match_info["application_id"], whom)  # type: ignore[arg-type]  # checked above
     return _detail_page(request, detail)
 
 
@@ -214,7 +215,7 @@ async def claim(request: web.Request) -> web.Response:
     try:
         await desk.claim(principal(request), app_id)
     except DomainError as err:
-        if err.status != 409:
+        if status_of(err) != 409:
             raise
         return _detail_page(request, await desk.detail(principal(request), app_id), error=err.message, status=409)
     raise web.HTTPSeeOther(f"/review/applications/{app_id}")
@@ -234,17 +235,17 @@ async def decide(request: web.Request) -> web.Response:
     desk = request.config_dict[keys.review_desk_key]
     app_id = request.match_info["application_id"]
     if decision not in ("approve", "reject", "correction"):
-        raise DomainError("VALIDATION_FAILED", "请选择审核结果", 422)
+        raise DomainError("VALIDATION_FAILED", "请选择审核结果")
     try:
         await desk.decide(
-            principal(request), app_id, decision=decision,
+            principal(request), app_id, decision=decision,  # type: ignore[arg-type]  # checked above
             reason_code=data.get("reason_code", ""), note=data.get("note", "")[:200],
         )
     except DomainError as err:
-        if err.status not in (409, 422):
+        if status_of(err) not in (409, 422):
             raise
         detail = await desk.detail(principal(request), app_id)
-        return _detail_page(request, detail, error=err.message, status=err.status)
+        return _detail_page(request, detail, error=err.message, status=status_of(err))
     done = {"approve": "approved", "reject": "rejected", "correction": "corrected"}[decision]
     raise web.HTTPSeeOther("/review/queue?done=" + done)
 

@@ -24,6 +24,7 @@ from server import keys
 from server.consttime import same
 from server.domain.errors import DomainError
 from server.domain.staff import Principal, StaffSession
+from server.http_errors import headers_of, status_of
 
 SESSION_COOKIE = "qq_console"
 LOGIN_COOKIE = "qq_console_login"
@@ -104,7 +105,7 @@ async def console_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await _guarded(request, handler)
     except DomainError as err:
-        response = _error_page(request, err.status, err.message, err.headers)
+        response = _error_page(request, status_of(err), err.message, headers_of(err))
     except web.HTTPException as exc:
         if exc.status < 400:
             _secure(exc)
@@ -126,7 +127,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         await _check_csrf(request, session)
     if session is None and path != PUBLIC[0]:
         if path.endswith(".json"):
-            raise DomainError("UNAUTHORIZED", "请先登录", 401)
+            raise DomainError("UNAUTHORIZED", "请先登录")
         response = web.HTTPSeeOther("/review/login")
         if request.cookies.get(SESSION_COOKIE):
             clear_cookie(response, SESSION_COOKIE)  # an ended session: forget the cookie
@@ -142,7 +143,7 @@ async def _check_csrf(request: web.Request, session: StaffSession | None) -> Non
     else:
         expected = session.csrf if session is not None else ""
     if not isinstance(sent, str) or not expected or not same(sent, expected):
-        raise DomainError("CSRF_FAILED", "页面已过期或请求来源不明,请刷新页面后重试", 403)
+        raise DomainError("CSRF_FAILED", "页面已过期或请求来源不明,请刷新页面后重试")
 
 
 def new_login_token() -> str:

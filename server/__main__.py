@@ -138,9 +138,9 @@ def _with_orm(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
 
 
 def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from server.bulk.registry_import import import_csv
     from server.bulk.report import Progress
     from server.domain.errors import DomainError
-    from server.domain.registry import import_csv
 
     rejects = None if args.rejects == "-" else args.rejects or f"{args.file}.rejects.csv"
     progress = None if args.no_progress else Progress("registry import")
@@ -201,7 +201,7 @@ def cmd_institution(args: argparse.Namespace, settings: Settings) -> int:
         elif args.action in ("disable", "enable"):
             enable = args.action == "enable"
             changed = _with_orm(settings, lambda pii: inst.set_active(args.code, enable, actor=actor))
-            ttl = settings.section("institution_api").get("cache_seconds", 5)
+            ttl = f"{settings.institution_api.cache_seconds:g}"
             what = f"{args.action}d" if changed else f"already {args.action}d"
             print(f"institution {args.code} {what}; every server applies it within {ttl} s")
         elif args.action == "rotate":
@@ -353,7 +353,7 @@ def cmd_storage(args: argparse.Namespace, settings: Settings) -> int:
     from server.domain.pii import PiiCipher
     from server.gateways.storage import LocalStorage
 
-    root = Path(settings.section("family").get("upload_dir") or settings.data_path / "uploads")
+    root = Path(settings.family.upload_dir or settings.data_path / "uploads")
     pii = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
     storage = LocalStorage(root, keys=pii)
 

@@ -19,14 +19,14 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings) -> web.Application:
     """Build the whole service: resources, middlewares, and the sub-apps of each client."""
-    from bot import bot_ctx
-    from bot import create_subapp as create_bot
+    from bot.app import bot_ctx
+    from bot.app import create_subapp as create_bot
     from institution_api import create_subapp as create_institution
     from miniapp_api import create_subapp as create_miniapp
     from review_console import console_ctx
     from review_console import create_api_subapp as create_review_api
     from review_console import create_page_subapp as create_review_page
-    from server.privacy import privacy_ctx
+    from server.privacy.context import privacy_ctx
     from server.proxy import parse_networks, real_client_address
 
     proxies = parse_networks(settings.server.trusted_proxies)
@@ -40,7 +40,6 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.settings_key] = settings
     app[keys.metrics_key] = Metrics()
     app[keys.pii_key] = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
-    app[keys.services_key] = {}
 
     # Order matters: later contexts use earlier resources; cleanup runs in reverse.
     app.cleanup_ctx.extend(

@@ -103,6 +103,7 @@ async def make_migrations(settings: Settings, *, name: str | None = None) -> Non
     with ctx:
         await ctx.init(config=config)
         try:
+            assert ctx.apps is not None  # set by init()
             writers = await MigrationAutodetector(ctx.apps, apps_dict).changes()
         finally:
             await ctx.close_connections()

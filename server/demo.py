@@ -15,8 +15,8 @@ from aiohttp import web
 
 from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server import keys
+from server.bulk.registry_import import import_csv
 from server.domain.institutions import add_institution
-from server.domain.registry import import_csv
 from server.settings import CONFIG_DIR, Settings, WeChatSettings
 
 log = logging.getLogger(__name__)

@@ -116,23 +116,21 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Domain services that need the resources above."""
-    from server.domain.auth import REVOCATION_CACHE_SECONDS, AuthService
+    from server.domain.auth import AuthService
     from server.domain.policy import DEFAULT_POLICY_PATH, PolicyEngine
     from server.privacy.consent import ConsentService
 
     settings = app[keys.settings_key]
     # the one policy engine (config/policy.toml, or [policy] file): 共济 and binding rules
-    policy_file = settings.section("policy").get("file") or DEFAULT_POLICY_PATH
+    policy_file = settings.policy.file or DEFAULT_POLICY_PATH
     app[keys.policy_key] = PolicyEngine.from_file(policy_file)
     app[keys.auth_key] = AuthService(
         jwt_settings=settings.jwt,
         redis=app[keys.redis_key],
         wechat=app[keys.wechat_key],
         pii=app[keys.pii_key],
-        revocation_cache_seconds=float(
-            settings.section("auth").get("revocation_cache_seconds", REVOCATION_CACHE_SECONDS)
-        ),
-        logins_per_ip_per_minute=int(settings.section("auth").get("logins_per_ip_per_minute", 120)),
+        revocation_cache_seconds=settings.auth.revocation_cache_seconds,
+        logins_per_ip_per_minute=settings.auth.logins_per_ip_per_minute,
     )
     # consents per purpose (the privacy notice in force): every use of a purpose asks it
     app[keys.consents_key] = ConsentService()
@@ -144,6 +142,7 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     from server.domain.documents import DocumentBook
     from server.domain.face_check import FaceLimits, FaceService
     from server.domain.family import FamilyService, Limits
+    from server.domain.family.base import material_kinds
     from server.domain.guessing import GuessBudget
     from server.domain.realname import RealnameService
     from server.domain.registry import LocalRegistry
@@ -167,14 +166,17 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.face_key] = face
     app[keys.registry_key] = LocalRegistry(app[keys.pii_key])
-    family = settings.section("family")
+    family = settings.family
     storage = LocalStorage(
-        Path(family.get("upload_dir") or settings.data_path / "uploads"), keys=app[keys.pii_key]
+        Path(family.upload_dir or settings.data_path / "uploads"), keys=app[keys.pii_key]
     )
     documents = DocumentBook.load("commitment")
-    guesses = GuessBudget.from_section(family)
+    guesses = GuessBudget(
+        per_user=family.identity_checks_per_user,
+        per_ip=family.identity_checks_per_ip,
+        window_seconds=family.identity_checks_window_seconds,
+    )
     app[keys.storage_key] = storage
-    app[keys.documents_key] = documents
     app[keys.family_key] = FamilyService(
         policy=app[keys.policy_key],
         registry=app[keys.registry_key],
@@ -183,7 +185,18 @@ async def family_ctx(app: web.Application) -> AsyncIterator[None]:
         redis=app[keys.redis_key],
         storage=storage,
         documents=documents,
-        limits=Limits.from_section(family),
+        limits=Limits(
+            applications=(family.applications_per_window, family.applications_window_seconds),
+            submits=(family.submits_per_window, family.submits_window_seconds),
+            vouchers=(family.vouchers_per_window, family.vouchers_window_seconds),
+            max_material_bytes=family.max_material_bytes,
+            max_materials_per_application=family.max_materials_per_application,
+            max_materials_per_kind=family.max_materials_per_kind,
+            single_material_kinds=material_kinds(family.single_material_kinds),
+            max_signatures_per_application=family.max_signatures_per_application,
+            upload_budget_bytes=family.upload_budget_bytes,
+            uploads_per_hour=family.uploads_per_hour,
+        ),
         guesses=guesses,
         consents=app[keys.consents_key],
     )

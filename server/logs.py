@@ -38,10 +38,10 @@ class Formatter(logging.Formatter):
         if second != self._second:
             self._stamp = time.strftime(self.default_time_format, self.converter(second))
             self._second = second
-        return self.default_msec_format % (self._stamp, record.msecs)
+        return f"{self._stamp},{int(record.msecs):03d}"  # default_msec_format: "%s,%03d"
 
 
-class BufferedStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class BufferedStderrHandler(logging.StreamHandler[TextIO]):
     """A ``StreamHandler`` writing in blocks (see the module docstring)."""
 
     def __init__(self, stream: TextIO | None = None, *, delay: float = 0.2,
@@ -111,7 +111,7 @@ def setup_logging(level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     handler = BufferedStderrHandler()
     handler.setFormatter(Formatter(FORMAT))
     handler.addFilter(ScrubbingFilter())

@@ -45,17 +45,23 @@ class Metrics:
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
         if name not in self._extra:
             self._extra[name] = Counter(name, doc, list(labels), registry=self.registry)
-        return self._extra[name]  # type: ignore[return-value]
+        metric = self._extra[name]
+        assert isinstance(metric, Counter), f"{name} is not a counter"
+        return metric
 
     def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
         if name not in self._extra:
             self._extra[name] = Gauge(name, doc, list(labels), registry=self.registry)
-        return self._extra[name]  # type: ignore[return-value]
+        metric = self._extra[name]
+        assert isinstance(metric, Gauge), f"{name} is not a gauge"
+        return metric
 
     def histogram(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Histogram:
         if name not in self._extra:
             self._extra[name] = Histogram(name, doc, list(labels), registry=self.registry)
-        return self._extra[name]  # type: ignore[return-value]
+        metric = self._extra[name]
+        assert isinstance(metric, Histogram), f"{name} is not a histogram"
+        return metric
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

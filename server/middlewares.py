@@ -15,6 +15,7 @@ from aiohttp import web
 from server import keys
 from server.domain.errors import DomainError
 from server.domain.pii import Scrubbed, scrub
+from server.http_errors import GATEWAY_ERRORS, from_gateway, headers_of, status_of
 from server.outages import RETRY_AFTER_SECONDS, dependency_down
 from server.ratelimit import RateLimited
 from server.responses import dumps, json_response
@@ -101,7 +102,7 @@ def _SAFE_RID(rid: str) -> bool:  # noqa: N802
     return _RID_RE.fullmatch(rid) is not None and scrub(rid) == rid
 
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C-accelerated "…" quoting
+_json_str = json.encoder.encode_basestring  # C-accelerated "…" quoting
 
 
 def _access_line(rid: str, method: str, route: str, status: int, elapsed: float, user: object) -> str:
@@ -128,8 +129,14 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except DomainError as err:
-        resp = json_response(err.to_body(), status=err.status)
-        resp.headers.update(err.headers)
+        resp = json_response(err.to_body(), status=status_of(err))
+        resp.headers.update(headers_of(err))
+        return resp
+    except GATEWAY_ERRORS as exc:  # a gateway's own error no use case translated
+        errlog.warning("gateway error rid=%s %s %s: %r", rid, request.method, request.path, exc)
+        refusal = from_gateway(exc)
+        resp = json_response(refusal.to_body(), status=status_of(refusal))
+        resp.headers.update(headers_of(refusal))
         return resp
     except RateLimited as err:
         resp = json_response(_RATE_LIMITED_BODY, status=429)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from server import keys
 from server.consttime import same
 from server.domain.errors import DomainError
+from server.http_errors import Unauthenticated
 from server.write_limits import ENDPOINT_LIMIT, LIMIT_ATTR
 from server.write_limits import spend as spend_write_budget
 
@@ -88,7 +89,7 @@ async def authenticate(request: web.Request) -> int:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise DomainError("UNAUTHORIZED", "请先登录", 401, headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthenticated("UNAUTHORIZED", "请先登录", challenge="Bearer")
     auth = request.config_dict[keys.auth_key]
     user_id = await auth.verify_access(token.strip())
     request[keys.user_id_key] = user_id
@@ -112,10 +113,10 @@ async def authenticate_reviewer(request: web.Request) -> str:
     if failures >= REVIEWER_FAILURES_PER_WINDOW:
         retry = (window + 1) * REVIEWER_FAILURE_WINDOW_SECONDS - int(time.time())
         raise DomainError(
-            "RATE_LIMITED", "尝试次数过多,请稍后再试", 429, headers={"Retry-After": str(max(1, retry))}
+            "RATE_LIMITED", "尝试次数过多,请稍后再试", retry_after=max(1, retry)
         )
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    reviewers = request.config_dict[keys.settings_key].section("review").get("reviewers", {})
+    reviewers = request.config_dict[keys.settings_key].review.reviewers
     for name, expected in reviewers.items():
         if scheme.lower() == "bearer" and token and same(token.strip(), str(expected)):
             request[keys.reviewer_key] = name
@@ -124,27 +125,27 @@ async def authenticate_reviewer(request: web.Request) -> str:
         pipe.incr(fails_key)
         pipe.expire(fails_key, REVIEWER_FAILURE_WINDOW_SECONDS + 1)
         await pipe.execute()
-    raise DomainError("UNAUTHORIZED", "请使用审核员凭证登录", 401, headers={"WWW-Authenticate": "Bearer"})
+    raise Unauthenticated("UNAUTHORIZED", "请使用审核员凭证登录", challenge="Bearer")
 
 
 async def parse_json(request: web.Request, model: type[M]) -> M:
     limit = request.config_dict[keys.settings_key].server.max_body_bytes
     if (request.content_length or 0) > limit:
-        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
+        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)")
     raw = await request.read()
     if len(raw) > limit:
-        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)", 413)
+        raise DomainError("PAYLOAD_TOO_LARGE", f"请求内容过大(上限 {limit // 1024} KB)")
     if b"\\u0000" in raw:
         # PostgreSQL text cannot hold NUL: refused at the edge for every field (issue #17)
         raise DomainError(
-            "VALIDATION_FAILED", "提交的内容含有非法字符", 422, fields={"body": "INVALID_CHARACTER"}
+            "VALIDATION_FAILED", "提交的内容含有非法字符", fields={"body": "INVALID_CHARACTER"}
         )
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):  # nested 100k deep: 400, not 500
-        raise DomainError("MALFORMED_JSON", "请求体不是合法的 JSON", 400) from None
+        raise DomainError("MALFORMED_JSON", "请求体不是合法的 JSON") from None
     if not isinstance(data, dict):
-        raise DomainError("MALFORMED_JSON", "请求体必须是 JSON 对象", 400)
+        raise DomainError("MALFORMED_JSON", "请求体必须是 JSON 对象")
     return validate(model, data)
 
 
@@ -167,7 +168,7 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
         for e in exc.errors(include_url=False, include_context=False, include_input=False):
             name = ".".join(str(p) for p in e["loc"]) or "body"
             fields.setdefault(name, _FIELD_CODES.get(e["type"], "INVALID"))
-        raise DomainError("VALIDATION_FAILED", "提交的信息有误,请检查后重试", 422, fields=fields) from None
+        raise DomainError("VALIDATION_FAILED", "提交的信息有误,请检查后重试", fields=fields) from None
 
 
 # -- document -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 __all__ = ["parse_networks", "real_client_address"]
 
@@ -45,7 +46,7 @@ def _trusted(peer: str | None, networks: tuple[Network, ...]) -> bool:
     return any(address in net for net in networks)
 
 
-def real_client_address(networks: tuple[Network, ...]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def real_client_address(networks: tuple[Network, ...]) -> Middleware:
     """A middleware: ``request.remote`` becomes the proxy's ``X-Real-IP`` for requests
     from a trusted proxy."""
 

@@ -34,19 +34,14 @@ def _document_headers(content_type: str) -> dict[str, str]:
     }
 
 
-def document_response(data: bytes, content_type: str) -> web.Response:
-    """An uploaded material served back (already stripped of metadata): never cached,
-    never content-sniffed, and never live content: ``Content-Security-Policy: sandbox``
-    runs no script, and a PDF (which may carry JavaScript) is an attachment to download,
-    never shown inline in our pages (issue #17 finding 14)."""
-    return web.Response(body=data, content_type=content_type, headers=_document_headers(content_type))
-
-
 async def stream_document(
     request: web.Request, content_type: str, chunks: AsyncIterator[bytes]
 ) -> web.StreamResponse:
-    """:func:`document_response`'s headers, the body written chunk by chunk as storage
-    decrypts it (never the whole file in memory)."""
+    """An uploaded material served back (already stripped of metadata), the body written
+    chunk by chunk as storage decrypts it (never the whole file in memory): never cached,
+    never content-sniffed, and never live content: ``Content-Security-Policy: sandbox``
+    runs no script, and a PDF (which may carry JavaScript) is an attachment to download,
+    never shown inline in our pages (issue #17 finding 14)."""
     resp = web.StreamResponse(headers=_document_headers(content_type))
     resp.content_type = content_type
     try:
@@ -54,6 +49,6 @@ async def stream_document(
         async for chunk in chunks:
             await resp.write(chunk)
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()  # type: ignore[attr-defined]  # storage streams are async generators
     await resp.write_eof()
     return resp

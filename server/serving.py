@@ -28,9 +28,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 
 from server.domain.errors import DomainError
@@ -79,7 +80,7 @@ class GuardedRequestHandler(RequestHandler):
         self._counted = False
         self._tick: asyncio.TimerHandle | None = None
         super().connection_made(transport)
-        guard: _Guard = self._manager.guard  # type: ignore[union-attr]
+        guard = self._guard()
         now = self._loop.time()
         if guard.active >= guard.limits.max_connections:
             guard.note_refusal(now)
@@ -91,8 +92,12 @@ class GuardedRequestHandler(RequestHandler):
         self._seen_count = self._request_count
         self._arm(now)
 
+    def _guard(self) -> _Guard:
+        """The connection budget of our server (``_manager`` is a :class:`GuardedServer`)."""
+        return cast(GuardedServer, self._manager).guard
+
     def _arm(self, now: float) -> None:
-        period = max(0.05, self._manager.guard.limits.header_timeout_s / 4)  # type: ignore[union-attr]
+        period = max(0.05, self._guard().limits.header_timeout_s / 4)
         self._tick = self._loop.call_at(now + period, self._check_head)
 
     def _check_head(self) -> None:
@@ -109,7 +114,7 @@ class GuardedRequestHandler(RequestHandler):
             self._idle_since = now if waiting else None
         elif self._idle_since is None:
             self._idle_since = now
-        elif now - self._idle_since >= self._manager.guard.limits.header_timeout_s:  # type: ignore[union-attr]
+        elif now - self._idle_since >= self._guard().limits.header_timeout_s:
             self.force_close()
             return
         self._arm(now)
@@ -120,7 +125,7 @@ class GuardedRequestHandler(RequestHandler):
             self._tick = None
         if self._counted:
             self._counted = False
-            self._manager.guard.active -= 1  # type: ignore[union-attr]
+            self._guard().active -= 1
         super().connection_lost(exc)
 
 
@@ -144,7 +149,7 @@ class GuardedRunner(web.AppRunner):
         server = await super()._make_server()
         # the same Server, built by the app, with our protocol factory
         server.__class__ = GuardedServer
-        server.guard = _Guard(self.limits)  # type: ignore[attr-defined]
+        cast(GuardedServer, server).guard = _Guard(self.limits)
         return server
 
 
@@ -155,7 +160,7 @@ class BodyTimeout(TimeoutError):
     treats it as a timeout (closes the connection quietly) rather than as a crash."""
 
 
-def body_deadline(timeout_s: float) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def body_deadline(timeout_s: float) -> Middleware:
     """Middleware: the body must have arrived ``timeout_s`` after the head (else 408)."""
 
     @web.middleware
@@ -178,10 +183,8 @@ def body_deadline(timeout_s: float) -> Callable[[web.Request, Handler], Awaitabl
         except BodyTimeout:
             if not expired:
                 raise
-            raise DomainError(
-                "REQUEST_TIMEOUT", "请求超时,请检查网络后重试", 408,
-                headers={"Connection": "close"},
-            ) from None
+            # 408 with Connection: close (server/http_errors.py)
+            raise DomainError("REQUEST_TIMEOUT", "请求超时,请检查网络后重试") from None
         finally:
             timer.cancel()
 

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
+
+from server.feature_settings import (
+    AuthSettings,
+    BotSettings,
+    FamilySettings,
+    InstitutionApiSettings,
+    LimitsSettings,
+    PolicySettings,
+    PrivacySettings,
+    PushSettings,
+    ReviewSettings,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -154,8 +167,16 @@ class Settings:
     pii: PiiSettings = field(default_factory=PiiSettings)
     institution: InstitutionSettings = field(default_factory=InstitutionSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
-    # the raw merged tables, for sections owned by features (policy, bot, worker, ...)
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # the tables features own (server/feature_settings.py)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    institution_api: InstitutionApiSettings = field(default_factory=InstitutionApiSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
+    family: FamilySettings = field(default_factory=FamilySettings)
+    bot: BotSettings = field(default_factory=BotSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    push: PushSettings = field(default_factory=PushSettings)
 
     # -- derived -----------------------------------------------------------------
     @property
@@ -171,11 +192,6 @@ class Settings:
     def is_production(self) -> bool:
         return self.server.env == "production"
 
-    def section(self, name: str) -> Mapping[str, Any]:
-        """A feature's own table from the TOML files (empty when absent)."""
-        value = self.extra.get(name, {})
-        return value if isinstance(value, Mapping) else {}
-
     # -- loading -----------------------------------------------------------------
     @classmethod
     def load(
@@ -184,42 +200,47 @@ class Settings:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> Settings:
-        """Merge default.toml, ``files``, ``CONFIG_FILE`` files, the environment, ``overrides``."""
+        """Merge default.toml, ``files``, ``CONFIG_FILE`` files, the environment, ``overrides``.
+
+        Each layer is checked on its own first, so an unknown table or key, or a value of
+        the wrong type, is refused naming the file (or variable) it came from."""
         env = os.environ if env is None else env
-        data = _read_toml(CONFIG_DIR / "default.toml")
+        default = CONFIG_DIR / "default.toml"
+        data = cls._checked(_read_toml(default), str(default))
         extra_files = [*files, *[f for f in env.get("CONFIG_FILE", "").split(",") if f.strip()]]
         for f in extra_files:
-            _deep_merge(data, _read_toml(Path(f) if Path(f).is_absolute() else _resolve(f)))
-        for var, path in ENV_MAP.items():
+            path = Path(f) if Path(f).is_absolute() else _resolve(f)
+            _deep_merge(data, cls._checked(_read_toml(path), str(path)))
+        for var, dotted in ENV_MAP.items():
             if var in env and env[var] != "":
-                _set_path(data, path, env[var])
-        for path, value in (overrides or {}).items():
-            _set_path(data, path, value)
+                layer: dict[str, Any] = {}
+                _set_path(layer, dotted, env[var])
+                _deep_merge(data, cls._checked(layer, f"environment variable {var}"))
+        layer = {}
+        for dotted, value in (overrides or {}).items():
+            _set_path(layer, dotted, value)
+        _deep_merge(data, cls._checked(layer, "overrides"))
         settings = cls._from_dict(data)
         settings.validate()
         return settings
 
     @classmethod
-    def _from_dict(cls, data: dict[str, Any]) -> Settings:
-        sections = {
-            "server": ServerSettings,
-            "database": DatabaseSettings,
-            "redis": RedisSettings,
-            "wechat": WeChatSettings,
-            "face": FaceSettings,
-            "jwt": JwtSettings,
-            "pii": PiiSettings,
-            "institution": InstitutionSettings,
-            "console": ConsoleSettings,
-        }
-        kwargs: dict[str, Any] = {
-            name: typed_table(klass, data.get(name, {}), name) for name, klass in sections.items()
-        }
-        kwargs["extra"] = {k: v for k, v in data.items() if k not in sections}
-        return cls(**kwargs)
+    def _checked(cls, layer: dict[str, Any], source: str) -> dict[str, Any]:
+        """``layer`` when it would load on its own (unknown names, wrong types: the error
+        names ``source``)."""
+        try:
+            cls._from_dict(layer)
+        except SettingsError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+        return layer
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        return typed_table(cls, data, "")
 
     def validate(self) -> None:
         """Refuse unusable or, in production, demo configuration."""
+        self.privacy.validate()
         if self.jwt.current_kid not in self.jwt.keys:
             raise ValueError("jwt.current_kid names no key in jwt.keys")
         if self.pii.current_kid not in self.pii.keys:
@@ -260,10 +281,7 @@ class Settings:
         if self.wechat.oa_encoding_aes_key == defaults["wechat"]["oa_encoding_aes_key"]:
             problems.append("wechat.oa_encoding_aes_key is the demo key")
         # plain mode: WeChat's signature does not cover the body (issue #17 finding 4)
-        allow_plain = _coerce(
-            self.section("bot").get("allow_plain_mode", False), False, "bot.allow_plain_mode"
-        )
-        if not self.wechat.oa_encoding_aes_key and allow_plain is not True:
+        if not self.wechat.oa_encoding_aes_key and not self.bot.allow_plain_mode:
             problems.append(
                 "wechat.oa_encoding_aes_key is empty (plain mode): configure safe mode, or set "
                 "bot.allow_plain_mode = true"
@@ -317,45 +335,78 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
+class SettingsError(ValueError):
+    """A setting that cannot be used: an unknown table or key, or a value of the wrong type."""
+
+
 T = TypeVar("T")
 
 
-def typed_table(klass: type[T], raw: Mapping[str, Any], name: str, **fixed: Any) -> T:
+def typed_table(klass: type[T], raw: object, name: str, **fixed: Any) -> T:
     """A settings table as the dataclass ``klass`` (every field with a default): unknown
-    keys are refused, values take the type of the field's default; ``fixed`` fields come
-    from elsewhere (not settable in the table)."""
-    defaults = klass()
+    keys are refused, values are converted to the field's annotated type (``str``,
+    ``int``, ``float``, ``bool``, ``Mapping[str, X]``, a nested table) or refused;
+    ``fixed`` fields come from elsewhere (not settable in the table)."""
+    where = f"[{name}]" if name else "the top level"
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"{name} must be a table")
+    hints = get_type_hints(klass)  # a dataclass: its fields, with their types
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in fixed or not hasattr(defaults, key):
-            raise ValueError(f"unknown setting {name}.{key}")
-        values[key] = _coerce(value, getattr(defaults, key), f"{name}.{key}")
+        dotted = f"{name}.{key}" if name else str(key)
+        if key in fixed or key not in hints:
+            kind = "setting" if name else "settings table"
+            raise SettingsError(f"unknown {kind} {dotted} (not a field of {where})")
+        values[key] = _convert(value, hints[key], dotted)
     return klass(**values, **fixed)
 
 
-def _coerce(value: Any, default: Any, name: str) -> Any:
-    """Turn environment strings into the type of the default value (and TOML integers
-    into floats where the default is one)."""
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _convert(value: Any, hint: Any, name: str) -> Any:
+    """``value`` as the annotated type ``hint`` (``str``, ``int``, ``float``, ``bool``,
+    ``tuple[X, ...]``, ``Mapping[str, X]``, a nested table). Environment variables arrive as strings:
+    they are parsed ("true"/"false", numbers, ``kid:secret,kid2:secret2`` tables)."""
+    if isinstance(hint, type) and is_dataclass(hint):
+        return typed_table(hint, value, name)
+    if get_origin(hint) is tuple:  # tuple[X, ...]: a TOML array
+        (item_type, _) = get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise SettingsError(f"{name} must be an array (got {type(value).__name__})")
+        return tuple(_convert(item, item_type, f"{name}[{i}]") for i, item in enumerate(value))
+    if get_origin(hint) is Mapping:
+        key_type, value_type = get_args(hint)
+        if isinstance(value, str):  # "kid:secret,kid2:secret2"
+            pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise SettingsError(f"{name} must look like kid:secret,kid2:secret2")
+            value = {k.strip(): v.strip() for k, v in pairs}
+        if not isinstance(value, Mapping):
+            raise SettingsError(f"{name} must be a table (got {type(value).__name__})")
+        return {
+            _convert(k, key_type, name): _convert(v, value_type, f"{name}.{k}")
+            for k, v in value.items()
+        }
+    if hint not in _TYPE_NAMES:
+        raise TypeError(f"{name}: settings of type {hint!r} are not supported")
+    expected = f"{name} must be {_TYPE_NAMES[hint]} (got {type(value).__name__})"
+    if isinstance(value, str) and hint is not str:
+        text = value.strip()
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(expected)
+        try:
+            return hint(text)
+        except ValueError:
+            raise SettingsError(expected) from None
+    if isinstance(value, bool) != (hint is bool):  # TOML true is no number, 1 no boolean
+        raise SettingsError(expected)
+    if hint is float and isinstance(value, int):
         return float(value)
-    if not isinstance(value, str) or isinstance(default, str):
-        if isinstance(default, Mapping) and not isinstance(value, Mapping):
-            raise ValueError(f"{name} must be a table")
-        return value
-    if isinstance(default, bool):
-        lowered = value.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{name} must be true or false")
-    if isinstance(default, int):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, Mapping):  # "kid:secret,kid2:secret2"
-        pairs = [item.split(":", 1) for item in value.split(",") if item.strip()]
-        if any(len(p) != 2 for p in pairs):
-            raise ValueError(f"{name} must look like kid:secret,kid2:secret2")
-        return {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, hint):
+        raise SettingsError(expected)
     return value

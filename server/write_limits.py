@@ -53,8 +53,8 @@ ADDRESS_LIMIT = WriteLimit("address", "console_writes_per_minute")
 
 
 def _budget(request: web.Request, name: str) -> int:
-    limits = request.config_dict[keys.settings_key].section("limits")
-    return int(limits.get(name, DEFAULTS[name]))
+    limits = request.config_dict[keys.settings_key].limits
+    return int(getattr(limits, name))
 
 
 def _route(request: web.Request) -> str:

@@ -22,6 +22,7 @@ from fakes.wechat import FakeWeChatState, start_fake_wechat
 from server import keys
 from server.app import create_app
 from server.settings import Settings
+from tests.response_check import install_response_check
 from tests.security import logscan
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -94,6 +95,7 @@ async def _reset_backends(app: web.Application) -> None:
 async def serving(app: web.Application, **server_kwargs: Any) -> AsyncIterator[TestClient]:
     """``app`` on a loopback port (TestServer keyword arguments), on empty backends;
     closed on exit so Tortoise closes too."""
+    install_response_check(app)  # every JSON answer against its declared model
     client = TestClient(TestServer(app, **server_kwargs))
     await client.start_server()
     try:

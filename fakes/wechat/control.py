@@ -144,10 +144,6 @@ async def _ctl_face_verify(request: web.Request) -> web.Response:
     return web.json_response({"verify_result": verify_result})
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)
-
-
 def add_control_routes(app: web.Application) -> None:
     app.router.add_post("/_fake/reset", _ctl_reset, name="fake_reset")
     app.router.add_post("/_fake/faults", _ctl_faults, name="fake_faults")

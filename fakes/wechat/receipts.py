@@ -65,7 +65,7 @@ def build_receipt_push(
         appid=state.credentials["oa"][0],
         encoding_aes_key=state.receipt_aes_key or _UNUSED_AES_KEY,
     )
-    push = simulator.push(xml, state.receipt_mode)  # type: ignore[arg-type]
+    push = simulator.push(xml, state.receipt_mode)  # type: ignore[arg-type]  # a str the control API checks
     return state.receipt_url, push.query, push.body
 
 

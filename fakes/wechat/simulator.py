@@ -138,4 +138,4 @@ class WeChatSimulator:
 
         data = xmltodict.parse(body)["xml"]
         assert data["TimeStamp"] == push.timestamp and data["Nonce"] == push.nonce
-        return self.crypto.decrypt_message(body, data["MsgSignature"], push.timestamp, push.nonce)
+        return str(self.crypto.decrypt_message(body, data["MsgSignature"], push.timestamp, push.nonce))

@@ -314,7 +314,7 @@ class FakeWeChatState:
             if record is not None and now - last_at < FORCE_REFRESH_INTERVAL:
                 # Too soon after the last forced refresh: WeChat does not refresh.
                 if not record.revoked and record.expires_at > now:
-                    return current, int(record.expires_at - now)  # type: ignore[return-value]
+                    return current, int(record.expires_at - now)  # type: ignore[return-value]  # record ⇒ current
             self.force_refreshes[app] = (day, count + 1, now)
             for rec in self.tokens.values():
                 if rec.app == app:
@@ -326,7 +326,7 @@ class FakeWeChatState:
             and not record.revoked
             and record.expires_at - now > TOKEN_RENEW_BEFORE
         ):
-            return current, int(record.expires_at - now)  # type: ignore[return-value]
+            return current, int(record.expires_at - now)  # type: ignore[return-value]  # record ⇒ current
         # Renewal (or first issue): the old token stays valid until its own expiry.
         token = self._issue_token(app, now)
         return token, self.token_ttl

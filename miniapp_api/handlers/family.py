@@ -171,7 +171,7 @@ async def upload_material(request: web.Request) -> web.Response:
     )
     if not request.content_type.startswith("multipart/"):
         raise DomainError(
-            "UNSUPPORTED_MEDIA_TYPE", "请以 multipart/form-data 上传(字段 kind 和 file)", 415
+            "UNSUPPORTED_MEDIA_TYPE", "请以 multipart/form-data 上传(字段 kind 和 file)"
         )
     kind: str | None = request.query.get("kind")
     stored = None
@@ -183,14 +183,13 @@ async def upload_material(request: web.Request) -> web.Response:
         while (part := await _next_part(reader)) is not None:
             name = getattr(part, "name", None)
             if name == "kind":
-                kind = (await part.text()).strip()[:64]  # type: ignore[union-attr]
+                kind = (await part.text()).strip()[:64]
             elif name == "file" and stored is None:
                 stored = await service.store_upload(user_id, app_id, part, kind=kind)
             else:
                 raise DomainError(
                     "VALIDATION_FAILED",
                     "上传的表单只能包含 kind 和一个 file",
-                    422,
                     fields={str(name or "body"): "UNKNOWN_FIELD"},
                 )
     except BaseException as exc:
@@ -201,14 +200,14 @@ async def upload_material(request: web.Request) -> web.Response:
         raise
     if stored is None:
         raise DomainError(
-            "VALIDATION_FAILED", "请选择要上传的文件", 422, fields={"file": "REQUIRED"}
+            "VALIDATION_FAILED", "请选择要上传的文件", fields={"file": "REQUIRED"}
         )
     out = await service.attach_material(user_id, app_id, kind=kind, stored=stored)
     return json_response(out, status=201)
 
 
 def _malformed_multipart() -> DomainError:
-    return DomainError("MALFORMED_MULTIPART", "上传的表单格式有误,请重新选择文件上传", 400)
+    return DomainError("MALFORMED_MULTIPART", "上传的表单格式有误,请重新选择文件上传")
 
 
 async def _next_part(reader: Any) -> Any:

@@ -47,7 +47,7 @@ async def export_csv(
         async with session.transaction():
             async for rows in session.stream(sql, *args, size=chunk):
                 if transform is not None:
-                    rows = [r for r in map(transform, rows) if r is not None]  # type: ignore[misc]
+                    rows = [r for r in map(transform, rows) if r is not None]  # type: ignore[misc]  # Transform's row type
                 out.writerows(rows)
                 written += len(rows)
                 if progress is not None:

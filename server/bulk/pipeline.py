@@ -53,7 +53,7 @@ class BatchResult:
     rejects: list[Reject] = field(default_factory=list)
 
 
-class Job(Protocol[P]):  # type: ignore[misc]
+class Job(Protocol[P]):
     def prepare(self, rows: list[Row]) -> P:
         """CPU only, no I/O, no event loop: runs in a worker thread."""
 

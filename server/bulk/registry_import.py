@@ -201,7 +201,30 @@ async def import_registry(
         raise DomainError(
             "REGISTRY_CSV_INVALID",
             f"{totals.stopped_at.text()}(共 {totals.rejected} 行被拒绝{where}),未导入任何数据",
-            422,
             detail={"rejected": totals.rejected, "by_reason": summary.by_reason},
         )
     return summary
+
+
+async def import_csv(
+    path: str | Path,
+    *,
+    pii: PiiCipher,
+    strict: bool = True,
+    dry_run: bool = False,
+    reject_path: str | Path | None = None,
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+    hooks: Hooks | None = None,
+) -> ImportSummary:
+    """Load a registry CSV through the bulk path (server/bulk/registry_import.py,
+    docs/bulk.md): streamed, in batches that commit, set-based on the database.
+
+    ``strict`` (the default here; the CLI's ``--strict``): a rejected row rolls the whole
+    file back and raises REGISTRY_CSV_INVALID naming it. Otherwise rejected rows are
+    counted (and written to ``reject_path``) and the rest is loaded.
+    """
+    return await import_registry(
+        path, pii=pii, strict=strict, dry_run=dry_run, reject_path=reject_path,
+        batch_size=batch_size, progress=progress, hooks=hooks,
+    )

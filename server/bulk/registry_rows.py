@@ -191,7 +191,7 @@ class RowPreparer:
             number_enc = pii.encrypt(number, purpose="id_number")
         else:
             name_enc = number_enc = ""
-        record = (
+        record: tuple[Any, ...] = (
             line,
             psn_no_for(hid),
             name_enc,

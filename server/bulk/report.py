@@ -17,7 +17,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    import _csv
 
 log = logging.getLogger("server.bulk")
 
@@ -54,7 +57,7 @@ class RejectWriter:
         self.by_reason: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.first: list[Reject] = []
         self._file: TextIO | None = None
-        self._csv: csv._writer | None = None  # type: ignore[name-defined]
+        self._csv: _csv.Writer | None = None
 
     def __enter__(self) -> RejectWriter:
         if self.path is not None:

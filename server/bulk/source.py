@@ -37,7 +37,7 @@ class Layout:
         allowed = [list(self.required) + list(self.optional[:n]) for n in range(len(self.optional) + 1)]
         if names not in allowed:
             extra = "[," + ",".join(self.optional) + "]" if self.optional else ""
-            raise DomainError(self.error_code, "CSV 表头必须是: " + ",".join(self.required) + extra, 422)
+            raise DomainError(self.error_code, "CSV 表头必须是: " + ",".join(self.required) + extra)
         return names
 
 
@@ -78,7 +78,7 @@ class CsvSource:
         except StopIteration:
             header = []
         except (UnicodeDecodeError, csv.Error):
-            raise DomainError(self.layout.error_code, "CSV 文件必须是 UTF-8 编码的 CSV", 422) from None
+            raise DomainError(self.layout.error_code, "CSV 文件必须是 UTF-8 编码的 CSV") from None
         self.columns = self.layout.check([h.strip() for h in header])
         self._text = text
         self._reader = reader
@@ -111,7 +111,6 @@ class CsvSource:
                 raise DomainError(
                     self.layout.error_code,
                     f"第 {reader.line_num + 1} 行附近不是 UTF-8 编码,文件无法继续读取",
-                    422,
                 ) from None
             else:
                 if not cells:
@@ -121,6 +120,6 @@ class CsvSource:
                 yield batch
                 batch = []
         else:
-            raise DomainError(self.layout.error_code, f"文件超过 {MAX_ROWS:,} 行", 422)
+            raise DomainError(self.layout.error_code, f"文件超过 {MAX_ROWS:,} 行")
         if batch:
             yield batch

@@ -241,7 +241,7 @@ def csv_rows(data: dict[str, Any], table: str) -> list[list[Any]]:
             + [["state", s["state"], s["label"], s["count"]] for s in p["states"]]
             + [["errcode", e["errcode"], e["label"], e["count"]] for e in p["errcodes"]]
         )
-    raise DomainError("NOT_FOUND", "没有这张图表", 404)
+    raise DomainError("NOT_FOUND", "没有这张图表")
 
 
 # -- the push queue -------------------------------------------------------------------
@@ -298,7 +298,7 @@ async def retry_notice(who: Principal, notice_id: str, *, clock: Clock = utc_now
             updated_at=now,
         )
     if changed != 1:
-        raise DomainError("NOTICE_NOT_RETRYABLE", "只能重发发送失败的通知", 409)
+        raise DomainError("NOTICE_NOT_RETRYABLE", "只能重发发送失败的通知")
     recipient = await Notice.filter(id=nid).values_list("recipient_id", flat=True)
     await audit.record(
         who.actor, "notice_retry", target_kind="notice", target_id=str(nid),

@@ -23,7 +23,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from redis.asyncio import Redis
@@ -55,7 +55,7 @@ class TokenPair:
 
 
 def _unauthorized(code: str, message: str) -> DomainError:
-    return DomainError(code, message, 401, headers={"WWW-Authenticate": "Bearer"})
+    return DomainError(code, message)  # answered with WWW-Authenticate: Bearer (http_errors)
 
 
 class AuthService:
@@ -94,7 +94,7 @@ class AuthService:
         try:
             session = await self._wechat.code2session(code)
         except WeChatUnavailable:
-            raise DomainError("WECHAT_UNAVAILABLE", "微信服务暂不可用,请稍后重试", 503) from None
+            raise DomainError("WECHAT_UNAVAILABLE", "微信服务暂不可用,请稍后重试") from None
         except WeChatError as err:
             raise _login_error(err) from None
         user, created = await User.get_or_create(openid=session.openid)
@@ -110,7 +110,7 @@ class AuthService:
         if b"uid" not in record or b"sid" not in record:  # none, or a half one (below)
             raise _unauthorized("REFRESH_TOKEN_INVALID", "登录已失效,请重新登录")
         uid = int(record[b"uid"])
-        sid = record[b"sid"].decode()
+        sid = cast(bytes, record[b"sid"]).decode()  # the client returns bytes (no decode_responses)
         if await self._redis.exists(_revoked_key(sid)):
             raise _unauthorized("SESSION_REVOKED", "登录已失效,请重新登录")
         # counted only while the record exists: HINCRBY on a record that expired since the
@@ -249,13 +249,13 @@ def _user_sids_key(user_id: int) -> str:
 
 def _login_error(err: WeChatError) -> DomainError:
     if err.errcode == 40163:
-        return DomainError("WECHAT_CODE_USED", "登录凭证已被使用,请重新登录(40163)", 401)
+        return DomainError("WECHAT_CODE_USED", "登录凭证已被使用,请重新登录(40163)")
     if err.errcode == 40029:
-        return DomainError("WECHAT_CODE_INVALID", "登录凭证无效,请重新登录(40029)", 401)
+        return DomainError("WECHAT_CODE_INVALID", "登录凭证无效,请重新登录(40029)")
     if err.errcode == 45011:
         return DomainError(
-            "WECHAT_RATE_LIMITED", "登录过于频繁,请稍后再试(45011)", 429, headers={"Retry-After": "60"}
+            "WECHAT_RATE_LIMITED", "登录过于频繁,请稍后再试(45011)", retry_after=60
         )
     if err.transient:
-        return DomainError("WECHAT_UNAVAILABLE", f"微信服务繁忙,请稍后重试({err.errcode})", 503)
-    return DomainError("WECHAT_LOGIN_FAILED", f"微信登录失败({err.errcode})", 401)
+        return DomainError("WECHAT_UNAVAILABLE", f"微信服务繁忙,请稍后重试({err.errcode})")
+    return DomainError("WECHAT_LOGIN_FAILED", f"微信登录失败({err.errcode})")

@@ -56,7 +56,7 @@ async def lookup(
         person_ref=ref, detail={"found": person is not None},
     )
     if person is None:
-        raise DomainError("PERSON_NOT_FOUND", NOT_FOUND, 404)
+        raise DomainError("PERSON_NOT_FOUND", NOT_FOUND)
     return await person_view(person, pii=pii, id_number=doc.id_number, name=name)
 
 

@@ -64,7 +64,7 @@ async def account_for(
     if existing is not None:
         if str(existing.openid).startswith("deleted:"):  # server.privacy.deletion under way
             raise DomainError(
-                "ACCOUNT_BEING_DELETED", "该参保人的账户正在注销,注销完成后才能在窗口办理", 409
+                "ACCOUNT_BEING_DELETED", "该参保人的账户正在注销,注销完成后才能在窗口办理"
             )
         return existing, False
     try:
@@ -92,7 +92,7 @@ async def adopt(counter_user: User, *, into: int) -> int:
     the caller's transaction, before ``into`` takes the identity (the unique index). How
     many rows moved."""
     if not is_counter_account(counter_user.openid):
-        raise DomainError("IDENTITY_IN_USE", "该身份已由另一个微信账号完成实名认证", 409)
+        raise DomainError("IDENTITY_IN_USE", "该身份已由另一个微信账号完成实名认证")
     moved = 0
     old = counter_user.id
     for model in Tortoise.apps["models"].values():

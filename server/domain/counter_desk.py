@@ -28,7 +28,7 @@ import base64
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from tortoise.transactions import in_transaction
 
@@ -81,7 +81,7 @@ class Outcome:
 
 
 def _person_not_found() -> DomainError:
-    return DomainError("PERSON_NOT_FOUND", NOT_FOUND, 404)
+    return DomainError("PERSON_NOT_FOUND", NOT_FOUND)
 
 
 def _needs_own_voucher() -> DomainError:
@@ -92,7 +92,7 @@ def _needs_own_voucher() -> DomainError:
 
 
 def _invalid(message: str, field_name: str) -> DomainError:
-    return DomainError("VALIDATION_FAILED", message, 422, fields={field_name: "REQUIRED"})
+    return DomainError("VALIDATION_FAILED", message, fields={field_name: "REQUIRED"})
 
 
 class CounterDesk:
@@ -134,7 +134,7 @@ class CounterDesk:
     async def _existing_account(person: InsuredPerson) -> User:
         user = await User.get_or_none(id_hash=person.id_hash)
         if user is None:
-            raise DomainError("BINDING_NOT_FOUND", "该参保人没有可办理的绑定或授权", 404)
+            raise DomainError("BINDING_NOT_FOUND", "该参保人没有可办理的绑定或授权")
         return user
 
     async def _paper_consent(self, who: Principal, user_id: int) -> None:
@@ -195,7 +195,7 @@ class CounterDesk:
         if form.signature_image is None and not form.signed_on_paper:
             raise _invalid("请上传本人签名图片,或确认本人已在打印的承诺书上签字", "signature")
         if form.signature_image is not None and len(form.signature_image) > MAX_SIGNATURE_BYTES:
-            raise DomainError("MATERIAL_TOO_LARGE", "签名图片不能超过 512 KB", 413)
+            raise DomainError("MATERIAL_TOO_LARGE", "签名图片不能超过 512 KB")
         if form.verification not in ("in_person", "documents"):
             raise _invalid("请选择被绑定人的身份核验方式", "verification")
         family, staff = self.family, who.name
@@ -208,9 +208,7 @@ class CounterDesk:
         final = [b for b in pre["blocking"] if b["code"] not in FIXABLE]
         if final:
             b = final[0]
-            err = reasons.error(b["code"])
-            err.message, err.status, err.detail = b["message"], 409, {"fix": b["fix"]}
-            raise err
+            raise reasons.error(b["code"]).conflict(b["message"], {"fix": b["fix"]})
         app = await family.create_application(
             user.id, name=form.name, id_type=form.id_type, id_number=form.id_number,
             relationship=form.relationship, staff=staff,
@@ -336,17 +334,19 @@ class CounterDesk:
                 id=bid, binder_id=user.id, state="active"
             ).select_related("member").first()
             if binding is None:
-                raise DomainError("BINDING_NOT_FOUND", "家庭成员不存在或已解绑", 404)
+                raise DomainError("BINDING_NOT_FOUND", "家庭成员不存在或已解绑")
             if not self._may_activate_for(person, binding.member, self.family.today(now)):
                 raise reasons.error("MEMBER_NOT_ACTIVATED")
             by_user, application_id, target_id = user.id, binding.application_id, binding.member_id
         else:
-            by_user = await User.filter(id_hash=person.id_hash).first().values_list("id", flat=True)
+            by_user = cast(
+                "int | None", await User.filter(id_hash=person.id_hash).first().values_list("id", flat=True)
+            )
         async with in_transaction():
             target = await InsuredPerson.filter(id=target_id).select_for_update(no_key=True).first()
             assert target is not None
             if target.voucher_activated:
-                raise DomainError("VOUCHER_ALREADY_ACTIVATED", "该参保人的医保电子凭证已激活,无需再次激活", 409)
+                raise DomainError("VOUCHER_ALREADY_ACTIVATED", "该参保人的医保电子凭证已激活,无需再次激活")
             if target.status != "active":
                 raise reasons.error("MEMBER_NOT_INSURED")
             await outcomes.activate_voucher(

@@ -206,7 +206,6 @@ async def _apply(chunk: Sequence[Credit], summary: CreditSummary) -> None:
                 raise DomainError(
                     "CREDIT_ROW_CHANGED",
                     _problem(c.line, f"批次 {c.batch_id} 第 {c.row_no} 条在文件中出现两次且内容不同"),
-                    409,
                 )
         if not fresh:
             return
@@ -257,7 +256,7 @@ async def import_credits(path: str | Path, *, pii: PiiCipher) -> CreditSummary:
         listed = "\n".join(problems[:MAX_PROBLEMS])
         more = f"\n…共 {len(problems)} 处问题" if len(problems) > MAX_PROBLEMS else ""
         raise DomainError(
-            "CREDIT_FILE_REFUSED", f"文件未入账(一行也没有):\n{listed}{more}", 422
+            "CREDIT_FILE_REFUSED", f"文件未入账(一行也没有):\n{listed}{more}"
         )
     for chunk in _chunks(path, pii, problems):
         try:

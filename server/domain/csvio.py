@@ -46,7 +46,7 @@ class CsvIn:
         self._reader: Any = None
 
     def _fail(self, message: str) -> DomainError:
-        return DomainError(self.error_code, f"{self.path.name}: {message}", 422)
+        return DomainError(self.error_code, f"{self.path.name}: {message}")
 
     def __enter__(self) -> CsvIn:
         try:
@@ -134,7 +134,8 @@ class CsvOut:
             return
         if self.path == "-":
             self._file.flush()
-            self._file.detach()
+            if isinstance(self._file, io.TextIOWrapper):
+                self._file.detach()  # stdin's wrapper: the process's stdin stays open
         else:
             self._file.close()
         self._file = None

@@ -190,7 +190,7 @@ class FaceService:
             else None
         )
         if app is None:
-            raise DomainError("NOT_FOUND", "申请不存在", 404)
+            raise DomainError("NOT_FOUND", "申请不存在")
         return (
             self.pii.decrypt(app.member_name_enc, purpose="name"),
             self.pii.decrypt(app.id_number_enc, purpose="id_number"),
@@ -212,7 +212,7 @@ class FaceService:
         cannot say, with nothing changed."""
         openid = await User.filter(id=user_id).first().values_list("openid", flat=True)
         if openid is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
         person = _person(name, id_number)
         guard = _used_key(user_id, person, verify_result)
         ttl = self.limits.max_age_seconds + CLOCK_SKEW_SECONDS + 300
@@ -295,7 +295,7 @@ def _require(given: dict[str, str | None], *, extra: dict[str, str | None]) -> N
     fields = {k: "REQUIRED" for k, v in given.items() if v is None or not str(v).strip()}
     fields.update({k: "UNKNOWN_FIELD" for k, v in extra.items() if v is not None})
     if fields:
-        raise DomainError("VALIDATION_FAILED", "提交的信息有误,请检查后重试", 422, fields=fields)
+        raise DomainError("VALIDATION_FAILED", "提交的信息有误,请检查后重试", fields=fields)
 
 
 def _person(name: str, id_number: str) -> _Person:

@@ -24,15 +24,6 @@ class GuessBudget:
     per_ip: int = 200
     window_seconds: int = 86_400
 
-    @classmethod
-    def from_section(cls, section: Any) -> GuessBudget:
-        d = cls()
-        return cls(
-            per_user=int(section.get("identity_checks_per_user", d.per_user)),
-            per_ip=int(section.get("identity_checks_per_ip", d.per_ip)),
-            window_seconds=int(section.get("identity_checks_window_seconds", d.window_seconds)),
-        )
-
     async def spend(self, redis: Any, *, user_id: int, ip: str | None) -> None:
         """Count one registry question; 429 (``RATE_LIMITED``) when a budget is spent."""
         await hit(

@@ -130,7 +130,6 @@ def _invalid(id_type: str, why: str) -> DomainError:
     return DomainError(
         "INVALID_ID_NUMBER",
         f"{label}号码不正确:{why}",
-        422,
         fields={"id_number": "INVALID_ID_NUMBER"},
     )
 
@@ -174,7 +173,6 @@ def parse_id(id_type: str, id_number: str, *, today: date) -> IdDocument:
         raise DomainError(
             "INVALID_FIELD",
             "不支持的证件类型",
-            422,
             fields={"id_type": "INVALID_CHOICE"},
         )
     number = normalize_id_number(id_number)

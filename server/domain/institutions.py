@@ -138,9 +138,9 @@ async def add_institution(
     once). Adding an existing institution with the same name, region and secret changes
     nothing (the demo adds its hospital at every start)."""
     if not code or len(code) > 32 or not code.isascii() or not code.replace("-", "").isalnum():
-        raise DomainError("INVALID_INSTITUTION_CODE", "机构编码只能包含字母、数字和连字符", 422)
+        raise DomainError("INVALID_INSTITUTION_CODE", "机构编码只能包含字母、数字和连字符")
     if not (len(region_code) == 6 and region_code.isascii() and region_code.isdigit()):
-        raise DomainError("INVALID_REGION_CODE", "区划代码必须是 6 位数字", 422)
+        raise DomainError("INVALID_REGION_CODE", "区划代码必须是 6 位数字")
     secret = secret or secrets.token_urlsafe(32)
     enc = pii.encrypt(secret, purpose="institution_secret")
     async with in_transaction():
@@ -157,7 +157,8 @@ async def add_institution(
         if same:
             return secret
         inst.name, inst.region_code, inst.secret_enc, inst.active = name, region_code, enc, True
-        inst.previous_secret_enc, inst.previous_secret_until = None, None
+        # tortoise types a null=True field as never None
+        inst.previous_secret_enc, inst.previous_secret_until = None, None  # type: ignore[assignment]  # null=True
         await inst.save()
         await _event(code, "rekeyed", actor, name=name, region_code=region_code)
     return secret
@@ -166,7 +167,7 @@ async def add_institution(
 async def _locked(code: str) -> Institution:
     inst = await Institution.filter(code=code).select_for_update().first()
     if inst is None:
-        raise DomainError("INSTITUTION_NOT_FOUND", f"机构 {code} 不存在", 404)
+        raise DomainError("INSTITUTION_NOT_FOUND", f"机构 {code} 不存在")
     return inst
 
 
@@ -197,13 +198,13 @@ async def rotate_secret(
     """A new secret for ``code``; the current one keeps verifying for ``overlap`` (0: it
     stops at once). Returns the new secret (shown once) and when the old one stops."""
     if not timedelta(0) <= overlap <= MAX_OVERLAP:
-        raise DomainError("INVALID_OVERLAP", "新旧密钥并行期必须在 0 到 30 天之间", 422)
+        raise DomainError("INVALID_OVERLAP", "新旧密钥并行期必须在 0 到 30 天之间")
     secret = secrets.token_urlsafe(32)
     now = now or datetime.now(SHANGHAI)
     until = now + overlap if overlap else None
     async with in_transaction():
         inst = await _locked(code)
-        inst.previous_secret_enc = inst.secret_enc if until is not None else None
+        inst.previous_secret_enc = inst.secret_enc if until is not None else None  # type: ignore[assignment]  # null=True
         inst.previous_secret_until = until
         inst.secret_enc = pii.encrypt(secret, purpose="institution_secret")
         await inst.save(
@@ -243,7 +244,7 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(0)
     number, unit = text[:-1], text[-1:]
     if unit not in units or not number.isascii() or not number.isdigit():
-        raise DomainError("INVALID_OVERLAP", f"时长格式应如 24h、90m、2d 或 0,收到 {text!r}", 422)
+        raise DomainError("INVALID_OVERLAP", f"时长格式应如 24h、90m、2d 或 0,收到 {text!r}")
     return timedelta(seconds=int(number) * units[unit])
 
 

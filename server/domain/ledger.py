@@ -49,7 +49,7 @@ def bucket_key(account_id: int, authorization_id: uuid.UUID | str | None) -> str
 
 
 def insufficient() -> DomainError:
-    return DomainError("INSUFFICIENT_BALANCE", "个人账户余额不足", 409)
+    return DomainError("INSUFFICIENT_BALANCE", "个人账户余额不足")
 
 
 async def lock_accounts(account_ids: Iterable[int]) -> dict[int, int]:

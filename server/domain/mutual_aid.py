@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tortoise.exceptions import BaseORMException
 from tortoise.transactions import in_transaction
@@ -42,6 +42,8 @@ from server.domain.reasons import error as reason_error
 from server.domain.registry import id_hash, name_hash
 
 NOTICE = "mutual_aid_notice"  # config/mutual_aid_notice.toml, through the one loader
+
+InsuranceType = Literal["employee", "resident"]
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +172,8 @@ async def _authorize(
     async with in_transaction():
         user = await User.filter(id=user_id).select_for_update(no_key=True).first()
         if user is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
-        me = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None  # type: ignore[attr-defined]
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
+        me = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None
         member = None
         if doc is not None:
             member = (
@@ -196,7 +198,8 @@ async def _authorize(
             authorizer_verified=bool(user.realname_verified and me is not None),
             authorizer_id_number=my_id_number,
             authorizer_region=me.region_code if me else "000000",
-            authorizer_insurance_type=me.insurance_type if me else None,  # type: ignore[arg-type]
+            # the registry's column holds employee | resident (server/domain/models/registry.py)
+            authorizer_insurance_type=cast(InsuranceType, me.insurance_type) if me else None,
             authorizer_has_personal_account=bool(me and me.has_personal_account),
             authorizer_status=me.status if me else "unknown",
             member_doc=doc,
@@ -220,7 +223,6 @@ async def _authorize(
             raise DomainError(
                 "QUOTA_NOT_APPLICABLE",
                 "共济额度仅适用于跨省共济,省内共济直接使用您的个人账户余额",
-                422,
                 fields={"quota_fen": "QUOTA_NOT_APPLICABLE"},
             )
         auth = await Authorization.create(
@@ -297,7 +299,7 @@ async def _revoke(
         auth = await Authorization.get_or_none(id=auth_uuid, authorizer_id=user_id, state="active")
         if auth is None:
             raise _not_found()
-        person = await InsuredPerson.get(id=auth.authorizer_person_id)  # type: ignore[attr-defined]
+        person = await InsuredPerson.get(id=auth.authorizer_person_id)
         decision = policy.check_mutual_aid_unbind(
             authorizer_region=person.region_code,
             bound_on=cn_today(auth.created_at),
@@ -339,7 +341,7 @@ async def end_for_account_deletion(*, user_id: int, person_id: int | None) -> in
     for auth_id in sorted(ids, key=str):  # one transaction each: locks as a revocation takes them
         async with in_transaction():
             auth = await Authorization.get_or_none(id=auth_id, state="active")
-            if auth is not None and await _end(auth, auth.authorizer_person_id):  # type: ignore[attr-defined]
+            if auth is not None and await _end(auth, auth.authorizer_person_id):
                 ended += 1
     return ended
 
@@ -348,7 +350,7 @@ async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -
     """``items``: the relatives this user authorizes; ``received``: who authorizes this user."""
     user = await User.get_or_none(id=user_id)
     if user is None:
-        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
     given = await (
         Authorization.filter(authorizer_id=user_id, state="active")
         .order_by("created_at", "id")
@@ -359,9 +361,9 @@ async def list_for_user(*, user_id: int, pii: PiiCipher, policy: PolicyEngine) -
         for a in given
     ]
     received: list[dict[str, Any]] = []
-    if user.person_id:  # type: ignore[attr-defined]
+    if user.person_id:
         rows = await (
-            Authorization.filter(member_id=user.person_id, state="active")  # type: ignore[attr-defined]
+            Authorization.filter(member_id=user.person_id, state="active")
             .order_by("created_at", "id")
             .select_related("authorizer_person")
         )
@@ -406,4 +408,4 @@ def _person_brief(person: InsuredPerson, pii: PiiCipher) -> dict[str, Any]:
 
 
 def _not_found() -> DomainError:
-    return DomainError("AUTHORIZATION_NOT_FOUND", "共济授权不存在或已解除", 404)
+    return DomainError("AUTHORIZATION_NOT_FOUND", "共济授权不存在或已解除")

@@ -125,9 +125,9 @@ async def save(notices: Sequence[Notice], *, using_db: BaseDBAsyncClient | None 
     if not notices:
         return 0
     stop = await withdrawn_users(
-        (n.recipient_id for n in notices), "notices", using_db=using_db  # type: ignore[attr-defined]
+        (n.recipient_id for n in notices if n.recipient_id is not None), "notices", using_db=using_db
     )
-    keep = [n for n in notices if n.recipient_id not in stop]  # type: ignore[attr-defined]
+    keep = [n for n in notices if n.recipient_id not in stop]
     if keep:
         await Notice.bulk_create(keep, using_db=using_db)
     return len(keep)

@@ -31,11 +31,11 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         when = datetime.fromisoformat(at)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise DomainError(
-            "VALIDATION_FAILED", "翻页参数无效,请从第一页重新加载", 422, fields={"cursor": "INVALID"}
+            "VALIDATION_FAILED", "翻页参数无效,请从第一页重新加载", fields={"cursor": "INVALID"}
         ) from None
     if when.tzinfo is None or not key:
         raise DomainError(
-            "VALIDATION_FAILED", "翻页参数无效,请从第一页重新加载", 422, fields={"cursor": "INVALID"}
+            "VALIDATION_FAILED", "翻页参数无效,请从第一页重新加载", fields={"cursor": "INVALID"}
         )
     return when, key
 

@@ -124,13 +124,14 @@ def _materials_by_id_type(v: Any) -> Mapping[str, tuple[str, ...]]:
 class _FrozenDict(dict[str, tuple[str, ...]]):
     """A read-only dict (hashable, so RegionPolicy stays a proper frozen value)."""
 
-    def __hash__(self) -> int:  # type: ignore[override]
+    def __hash__(self) -> int:  # type: ignore[override]  # dict declares __hash__ = None
         return hash(tuple(sorted(self.items())))
 
     def _readonly(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("policy settings are read-only")
 
-    __setitem__ = __delitem__ = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = _readonly
+    # one refusal for every mutator, whatever its signature in dict
     clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
 
 
@@ -282,7 +283,7 @@ class MutualAidRules:
 # --- helpers ------------------------------------------------------------------------
 
 
-def _check_region(code: str) -> str:
+def _check_region(code: object) -> str:
     if not isinstance(code, str) or len(code) != 6 or not code.isdigit():
         raise ValueError(f"region code must be 6 digits, got {code!r}")
     return code
@@ -354,7 +355,7 @@ def _parse_entries(data: Mapping[str, Any], origin: str) -> list[PolicyEntry]:
             raise ValueError(f"{where}: must be a table")
         region = raw.get("region")
         try:
-            _check_region(region)
+            region = _check_region(region)
         except ValueError as e:
             raise ValueError(f"{where}: region: {e}") from None
         eff = raw.get("effective_from")

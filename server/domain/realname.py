@@ -93,12 +93,11 @@ class RealnameService:
         hashed = id_hash(pii, doc.id_type, doc.id_number)
         current = await User.get_or_none(id=user_id).only("id", "realname_verified", "id_hash")
         if current is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
         if current.realname_verified and current.id_hash != hashed:
             raise DomainError(
                 "REALNAME_ALREADY_VERIFIED",
                 "您已以本人身份完成实名认证,不能再认证为其他人。",
-                409,
             )
         await self.guesses.spend(self.redis, user_id=user_id, ip=ip)
         if not await self.face.check(
@@ -138,7 +137,6 @@ def _identity_in_use() -> DomainError:
     return DomainError(
         "IDENTITY_IN_USE",
         "该身份已由另一个微信账号完成实名认证;如非本人操作,请联系当地医保经办机构。",
-        409,
     )
 
 
@@ -157,7 +155,7 @@ async def _link(
     async with in_transaction():
         user = await User.filter(id=user_id).select_for_update().first()
         if user is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
         holder = await User.filter(id_hash=hashed).exclude(id=user_id).select_for_update().first()
         if holder is not None:
             if not counter_accounts.is_counter_account(holder.openid):

@@ -22,19 +22,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from server.domain.errors import DomainError
 from server.domain.identity import parse_id
 from server.domain.models import InsuredPerson
 from server.domain.pii import PiiCipher
 from server.domain.queries import S_STR, Compiled
-
-if TYPE_CHECKING:
-    from server.bulk.pipeline import Hooks
-    from server.bulk.registry_import import ImportSummary
-    from server.bulk.report import Progress
 
 HEADER = [
     "name",
@@ -70,7 +64,7 @@ def guardian_hashes(pii: PiiCipher, cell: str, line: int) -> str:
             doc = parse_id("resident_id", number, today=date(2100, 1, 1))
         except DomainError:
             raise DomainError(
-                "REGISTRY_CSV_INVALID", f"第 {line} 行 guardian_id_numbers 含无效身份证号", 422
+                "REGISTRY_CSV_INVALID", f"第 {line} 行 guardian_id_numbers 含无效身份证号"
             ) from None
         out.append(id_hash(pii, doc.id_type, doc.id_number))
     return ",".join(sorted(set(out)))
@@ -79,32 +73,6 @@ def guardian_hashes(pii: PiiCipher, cell: str, line: int) -> str:
 def psn_no_for(hashed_id: str) -> str:
     """A stable 人员编号 derived from the blind index (the demo has no national one)."""
     return "P" + str(int(hashlib.sha256(hashed_id.encode()).hexdigest()[:15], 16)).zfill(19)[:19]
-
-
-async def import_csv(
-    path: str | Path,
-    *,
-    pii: PiiCipher,
-    strict: bool = True,
-    dry_run: bool = False,
-    reject_path: str | Path | None = None,
-    batch_size: int | None = None,
-    progress: Progress | None = None,
-    hooks: Hooks | None = None,
-) -> ImportSummary:
-    """Load a registry CSV through the bulk path (server/bulk/registry_import.py,
-    docs/bulk.md): streamed, in batches that commit, set-based on the database.
-
-    ``strict`` (the default here; the CLI's ``--strict``): a rejected row rolls the whole
-    file back and raises REGISTRY_CSV_INVALID naming it. Otherwise rejected rows are
-    counted (and written to ``reject_path``) and the rest is loaded.
-    """
-    from server.bulk.registry_import import import_registry
-
-    return await import_registry(
-        path, pii=pii, strict=strict, dry_run=dry_run, reject_path=reject_path,
-        batch_size=batch_size, progress=progress, hooks=hooks,
-    )
 
 
 async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:

@@ -75,7 +75,7 @@ _REGION_PATHS = ("binder__person__region_code", "member__region_code")
 
 
 def _not_found() -> DomainError:
-    return DomainError("NOT_FOUND", "申请不存在或不在您的辖区", 404)
+    return DomainError("NOT_FOUND", "申请不存在或不在您的辖区")
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ class ReviewDesk:
         mid = parse_uuid(material_id)
         material = None if mid is None else await Material.get_or_none(id=mid, application_id=app.id)
         if material is None:
-            raise DomainError("NOT_FOUND", "材料不存在", 404)
+            raise DomainError("NOT_FOUND", "材料不存在")
         await audit.record(
             who.actor, "view_material", target_kind="material", target_id=str(material.id),
             person_ref=_member_ref(app), detail={"application_id": str(app.id), "kind": material.kind},
@@ -371,7 +371,7 @@ class ReviewDesk:
     async def claim(self, who: Principal, application_id: str) -> Claim:
         app = await self._get(who, application_id)
         if app.state != REVIEW_STATE:
-            raise DomainError("APPLICATION_STATE_CONFLICT", "该申请已不在待审核状态", 409)
+            raise DomainError("APPLICATION_STATE_CONFLICT", "该申请已不在待审核状态")
         claim = await self.claims.take(str(app.id), who.name)
         if not claim.held_by(who.name):
             raise _claimed(claim)
@@ -409,13 +409,13 @@ class ReviewDesk:
         request_correction = getattr(self.binding, "request_correction", None)
         if decision == "correction":
             if not callable(request_correction):
-                raise DomainError("CORRECTION_UNAVAILABLE", "“要求补正”暂不可用", 409)
+                raise DomainError("CORRECTION_UNAVAILABLE", "“要求补正”暂不可用")
             if not note.strip():
-                raise DomainError("REASON_REQUIRED", "请填写需要补正的内容", 422, fields={"reason": "REQUIRED"})
+                raise DomainError("REASON_REQUIRED", "请填写需要补正的内容", fields={"reason": "REQUIRED"})
         if decision == "reject":
             if reason_code not in REJECT_REASONS:
                 raise DomainError(
-                    "REASON_REQUIRED", "驳回时请选择理由", 422, fields={"reason": "REQUIRED"}
+                    "REASON_REQUIRED", "驳回时请选择理由", fields={"reason": "REQUIRED"}
                 )
             detail = REJECT_REASONS[reason_code] + (f"({note.strip()})" if note.strip() else "")
         claim = await self.claims.take(str(app.id), who.name)
@@ -445,7 +445,6 @@ def _claimed(claim: Claim) -> DomainError:
     return DomainError(
         "APPLICATION_CLAIMED",
         f"该申请已由 {claim.owner} 于 {when(claim.at)} 领取处理,请处理其他申请",
-        409,
         detail={"claimed_by": claim.owner, "claimed_at": when(claim.at)},
     )
 

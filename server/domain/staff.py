@@ -106,14 +106,14 @@ class Principal:
         for region in self.regions:
             prefix = _prefix(region)
             for i, path in enumerate(paths):
-                conds = [Q(**{f"{p}__isnull": True}) for p in paths[:i]]
+                conds = [Q(**{f"{p}__isnull": True}) for p in paths[:i]]  # type: ignore[arg-type]  # tortoise: Q(**filters) typed as str
                 conds.append(Q(**{f"{path}__startswith": prefix}))
                 alternatives.append(Q(*conds, join_type="AND"))
         return Q(*alternatives, join_type="OR")
 
     def require(self, roles: frozenset[str]) -> None:
         if self.role not in roles:
-            raise DomainError("FORBIDDEN", "您的岗位无权进行此操作", 403)
+            raise DomainError("FORBIDDEN", "您的岗位无权进行此操作")
 
 
 def _prefix(region: str) -> str:
@@ -243,7 +243,7 @@ async def ensure_demo_staff(*, hasher: PasswordHasher, password: str) -> list[st
 async def refuse_demo_staff() -> None:
     """Production start-up: active demo accounts are a refusal to start (the demo
     password is public)."""
-    demo = list(await Staff.filter(demo=True, active=True).values_list("name", flat=True))
+    demo = [str(n) for n in await Staff.filter(demo=True, active=True).values_list("name", flat=True)]
     if demo:
         raise RuntimeError(
             "refusing to start in production: demo staff accounts are active "
@@ -335,8 +335,7 @@ class StaffService:
             raise DomainError(
                 "RATE_LIMITED",
                 "登录失败次数过多,请稍后再试",
-                429,
-                headers={"Retry-After": str(self._retry_after())},
+                retry_after=self._retry_after(),
             )
         staff = await Staff.get_or_none(name=name) if name else None
         ok = await asyncio.to_thread(
@@ -347,7 +346,7 @@ class StaffService:
             await self._count_failure(name, ip)
             who = audit.Actor(staff.id if staff else None, name or "-", ip)
             await audit.record(who, "login_failed", target_kind="session")
-            raise DomainError("LOGIN_FAILED", "用户名或密码错误", 401)
+            raise DomainError("LOGIN_FAILED", "用户名或密码错误")
         if self.hasher.check_needs_rehash(staff.password_hash):
             staff.password_hash = await asyncio.to_thread(self.hasher.hash, password)
         staff.last_login_at = self.clock()

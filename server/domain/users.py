@@ -47,7 +47,7 @@ async def profile(user_id: int, *, pii: PiiCipher) -> dict[str, Any]:
     db = User._meta.db
     rows = await db.execute_query_dict(_profile_sql(db), [user_id])
     if not rows:
-        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
     row = rows[0]
     out: dict[str, Any] = {"id": row["id"], "realname_verified": bool(row["realname_verified"])}
     if row["name_enc"]:

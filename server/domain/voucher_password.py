@@ -120,7 +120,6 @@ class VoucherPasswords:
             raise DomainError(
                 "VOUCHER_PASSWORD_WEAK",
                 "密码过于简单(如相同或连续的数字、生日),请换一个6位数字密码。",
-                422,
                 fields={"password": "VOUCHER_PASSWORD_WEAK"},
             )
         existing = await VoucherPassword.filter(person_id=person.id).exists()
@@ -181,7 +180,6 @@ class VoucherPasswords:
             raise DomainError(
                 "VOUCHER_PASSWORD_REQUIRED",
                 "该参保人所在地要求输入医保支付密码,请患者(或其家人)输入6位密码后重新核验。",
-                422,
                 fields={"password": "REQUIRED"},
             )
         digest = await self._reserve_try(person_id, rules)
@@ -198,7 +196,6 @@ class VoucherPasswords:
         raise DomainError(
             "VOUCHER_PASSWORD_WRONG",
             f"医保支付密码错误,还可以再试{left}次。",
-            403,
             detail={"attempts_left": left},
         )
 
@@ -262,7 +259,7 @@ async def _owned_binding(user_id: int, binding_id: str) -> Binding:
         else None
     )
     if binding is None:
-        raise DomainError("NOT_FOUND", "家庭成员不存在", 404)
+        raise DomainError("NOT_FOUND", "家庭成员不存在")
     return binding
 
 
@@ -292,7 +289,6 @@ def _not_set() -> DomainError:
     return DomainError(
         "VOUCHER_PASSWORD_NOT_SET",
         "该参保人所在地要求医保支付密码,但尚未设置。" + _FIX_SET,
-        409,
     )
 
 
@@ -301,6 +297,5 @@ def _locked(seconds: float) -> DomainError:
     return DomainError(
         "VOUCHER_PASSWORD_LOCKED",
         f"医保支付密码错误次数过多,已锁定,请{minutes}分钟后再试。",
-        423,
-        headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+        retry_after=max(1, math.ceil(seconds)),
     )

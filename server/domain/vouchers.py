@@ -65,7 +65,7 @@ async def peek(redis: Redis, token: str) -> VoucherClaim:
 
 def _claim(raw: bytes | str | None) -> VoucherClaim:
     if raw is None:
-        raise DomainError("VOUCHER_INVALID", "医保码已失效或已使用,请让患者刷新医保码后重新扫码", 409)
+        raise DomainError("VOUCHER_INVALID", "医保码已失效或已使用,请让患者刷新医保码后重新扫码")
     data = json.loads(raw)
     return VoucherClaim(
         member_id=int(data["m"]), binding_id=data["b"], shown_by_user_id=int(data["u"]), issued_at=float(data["t"])

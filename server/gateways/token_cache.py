@@ -28,7 +28,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, TypeGuard
 from zoneinfo import ZoneInfo
 
 from server.gateways.wechat import WeChatGateway, WeChatUnavailable
@@ -151,7 +151,7 @@ class TokenCache:
         self._no_renew_before = self._clock() + RENEW_EVERY_AT_MOST
         cached = await self._load()
         if self._usable(cached, bad, fresh=True):
-            return self._keep(cached)  # type: ignore[arg-type]
+            return self._keep(cached)
         lock_value = secrets.token_hex(8)
         deadline = self._clock() + self.wait_timeout
         while not await self._redis.set(
@@ -161,13 +161,13 @@ class TokenCache:
             await asyncio.sleep(0.05)
             cached = await self._load()
             if self._usable(cached, bad, fresh=False):
-                return self._keep(cached)  # type: ignore[arg-type]
+                return self._keep(cached)
             if self._clock() > deadline:
                 raise WeChatUnavailable("access token refresh is taking too long")
         try:
             cached = await self._load()
             if self._usable(cached, bad, fresh=True):
-                return self._keep(cached)  # type: ignore[arg-type]
+                return self._keep(cached)
             answer = await self._gateway.stable_token(self.app)
             mode = "normal"
             if bad is not None and answer.token == bad:
@@ -224,7 +224,7 @@ class TokenCache:
         except (ValueError, KeyError, TypeError):
             return None
 
-    def _usable(self, cached: _Cached | None, bad: str | None, *, fresh: bool) -> bool:
+    def _usable(self, cached: _Cached | None, bad: str | None, *, fresh: bool) -> TypeGuard[_Cached]:
         if cached is None or cached.token == bad:
             return False
         left = cached.expires_at - self._clock()

@@ -24,7 +24,7 @@ without its consent is 403 ``CONSENT_REQUIRED`` naming the purpose.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from tortoise.transactions import in_transaction
 
@@ -64,7 +64,6 @@ def consent_required(purpose: str, title: str, *, renewal: bool = False) -> Doma
     return DomainError(
         "CONSENT_REQUIRED",
         message,
-        403,
         fields={"purpose": "CONSENT_REQUIRED"},
         detail={"purpose": purpose, "renewal_needed": renewal, "fix": _FIX},
     )
@@ -122,14 +121,12 @@ class ConsentService:
             raise DomainError(
                 "PRIVACY_NOTICE_MISMATCH",
                 "告知书版本或内容校验值不正确,请重新打开隐私告知页面",
-                422,
                 fields={"sha256": "PRIVACY_NOTICE_MISMATCH"},
             )
         if state == "outdated":
             raise DomainError(
                 "PRIVACY_NOTICE_OUTDATED",
                 "告知书已更新,请阅读新版本后再同意",
-                409,
                 detail={"current_version": self.notice().version},
             )
         notice = self.book.get(version)
@@ -139,7 +136,6 @@ class ConsentService:
             raise DomainError(
                 "VALIDATION_FAILED",
                 "授权项无效",
-                422,
                 fields={"purposes": "UNKNOWN_PURPOSE"},
             )
         ip, user_agent = (ip or None), ((user_agent or "")[:512] or None)
@@ -147,7 +143,7 @@ class ConsentService:
             # one accept at a time per user: no two rows for the same purpose and text
             user = await User.filter(id=user_id).select_for_update().only("id").first()
             if user is None:
-                raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+                raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
             await PrivacyNoticeAcceptance.create(
                 user_id=user_id,
                 notice_version=notice.version,
@@ -213,7 +209,7 @@ class ConsentService:
         """Withdraw one purpose (PIPL art. 15): its use stops from now on; withdrawing
         what is not granted changes nothing. 404 for a purpose that does not exist."""
         if purpose not in PURPOSES:
-            raise DomainError("PURPOSE_NOT_FOUND", "没有这个授权项", 404)
+            raise DomainError("PURPOSE_NOT_FOUND", "没有这个授权项")
         now = self.clock()
         async with in_transaction():
             c = (await records.latest(user_id, purpose=purpose)).get(purpose)
@@ -265,7 +261,7 @@ class ConsentService:
         """A binder may see the spending of the insured person ``member_person_id`` unless
         the member, as a user of ours, withdrew ``medical_records`` (403 naming it: the
         binder sees why)."""
-        users = await User.filter(person_id=member_person_id).values_list("id", flat=True)
+        users = cast(list[int], await User.filter(person_id=member_person_id).values_list("id", flat=True))
         if await records.withdrawn_users(users, "medical_records"):
             err = consent_required("medical_records", self._title("medical_records"))
             err.message = "家人已撤回「家人查看我的就医结算记录」授权,暂时不能查看其就医记录和余额"

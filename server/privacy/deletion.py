@@ -109,7 +109,7 @@ KEPT: tuple[dict[str, str], ...] = (
 class Unbinder(Protocol):
     """The family service's unbind (``server.domain.family``), as a deletion uses it."""
 
-    async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> None: ...
+    async def unbind(self, user_id: int, binding_id: str, *, as_member: bool = False) -> object: ...
 
 
 class SessionRevoker(Protocol):
@@ -131,7 +131,7 @@ class _Run:
         self.deletion = deletion
         self.user = user
         self.uid = user.id
-        self.person_id: int | None = user.person_id  # type: ignore[attr-defined]
+        self.person_id: int | None = user.person_id
 
     def about_me(self) -> Q:
         """Applications the user made, or whose member is the user."""
@@ -206,7 +206,7 @@ class DeletionService:
         async with in_transaction():
             user = await User.filter(id=user_id).select_for_update().first()
             if user is None:
-                raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+                raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
             deletion = await AccountDeletion.get_or_none(user_id=user_id)
             if deletion is None:
                 deletion = await AccountDeletion.create(
@@ -221,7 +221,7 @@ class DeletionService:
     async def _run(self, deletion: AccountDeletion) -> AccountDeletion:
         if deletion.state == "done":
             return deletion
-        lock = f"privacy:deletion:{deletion.user_id}"  # type: ignore[attr-defined]
+        lock = f"privacy:deletion:{deletion.user_id}"
         if not await self.redis.set(lock, b"1", nx=True, ex=LOCK_SECONDS):
             return deletion  # another runner is on it
         try:
@@ -230,7 +230,7 @@ class DeletionService:
                 deletion = await AccountDeletion.get(id=deletion.id)
                 if name in deletion.steps_done:
                     continue
-                user = await User.get(id=deletion.user_id)  # type: ignore[attr-defined]
+                user = await User.get(id=deletion.user_id)
                 try:
                     count = await step(_Run(self, deletion, user))
                 except Exception as err:  # logged with its traceback; the next run resumes here
@@ -334,7 +334,7 @@ async def _files(run: _Run) -> int:
     apps = {a.id: a for a in await Application.filter(run.about_me())}
     for m in await Material.filter(application_id__in=list(apps)).order_by("created_at"):
         await storage.delete(m.storage_key)  # first the file: a row never outlives it here
-        app = apps[m.application_id]  # type: ignore[attr-defined]
+        app = apps[m.application_id]
         async with in_transaction():
             if await Material.filter(id=m.id).delete():
                 await MaterialPurge.create(

@@ -23,7 +23,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
@@ -109,9 +109,9 @@ async def export(user_id: int, *, pii: PiiCipher, links: LinkSigner, now: dateti
     """The JSON document of everything held about ``user_id``, in pieces."""
     user = await User.get_or_none(id=user_id)
     if user is None:
-        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+        raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
     ctx = _Ctx(user, pii, links)
-    person = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None  # type: ignore[attr-defined]
+    person = await InsuredPerson.get_or_none(id=user.person_id) if user.person_id else None
     yield "{" + f'"format":{_dumps(FORMAT)},"exported_at":{_dumps(cn_iso(now))}'
     yield ',"profile":' + _dumps(_profile(ctx, person))
     for name, section in _sections(ctx, person):
@@ -209,23 +209,23 @@ def _sections(ctx: _Ctx, person: InsuredPerson | None) -> list[tuple[str, AsyncI
         }
 
     async def about_me_view(a: Application) -> dict[str, Any]:
-        binder = await User.get_or_none(id=a.binder_id).only("id", "name_enc")  # type: ignore[attr-defined]
+        binder = await User.get_or_none(id=a.binder_id).only("id", "name_enc")
         return {**_application_brief(ctx, a), "binder": {"name": ctx.name(binder.name_enc) if binder else None}}
 
     async def member(b: Binding) -> dict[str, Any]:
-        p = await InsuredPerson.get(id=b.member_id)  # type: ignore[attr-defined]
+        p = await InsuredPerson.get(id=b.member_id)
         return {**_binding(b), "member": {"name": ctx.name(p.name_enc), "id_number": ctx.id_number(p.id_number_enc)}}
 
     async def binder(b: Binding) -> dict[str, Any]:
-        u = await User.get_or_none(id=b.binder_id).only("id", "name_enc")  # type: ignore[attr-defined]
+        u = await User.get_or_none(id=b.binder_id).only("id", "name_enc")
         return {**_binding(b), "binder": {"name": ctx.name(u.name_enc) if u else None}}
 
     async def given(a: Authorization) -> dict[str, Any]:
-        p = await InsuredPerson.get(id=a.member_id)  # type: ignore[attr-defined]
+        p = await InsuredPerson.get(id=a.member_id)
         return {**_authorization(a), "member": {"name": ctx.name(p.name_enc), "id_number": ctx.id_number(p.id_number_enc)}}
 
     async def received(a: Authorization) -> dict[str, Any]:
-        p = await InsuredPerson.get(id=a.authorizer_person_id)  # type: ignore[attr-defined]
+        p = await InsuredPerson.get(id=a.authorizer_person_id)
         return {**_authorization(a), "authorizer": {"name": ctx.name(p.name_enc)}}
 
     async def notice(n: Notice) -> dict[str, Any]:
@@ -390,7 +390,7 @@ async def _account(ctx: _Ctx, person_id: int | None) -> AsyncIterator[str]:
             "balance_after_fen": e.balance_after_fen,
             "kind": e.kind,
             "setl_id": e.settlement.setl_id if e.settlement is not None else None,
-            "quota_of_authorization": str(e.authorization_id) if e.authorization_id else None,  # type: ignore[attr-defined]
+            "quota_of_authorization": str(e.authorization_id) if e.authorization_id else None,
             "created_at": cn_iso(e.created_at),
         }
 
@@ -410,7 +410,7 @@ async def _family_settlements(user_id: int) -> AsyncIterator[str]:
     yield "["
     first = True
     async for b in _pages(lambda: Binding.filter(binder_id=user_id, state="active"), ("bound_at", "id")):
-        users = await User.filter(person_id=b.member_id).values_list("id", flat=True)  # type: ignore[attr-defined]
+        users = cast(list[int], await User.filter(person_id=b.member_id).values_list("id", flat=True))
         withdrawn = bool(await records.withdrawn_users(users, "medical_records"))
         yield ("" if first else ",") + "{" + f'"binding_id":{_dumps(str(b.id))},"withdrawn":{_dumps(withdrawn)},"items":'
         first = False
@@ -418,8 +418,8 @@ async def _family_settlements(user_id: int) -> AsyncIterator[str]:
             yield "[]}"
             continue
         items = _pages(
-            lambda b=b: Settlement.filter(  # type: ignore[misc]
-                member_id=b.member_id, setl_time__gte=b.bound_at  # type: ignore[attr-defined]
+            lambda b=b: Settlement.filter(  # type: ignore[misc]  # a default-bound lambda: mypy infers no type
+                member_id=b.member_id, setl_time__gte=b.bound_at
             ).select_related("institution"),
             ("setl_time", "id"),
         )
@@ -444,7 +444,7 @@ async def download(
     from server.domain.clock import parse_uuid
     from server.domain.family.materials import open_document
 
-    gone = DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
+    gone = DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除")
     if await AccountDeletion.exists(user_id=user_id):
         raise gone
     key: str | None = None

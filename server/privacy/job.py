@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from server.domain.clock import Clock, utc_now
 from server.privacy.config import PrivacyConfig
 from server.privacy.deletion import DeletionService, FileStore
 from server.privacy.retention import purge_due
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = ["PrivacyJob", "RoundResult", "privacy_job_ctx"]
 
@@ -44,7 +48,7 @@ class PrivacyJob:
         config: PrivacyConfig,
         storage: FileStore,
         deletion: DeletionService,
-        redis: object,
+        redis: Redis,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
@@ -57,7 +61,7 @@ class PrivacyJob:
 
     async def run_once(self) -> RoundResult:
         lock_seconds = max(60, int(self.config.job_interval_seconds))
-        if not await self.redis.set(LOCK, b"1", nx=True, ex=lock_seconds):  # type: ignore[attr-defined]
+        if not await self.redis.set(LOCK, b"1", nx=True, ex=lock_seconds):
             return RoundResult(ran=False)
         try:
             purged = await purge_due(storage=self.storage, config=self.config, now=self.clock())
@@ -65,7 +69,7 @@ class PrivacyJob:
                 older_than_seconds=self.config.deletion_resume_after_seconds
             )
         finally:
-            await self.redis.delete(LOCK)  # type: ignore[attr-defined]
+            await self.redis.delete(LOCK)
         if purged or finished:
             log.info("privacy job: %d materials purged, %d deletions finished", purged, finished)
         return RoundResult(ran=True, purged=purged, deletions_finished=finished)

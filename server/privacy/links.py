@@ -63,10 +63,10 @@ class LinkSigner:
             raise _invalid()
         if expires < self.clock().timestamp():
             raise DomainError(
-                "DOWNLOAD_LINK_EXPIRED", "下载链接已过期,请重新导出个人数据后再下载", 403
+                "DOWNLOAD_LINK_EXPIRED", "下载链接已过期,请重新导出个人数据后再下载"
             )
         return user_id
 
 
 def _invalid() -> DomainError:
-    return DomainError("DOWNLOAD_LINK_INVALID", "下载链接无效", 403)
+    return DomainError("DOWNLOAD_LINK_INVALID", "下载链接无效")

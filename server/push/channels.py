@@ -76,7 +76,7 @@ async def plan(
 ) -> tuple[list[Plan], list[Ending]]:
     """Choose each notice's channel in a few bulk queries; the ones that cannot be sent
     end here (see the module docstring)."""
-    user_ids = {n.recipient_id for n in notices if n.recipient_id}  # type: ignore[attr-defined]
+    user_ids = {n.recipient_id for n in notices if n.recipient_id}
     users = {
         u["id"]: u for u in await User.filter(id__in=user_ids).values("id", "openid", "unionid")
     } if user_ids else {}
@@ -103,7 +103,7 @@ async def plan(
     plans: list[Plan] = []
     endings: list[Ending] = []
     for n in notices:
-        user = users.get(n.recipient_id)  # type: ignore[attr-defined]
+        user = users.get(n.recipient_id)
         templates = config.kinds.get(n.kind)
         if user is None:
             endings.append(Ending(n, "undeliverable", REASON_NO_RECIPIENT))

@@ -56,7 +56,7 @@ async def record_subscription_results(
     }
     if bad:
         raise DomainError(
-            "VALIDATION_FAILED", "订阅结果只能是 accept、reject、ban 或 filter", 422, fields=bad
+            "VALIDATION_FAILED", "订阅结果只能是 accept、reject、ban 或 filter", fields=bad
         )
     ignored = sorted(tid for tid in results if tid not in ours)
     grants: dict[str, int] = {}

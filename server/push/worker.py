@@ -245,9 +245,8 @@ async def main(settings: Settings, concurrency: int = 32) -> int:
     app = web.Application()
     app[keys.settings_key] = settings
     app[keys.metrics_key] = Metrics()
-    app[keys.services_key] = {}
     app[keys.pii_key] = PiiCipher(settings.pii.keys, settings.pii.current_kid, settings.pii.hash_key)
-    from server.privacy import privacy_ctx
+    from server.privacy.context import privacy_ctx
     from server.privacy.job import privacy_job_ctx
 
     app.cleanup_ctx.extend(

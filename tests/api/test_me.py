@@ -6,9 +6,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
+from server.bulk.registry_import import import_csv
 from server.demo import DEMO_REGISTRY
 from server.domain.models import User
-from server.domain.registry import find_by_id, import_csv
+from server.domain.registry import find_by_id
 from tests.factories import bearer, error_of, login
 
 

@@ -16,12 +16,12 @@ from aiohttp import web
 
 from server import keys
 from server.bulk.export import export_csv
+from server.bulk.registry_import import import_csv
 from server.bulk.report import Progress
 from server.bulk.session import open_session
 from server.domain import ledger
 from server.domain.identity import make_resident_id, parse_id
 from server.domain.models import Account, InsuredPerson, LedgerEntry
-from server.domain.registry import import_csv
 from tests.bulk.helpers import row, write_csv
 from tests.conftest import PG_URL
 

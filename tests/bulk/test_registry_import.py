@@ -11,11 +11,12 @@ from aiohttp import web
 
 from server import keys
 from server.bulk.pipeline import Hooks
+from server.bulk.registry_import import import_csv
 from server.domain import ledger
 from server.domain.errors import DomainError
 from server.domain.identity import make_resident_id
 from server.domain.models import Account, InsuredPerson, LedgerEntry
-from server.domain.registry import HEADER, import_csv
+from server.domain.registry import HEADER
 from tests.bulk.helpers import clear_registry, person_id_number, row, snapshot, write_csv
 
 BAD_CHECKSUM = person_id_number(3)[:-1] + ("0" if person_id_number(3)[-1] != "0" else "1")

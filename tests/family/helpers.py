@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
+from server.bulk.registry_import import import_csv
 from server.demo import DEMO_REGISTRY
-from server.domain.registry import import_csv
 
 _face_checks = itertools.count(1)
 

@@ -18,7 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server import keys
+from server.domain.errors import DomainError
 from server.domain.models import Binding, User
+from server.http_errors import status_of
 from tests.factories import bearer, error_of, login, verified_user
 from tests.family.helpers import (
     ALICE,
@@ -83,7 +85,7 @@ async def test_a_stranger_cannot_take_a_child(client: TestClient, app: web.Appli
         await service.decide_review(app2, reviewer="r1", approve=True)
     except Exception as err:  # DomainError through the service (the console's path)
         assert getattr(err, "code", None) == "MONTHLY_BINDER_LIMIT"
-        assert getattr(err, "status", None) == 409
+        assert isinstance(err, DomainError) and status_of(err) == 409
     else:
         raise AssertionError("a third binder this month was approved")
     got = await (await client.get(f"/api/v1/family/applications/{app2}", headers=other)).json()

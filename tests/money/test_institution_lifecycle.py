@@ -44,7 +44,7 @@ async def test_a_disabled_institution_is_refused_within_the_cache_time(
     code, secret = institution["code"], institution["secret"]
     clock = Clock()
     institution_directory(app).monotonic = clock
-    ttl = app[keys.settings_key].section("institution_api")["cache_seconds"]
+    ttl = app[keys.settings_key].institution_api.cache_seconds
     assert ttl == 5  # what docs/money.md states
     assert (await _settle(client, code, secret, "S1", member)).status == 201
     assert await institutions.set_active(code, False, actor="test")

@@ -7,9 +7,10 @@ from pathlib import Path
 from aiohttp import web
 
 from server import keys
+from server.bulk.registry_import import import_csv
 from server.domain import ledger
 from server.domain.models import Account, LedgerEntry
-from server.domain.registry import HEADER, import_csv
+from server.domain.registry import HEADER
 
 ROW = "李秀英,resident_id,420102195806122242,employee,420100,true,true,active,{balance}"
 

@@ -79,11 +79,12 @@ def test_the_edge_parser_refuses_non_ascii_digits_too() -> None:
     """Below the schema (bench, CLI and tests call it directly): the same rule."""
     from server.domain.errors import DomainError
     from server.domain.settlements.request import parse_request, yuan_to_fen
+    from server.http_errors import status_of
 
     for text in ("1٠.00", "١", "1.٠0", "１"):
         with pytest.raises(DomainError) as info:
             yuan_to_fen(text, "psn_part_amt")
-        assert info.value.status == 422
+        assert status_of(info.value) == 422
     body = settlement_body("S1", "10.00", psn_no="P1", med_type="١١")
     with pytest.raises(DomainError) as info:
         parse_request(body, institution_code="H1")

@@ -21,6 +21,7 @@ from server import keys
 from server.domain.documents import DEFAULT_CONFIG_DIR, DocumentBook
 from server.domain.errors import DomainError
 from server.domain.models import Consent, PrivacyNoticeAcceptance
+from server.http_errors import status_of
 from tests.factories import bearer, consent_all, error_of, login
 
 PURPOSES = ["face", "id_documents", "medical_records", "notices"]
@@ -180,7 +181,7 @@ async def test_a_new_version_asks_again_only_for_changed_purposes(
     uid = tokens["user"]["id"]
     with pytest.raises(DomainError) as e:
         await service.require(uid, "face")
-    assert e.value.status == 403 and e.value.code == "CONSENT_REQUIRED"
+    assert status_of(e.value) == 403 and e.value.code == "CONSENT_REQUIRED"
     assert e.value.detail and e.value.detail["purpose"] == "face" and e.value.detail["renewal_needed"]
     await service.require(uid, "id_documents")  # unchanged text: the 2026-12 consent holds
 

@@ -10,7 +10,6 @@ import pytest
 
 from server.domain import mutual_aid
 from server.domain.documents import DocumentBook
-from server.privacy.config import PrivacyConfig
 from server.settings import Settings
 
 HEAD = 'version = "1"\ntitle = "t"\npublished_at = 2024-01-01T00:00:00+08:00\ntext = "x"\n'
@@ -54,13 +53,11 @@ def test_mutual_aid_notice_kept_its_hash_on_the_one_loader() -> None:
 
 
 def test_privacy_settings_are_typed_and_named_in_the_notice(tmp_path: Path) -> None:
-    config = PrivacyConfig.from_settings(Settings.load("test.toml", env={}))
+    config = Settings.load("test.toml", env={}).privacy
     text = DocumentBook.load("privacy_notice").versions[-1].text
     assert f"{config.materials_retention_days}日" in text
     assert config.rule("materials_retention_days") == "privacy.materials_retention_days=90"
     with pytest.raises(ValueError, match="unknown setting privacy.retention"):
-        PrivacyConfig.from_settings(Settings.load("test.toml", env={}, overrides={"privacy.retention": 3}))
+        Settings.load("test.toml", env={}, overrides={"privacy.retention": 3})
     with pytest.raises(ValueError, match="materials_retention_days must be >= 1"):
-        PrivacyConfig.from_settings(
-            Settings.load("test.toml", env={}, overrides={"privacy.materials_retention_days": 0})
-        )
+        Settings.load("test.toml", env={}, overrides={"privacy.materials_retention_days": 0})

@@ -29,6 +29,7 @@ from server.gateways.storage import (
     sniff,
     strip_metadata,
 )
+from server.http_errors import status_of
 from tests.storage import samples
 
 
@@ -139,7 +140,7 @@ async def test_other_types_are_415(storage: LocalStorage, data: bytes) -> None:
     with pytest.raises(UnsupportedMedia) as e:
         await storage.save_stream(chunks(data), max_bytes=1024)
     refusal = storage_refusal(e.value)
-    assert (refusal.code, refusal.status) == ("UNSUPPORTED_MEDIA_TYPE", 415)
+    assert (refusal.code, status_of(refusal)) == ("UNSUPPORTED_MEDIA_TYPE", 415)
     assert refusal.message == "仅支持 JPEG、PNG 或 PDF 格式的文件"
     assert files_under(storage.root) == []
 
@@ -170,7 +171,7 @@ async def test_oversize_is_413_and_leaves_no_file(storage: LocalStorage) -> None
     with pytest.raises(TooLarge) as e:
         await storage.save_stream(chunks(data, 65536), max_bytes=512 * 1024)
     refusal = storage_refusal(e.value)
-    assert (refusal.code, refusal.status) == ("MATERIAL_TOO_LARGE", 413)
+    assert (refusal.code, status_of(refusal)) == ("MATERIAL_TOO_LARGE", 413)
     assert refusal.message == "文件过大,单个材料不能超过 0.5 MB"
     # the temporary file was written (past one 256 KiB batch) and then removed
     assert files_under(storage.root) == []
@@ -190,7 +191,7 @@ async def test_empty_is_422(storage: LocalStorage) -> None:
     with pytest.raises(EmptyFile) as e:
         await storage.save_stream(pieces([b"", b""]), max_bytes=1024)
     refusal = storage_refusal(e.value)
-    assert (refusal.code, refusal.status, refusal.fields) == (
+    assert (refusal.code, status_of(refusal), refusal.fields) == (
         "MATERIAL_EMPTY",
         422,
         {"file": "MATERIAL_EMPTY"},
@@ -211,7 +212,7 @@ async def test_corrupt_images_are_422_and_leave_no_file(storage: LocalStorage, d
     with pytest.raises(CorruptFile) as e:
         await storage.save_stream(chunks(data), max_bytes=1024)
     refusal = storage_refusal(e.value)
-    assert (refusal.code, refusal.status) == ("MATERIAL_CORRUPT", 422)
+    assert (refusal.code, status_of(refusal)) == ("MATERIAL_CORRUPT", 422)
     assert files_under(storage.root) == []
 
 
@@ -347,7 +348,7 @@ async def test_missing_object_is_404_and_delete_is_idempotent(storage: LocalStor
     with pytest.raises(ObjectNotFound) as e:
         await storage.read_clean(obj.key)
     refusal = storage_refusal(e.value)
-    assert (refusal.code, refusal.status) == ("MATERIAL_NOT_FOUND", 404)
+    assert (refusal.code, status_of(refusal)) == ("MATERIAL_NOT_FOUND", 404)
 
 
 # --- through aiohttp multipart -------------------------------------------------------
@@ -369,7 +370,7 @@ async def test_streamed_multipart_upload_through_aiohttp(tmp_path: Path) -> None
                     obj = await storage.save_stream(part, max_bytes=512 * 1024)
                 except StorageError as e:
                     refusal = storage_refusal(e)
-                    return web.json_response(refusal.to_body(), status=refusal.status)
+                    return web.json_response(refusal.to_body(), status=status_of(refusal))
                 return web.json_response(
                     {
                         "kind": kind,

@@ -20,6 +20,7 @@ from server.domain.identity import (
     mask_id_number,
     parse_id,
 )
+from server.http_errors import status_of
 
 TODAY = date(2025, 6, 1)
 
@@ -78,7 +79,7 @@ def _fails(id_type: str, number: str, today: date = TODAY) -> DomainError:
 def test_invalid_resident_ids(number: str, why: str) -> None:
     err = _fails("resident_id", number)
     assert err.code == "INVALID_ID_NUMBER", why
-    assert err.status == 422
+    assert status_of(err) == 422
     assert err.fields == {"id_number": "INVALID_ID_NUMBER"}
     assert err.message.startswith("居民身份证")
 
@@ -90,7 +91,7 @@ def test_born_today_is_valid() -> None:
 def test_unknown_id_type() -> None:
     err = _fails("driving_licence", "123456")
     assert err.code == "INVALID_FIELD"
-    assert err.status == 422
+    assert status_of(err) == 422
     assert err.fields == {"id_type": "INVALID_CHOICE"}
 
 

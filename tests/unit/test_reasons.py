@@ -8,6 +8,7 @@ import pytest
 
 from server.domain.errors import DomainError
 from server.domain.reasons import API_BINDING_CODES, REASONS, Reason, error, reason
+from server.http_errors import STATUS, headers_of, status_of
 
 MUTUAL_AID_CODES = (
     "AUTHORIZER_NOT_EMPLOYEE",
@@ -38,8 +39,8 @@ def test_entries_are_chinese_and_format_with_defaults(code: str) -> None:
     assert re.fullmatch(r"[A-Z][A-Z_]+", code)
     assert CJK.search(r.message) and CJK.search(r.fix)
     assert "{" not in r.message + r.fix, "an unfilled placeholder"
-    assert r.status in (403, 409, 422, 503)
-    if r.status == 422:
+    assert STATUS[code] in (403, 409, 422, 503)  # the HTTP layer knows every code
+    if STATUS[code] == 422:
         assert r.field is not None
 
 
@@ -52,23 +53,25 @@ def test_format_params() -> None:
 
 
 def test_statuses() -> None:
-    assert REASONS["BINDER_NOT_VERIFIED"].status == 403
-    assert REASONS["INVALID_ID_NUMBER"].status == 422
-    assert REASONS["MEMBER_LIMIT_REACHED"].status == 409
-    assert REASONS["MONTHLY_BINDER_LIMIT"].status == 409
-    assert REASONS["SYSTEM_BUSY"].status == 503
+    assert status_of(error("BINDER_NOT_VERIFIED")) == 403
+    assert status_of(error("INVALID_ID_NUMBER")) == 422
+    assert status_of(error("MEMBER_LIMIT_REACHED")) == 409
+    assert status_of(error("MONTHLY_BINDER_LIMIT")) == 409
+    assert status_of(error("SYSTEM_BUSY")) == 503
 
 
 def test_error_builds_a_domain_error() -> None:
     err = error("INVALID_ID_NUMBER")
     assert isinstance(err, DomainError)
-    assert (err.code, err.status) == ("INVALID_ID_NUMBER", 422)
+    assert (err.code, status_of(err)) == ("INVALID_ID_NUMBER", 422)
     assert err.fields == {"id_number": "INVALID_ID_NUMBER"}
     assert err.to_body()["error"]["fix"] == REASONS["INVALID_ID_NUMBER"].fix
     limit = error("MEMBER_LIMIT_REACHED", limit=5)
-    assert limit.status == 409 and limit.fields is None and "5" in limit.message
+    assert status_of(limit) == 409 and limit.fields is None and "5" in limit.message
     busy = error("SYSTEM_BUSY")
-    assert busy.status == 503 and busy.headers == {"Retry-After": "30"}
+    assert status_of(busy) == 503 and headers_of(busy) == {"Retry-After": "30"}
+    decided = limit.conflict("已达上限", {"state": "failed"})  # a submit that decided the application
+    assert status_of(decided) == 409 and decided.to_body()["error"]["state"] == "failed"
 
 
 def test_unknown_code() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from server.domain.clock import Clock, cn_today, parse_uuid, utc_now
 from server.domain.errors import DomainError
@@ -46,35 +46,8 @@ class Limits:
     upload_budget_bytes: int = 104_857_600
     uploads_per_hour: int = 60
 
-    @classmethod
-    def from_section(cls, section: Any) -> Limits:
-        d = cls()
 
-        def pair(name: str, default: tuple[int, int]) -> tuple[int, int]:
-            return (
-                int(section.get(f"{name}_per_window", default[0])),
-                int(section.get(f"{name}_window_seconds", default[1])),
-            )
-
-        return cls(
-            applications=pair("applications", d.applications),
-            submits=pair("submits", d.submits),
-            vouchers=pair("vouchers", d.vouchers),
-            max_material_bytes=int(section.get("max_material_bytes", d.max_material_bytes)),
-            **{
-                name: int(section.get(name, getattr(d, name)))
-                for name in (
-                    "max_materials_per_application", "max_materials_per_kind",
-                    "max_signatures_per_application", "upload_budget_bytes", "uploads_per_hour",
-                )
-            },
-            single_material_kinds=_kinds(
-                section.get("single_material_kinds", d.single_material_kinds)
-            ),
-        )
-
-
-def _kinds(value: Any) -> frozenset[str]:
+def material_kinds(value: tuple[str, ...]) -> frozenset[str]:
     """``[family] single_material_kinds``: material kinds of API.md, nothing else."""
     from server.domain.policy_data import MATERIAL_KINDS
 
@@ -95,7 +68,7 @@ class Binder:
 
 
 def not_found(what: str = "申请") -> DomainError:
-    return DomainError("NOT_FOUND", f"{what}不存在", 404)
+    return DomainError("NOT_FOUND", f"{what}不存在")
 
 
 def actor_of(user_id: int, staff: str | None = None) -> str:
@@ -175,7 +148,7 @@ class FamilyBase:
     async def _binder(user_id: int) -> Binder:
         r = await queries.binder(user_id)
         if r is None:
-            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录", 401)
+            raise DomainError("UNAUTHORIZED", "用户不存在,请重新登录")
         return Binder(
             id=r["id"],
             realname_verified=bool(r["realname_verified"]),
@@ -185,5 +158,5 @@ class FamilyBase:
 
     def _storage(self) -> Storage:
         if self.storage is None:
-            raise DomainError("SERVICE_UNAVAILABLE", "材料存储暂不可用", 503)
+            raise DomainError("SERVICE_UNAVAILABLE", "材料存储暂不可用")
         return self.storage

@@ -34,7 +34,7 @@ CommitmentStatus = Literal["missing", "current", "outdated"]
 def current_text(documents: DocumentBook | None, now: datetime) -> LegalText:
     """The 承诺书 in force at ``now``; 503 when the texts are not configured."""
     if documents is None:
-        raise DomainError("SERVICE_UNAVAILABLE", "承诺书暂不可用", 503)
+        raise DomainError("SERVICE_UNAVAILABLE", "承诺书暂不可用")
     return documents.current(now)
 
 
@@ -179,7 +179,6 @@ class CommitmentPart(FamilyBase):
             raise DomainError(
                 "COMMITMENT_MISMATCH",
                 "签署的承诺书版本或内容与服务器上的不一致,请重新打开承诺书阅读后签署。",
-                422,
                 fields={"sha256": "COMMITMENT_MISMATCH"},
             )
         return current
@@ -192,7 +191,6 @@ class CommitmentPart(FamilyBase):
             raise DomainError(
                 "VALIDATION_FAILED",
                 "签名图片应为 base64 编码的 PNG 或 JPEG",
-                422,
                 fields={"signature_image": "INVALID_FORMAT"},
             ) from None
 

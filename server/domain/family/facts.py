@@ -180,7 +180,6 @@ def self_check(pii: PiiCipher, binder: Binder, doc: IdDocument) -> None:
         raise DomainError(
             "SELF_NOT_ALLOWED",
             "不能把自己添加为家庭成员。",
-            422,
             fields={"id_number": "SELF_NOT_ALLOWED"},
             detail={"fix": "您本人就医时直接使用本人的医保电子凭证;请填写要添加的家人的信息。"},
         )

@@ -51,27 +51,26 @@ def storage_refusal(err: StorageError) -> DomainError:
     """What a storage refusal means to the user: API.md code, Chinese text, status."""
     if isinstance(err, TooLarge):
         mb = f"{err.max_bytes / (1024 * 1024):g}"
-        return DomainError("MATERIAL_TOO_LARGE", f"文件过大,单个材料不能超过 {mb} MB", 413)
+        return DomainError("MATERIAL_TOO_LARGE", f"文件过大,单个材料不能超过 {mb} MB")
     if isinstance(err, EmptyFile):
         return DomainError(
-            "MATERIAL_EMPTY", "上传的文件为空,请重新选择", 422, fields={"file": "MATERIAL_EMPTY"}
+            "MATERIAL_EMPTY", "上传的文件为空,请重新选择", fields={"file": "MATERIAL_EMPTY"}
         )
     if isinstance(err, CorruptFile):
         return DomainError(
             "MATERIAL_CORRUPT",
             "文件已损坏或不完整,请重新拍照或扫描后上传",
-            422,
             fields={"file": "MATERIAL_CORRUPT"},
         )
     if isinstance(err, ObjectNotFound):
-        return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除", 404)
+        return DomainError("MATERIAL_NOT_FOUND", "材料不存在或已删除")
     if isinstance(err, UnsupportedMedia):
-        return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件", 415)
+        return DomainError("UNSUPPORTED_MEDIA_TYPE", "仅支持 JPEG、PNG 或 PDF 格式的文件")
     if isinstance(err, StorageFull):
-        # 507 Insufficient Storage: the server's side, not the file's; nothing was kept
+        # 507 Insufficient Storage (server/http_errors.py): the server's side, not the
+        # file's; nothing was kept
         return DomainError(
-            "STORAGE_FULL", "服务器存储空间不足,文件暂时无法保存,请稍后再试", 507,
-            headers={"Retry-After": "600"},
+            "STORAGE_FULL", "服务器存储空间不足,文件暂时无法保存,请稍后再试", retry_after=600
         )
     raise err  # a new kind of storage error must be worded here first
 
@@ -90,13 +89,6 @@ async def open_document(storage: Storage, key: str) -> tuple[str, AsyncIterator[
     as they stream); 404 ``MATERIAL_NOT_FOUND`` when the object is gone."""
     with storage_errors():
         return await storage.open_stream(key)
-
-
-async def read_document(storage: Storage, key: str) -> tuple[bytes, str]:
-    """A stored material without its metadata, and its type (the owner's and the reviewers'
-    view); 404 ``MATERIAL_NOT_FOUND`` when the object is gone."""
-    with storage_errors():
-        return await storage.read_clean(key)
 
 
 def material_view(m: Material) -> dict[str, Any]:
@@ -164,7 +156,6 @@ class MaterialsPart(FamilyBase):
                 raise DomainError(
                     "VALIDATION_FAILED",
                     "材料类型无效",
-                    422,
                     fields={"kind": "REQUIRED" if not kind else "INVALID_CHOICE"},
                 )
             async with in_transaction():
@@ -213,7 +204,7 @@ class MaterialsPart(FamilyBase):
         unknown = [k for k in kinds if k not in MATERIAL_KINDS]
         if unknown or not kinds:
             raise DomainError(
-                "VALIDATION_FAILED", "材料类型无效", 422, fields={"kinds": "INVALID_CHOICE"}
+                "VALIDATION_FAILED", "材料类型无效", fields={"kinds": "INVALID_CHOICE"}
             )
         async with in_transaction():
             app = await self._editable(user_id, application_id, "登记材料")
@@ -253,22 +244,11 @@ class MaterialsPart(FamilyBase):
         # after the commit: a failed delete leaves an orphan file, never a dangling row
         await self._storage().delete(material.storage_key)
 
-    async def read_material(
-        self, user_id: int, application_id: str, material_id: str
-    ) -> tuple[bytes, str]:
-        """The owner's material, metadata (EXIF…) stripped by the storage."""
-        app = await self._owned(user_id, application_id)
-        material = await Material.get_or_none(
-            id=uuid_or_404(material_id, "材料"), application_id=app.id
-        )
-        if material is None:
-            raise not_found("材料")
-        return await read_document(self._storage(), material.storage_key)
-
     async def open_material(
         self, user_id: int, application_id: str, material_id: str
     ) -> tuple[str, AsyncIterator[bytes]]:
-        """:meth:`read_material`, streamed (the type, then the bytes chunk by chunk)."""
+        """The owner's material, metadata (EXIF…) stripped by the storage: its type, then
+        the bytes chunk by chunk."""
         app = await self._owned(user_id, application_id)
         material = await Material.get_or_none(
             id=uuid_or_404(material_id, "材料"), application_id=app.id

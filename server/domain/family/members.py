@@ -110,7 +110,7 @@ class MembersPart(FamilyBase):
             if binding is None:
                 raise not_found("绑定关系" if as_member else "家庭成员")
             if binding.state != "active":
-                raise DomainError("BINDING_NOT_ACTIVE", "该绑定关系已解除", 409)
+                raise DomainError("BINDING_NOT_ACTIVE", "该绑定关系已解除")
             binding.state, binding.unbound_at, binding.unbound_by = "unbound", now, actor
             await binding.save(update_fields=["state", "unbound_at", "unbound_by"])
             if binding.application_id is not None:
@@ -128,7 +128,7 @@ class MembersPart(FamilyBase):
         """The insured person this user is (known once real-name verified)."""
         user = await User.get_or_none(id=user_id).only("id", "person_id", "realname_verified")
         if user is None or not user.realname_verified or user.person_id is None:
-            raise DomainError("REALNAME_REQUIRED", "请先完成实名认证,再查看或解除绑定您的家人", 403)
+            raise DomainError("REALNAME_REQUIRED", "请先完成实名认证,再查看或解除绑定您的家人")
         return int(user.person_id)
 
     async def list_binders(self, user_id: int) -> list[dict[str, Any]]:
@@ -189,7 +189,7 @@ class MembersPart(FamilyBase):
                 before = (after[0], int(after[1]))
             except ValueError:
                 raise DomainError(
-                    "VALIDATION_FAILED", "翻页参数无效", 422, fields={"cursor": "INVALID"}
+                    "VALIDATION_FAILED", "翻页参数无效", fields={"cursor": "INVALID"}
                 ) from None
         items, total, next_at = await settlements.list_for_member(
             binding.member_id,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal, cast
 
 from server.domain import notices_outbox
 from server.domain.clock import cn_iso
@@ -32,8 +32,8 @@ from server.domain.pii import PiiCipher, mask_name
 from server.domain.policy import RELATIONSHIP_LABELS
 
 BINDING_RESULT = "binding_result"
-MEMBER_BOUND = "member_bound"
-MEMBER_UNBOUND = "member_unbound"
+MEMBER_BOUND: Final = "member_bound"
+MEMBER_UNBOUND: Final = "member_unbound"
 TITLES = {
     BINDING_RESULT: "亲情账户审核结果通知",
     MEMBER_BOUND: "亲情账户绑定通知",
@@ -107,7 +107,7 @@ async def _member_user(member_id: int) -> int | None:
     ids = await User.filter(person_id=member_id, realname_verified=True).values_list(
         "id", flat=True
     )
-    return int(ids[0]) if ids else None
+    return int(cast(int, ids[0])) if ids else None
 
 
 async def member_told(

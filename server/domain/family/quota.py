@@ -23,7 +23,7 @@ recorded, under a lock on the user's row (concurrent uploads cannot all slip pas
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from server.domain.errors import DomainError
 from server.domain.models import Application, CommitmentSignature, Material, User
@@ -57,7 +57,7 @@ async def lock_user(user_id: int) -> None:
 
 async def remaining_bytes(limits: Limits, user_id: int, *, freed: int = 0) -> int:
     """Bytes the user may still upload; ``freed``: the size of a file being replaced."""
-    sizes = await Material.filter(application__binder_id=user_id).values_list("size", flat=True)
+    sizes = cast(list[int], await Material.filter(application__binder_id=user_id).values_list("size", flat=True))
     materials = sum(int(size) for size in sizes)
     images = await CommitmentSignature.filter(
         user_id=user_id, signature_image_key__isnull=False
@@ -70,7 +70,6 @@ def quota_exceeded(limits: Limits) -> DomainError:
     return DomainError(
         "UPLOAD_QUOTA_EXCEEDED",
         f"您上传的材料已达 {mb} MB 的总量上限,请删除不需要的材料或草稿后再上传",
-        409,
     )
 
 
@@ -83,22 +82,20 @@ async def check_counts(limits: Limits, app: Application, kind: str | None) -> Ma
         )
         if previous is not None:
             return previous
-    per_kind = Counter(
-        await Material.filter(application_id=app.id).values_list("kind", flat=True)
+    per_kind: Counter[str] = Counter(
+        cast(list[str], await Material.filter(application_id=app.id).values_list("kind", flat=True))
     )
     if sum(per_kind.values()) >= limits.max_materials_per_application:
         raise DomainError(
             "MATERIAL_LIMIT_REACHED",
             f"每个申请最多上传 {limits.max_materials_per_application} 份材料,"
             "请删除不需要的材料后再上传",
-            409,
         )
     if kind is not None and per_kind.get(kind, 0) >= limits.max_materials_per_kind:
         label = MATERIAL_LABELS.get(kind, kind)
         raise DomainError(
             "MATERIAL_LIMIT_REACHED",
             f"{label}最多上传 {limits.max_materials_per_kind} 份,请删除不需要的再上传",
-            409,
             fields={"kind": "MATERIAL_LIMIT_REACHED"},
         )
     return None
@@ -112,5 +109,4 @@ async def check_signatures(limits: Limits, app: Application) -> None:
         raise DomainError(
             "SIGNATURE_LIMIT_REACHED",
             f"同一申请最多签署 {limits.max_signatures_per_application} 次承诺书",
-            409,
         )

@@ -77,7 +77,6 @@ def state_conflict(app: Application, action: str) -> DomainError:
     return DomainError(
         "APPLICATION_STATE_CONFLICT",
         f"申请当前状态为「{STATE_LABELS.get(app.state, app.state)}」,不能{action}。",
-        409,
         detail={"state": app.state},
     )
 

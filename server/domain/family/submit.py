@@ -31,7 +31,7 @@ from server.domain.policy import BindingDecision, blocker, requirement_label
 def row_locks() -> bool:
     """Whether ``select_for_update`` means anything: on SQLite every transaction runs
     alone on the one connection already (Tortoise serializes them), so skip the query."""
-    return connections.get("default").capabilities.dialect != "sqlite"
+    return bool(connections.get("default").capabilities.dialect != "sqlite")
 
 
 def precheck_view(decision: BindingDecision) -> dict[str, Any]:
@@ -230,7 +230,7 @@ class SubmitPart(FamilyBase):
             decision = self.policy.check_binding(ctx)
             events = [step(app, "submitted", actor=actor)]
             app.submitted_at, app.member_id = now, member_id
-            app.failure_code = app.failure_message = None
+            app.failure_code = app.failure_message = None  # type: ignore[assignment]  # null=True
             final = [b for b in decision.blocking if b.code not in FIXABLE]
             blocker = final[0] if final else decision.failure
             if blocker is not None:
@@ -240,13 +240,10 @@ class SubmitPart(FamilyBase):
                 )
                 app.failure_code, app.failure_message = blocker.code, blocker.message
                 app.decided_at = now if to == "failed" else None
-                failure = reasons.error(blocker.code)
-                failure.message, failure.status = blocker.message, 409
-                failure.detail = {
-                    "fix": blocker.fix,
-                    "application_id": str(app.id),
-                    "state": to,
-                }
+                failure = reasons.error(blocker.code).conflict(
+                    blocker.message,
+                    {"fix": blocker.fix, "application_id": str(app.id), "state": to},
+                )
             elif decision.review_required:
                 events.append(
                     step(app, "pending_review", actor="system", note="policy: review required")
@@ -321,7 +318,7 @@ class SubmitPart(FamilyBase):
             if approve:
                 activates = await self._limits_at_approval(app, now)
                 await transition(app, "active", actor=actor)
-                app.failure_code = app.failure_message = None
+                app.failure_code = app.failure_message = None  # type: ignore[assignment]  # null=True
                 binding = await Binding.create(
                     binder_id=app.binder_id,
                     member_id=app.member_id,
@@ -362,7 +359,7 @@ class SubmitPart(FamilyBase):
         reason = (reason or "").strip()
         if not reason:
             raise DomainError(
-                "REASON_REQUIRED", "请填写需要补正的内容", 422, fields={"reason": "REQUIRED"}
+                "REASON_REQUIRED", "请填写需要补正的内容", fields={"reason": "REQUIRED"}
             )
         now = self.clock()
         async with in_transaction():
@@ -426,8 +423,7 @@ class SubmitPart(FamilyBase):
         decision = self.policy.check_binding(ctx)
         for b in decision.blocking:
             if b.code in limits:
-                err = reasons.error(b.code)
-                err.message, err.status = b.message, 409
-                err.detail = {"fix": b.fix, "application_id": str(app.id), "state": app.state}
-                raise err
+                raise reasons.error(b.code).conflict(
+                    b.message, {"fix": b.fix, "application_id": str(app.id), "state": app.state}
+                )
         return decision.activates_voucher

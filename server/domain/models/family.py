@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from server.domain.models.registry import InsuredPerson
+    from server.domain.models.users import User
 
 
 class Application(Model):
     """A binder's request to add a family member. States: see server.domain.binding."""
 
     id = fields.UUIDField(primary_key=True)
-    binder = fields.ForeignKeyField("models.User", related_name="applications")
+    binder: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="applications")
+    binder_id: int
     member_name_enc = fields.TextField()
     member_name_hash = fields.CharField(max_length=64)
     id_type = fields.CharField(max_length=32)
@@ -22,9 +31,10 @@ class Application(Model):
     state = fields.CharField(max_length=24, default="draft")
     failure_code = fields.CharField(max_length=40, null=True)
     failure_message = fields.TextField(null=True)
-    member = fields.ForeignKeyField(
+    member: fields.ForeignKeyNullableRelation[InsuredPerson] = fields.ForeignKeyField(
         "models.InsuredPerson", related_name="applications", null=True, on_delete=fields.SET_NULL
     )
+    member_id: int | None
     submitted_at = fields.DatetimeField(null=True)
     decided_at = fields.DatetimeField(null=True)
     # the binding activated the member's 医保电子凭证 (代激活; VoucherActivation says who/when)
@@ -40,7 +50,8 @@ class ApplicationEvent(Model):
     """One state transition, append-only: who moved the application, when, and why."""
 
     id = fields.IntField(primary_key=True)
-    application = fields.ForeignKeyField("models.Application", related_name="events")
+    application: fields.ForeignKeyRelation[Application] = fields.ForeignKeyField("models.Application", related_name="events")
+    application_id: UUID
     from_state = fields.CharField(max_length=24, null=True)
     to_state = fields.CharField(max_length=24)
     actor = fields.CharField(max_length=64)  # user:<id> | reviewer:<id> | system
@@ -56,7 +67,8 @@ class Material(Model):
     """An uploaded document image or PDF, whose bytes live in storage under ``storage_key``."""
 
     id = fields.UUIDField(primary_key=True)
-    application = fields.ForeignKeyField("models.Application", related_name="materials")
+    application: fields.ForeignKeyRelation[Application] = fields.ForeignKeyField("models.Application", related_name="materials")
+    application_id: UUID
     kind = fields.CharField(max_length=32)
     content_type = fields.CharField(max_length=64)
     size = fields.IntField()
@@ -72,8 +84,10 @@ class CommitmentSignature(Model):
     """A signed 个人承诺书: immutable record of exactly what was signed, by whom, from where."""
 
     id = fields.IntField(primary_key=True)
-    application = fields.ForeignKeyField("models.Application", related_name="signatures")
-    user = fields.ForeignKeyField("models.User", related_name="signatures")
+    application: fields.ForeignKeyRelation[Application] = fields.ForeignKeyField("models.Application", related_name="signatures")
+    application_id: UUID
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="signatures")
+    user_id: int
     version = fields.CharField(max_length=32)
     text_sha256 = fields.CharField(max_length=64)
     ip = fields.CharField(max_length=64, null=True)
@@ -89,9 +103,12 @@ class Binding(Model):
     """An effective (or ended) 亲情账户 binding of a member to a binder."""
 
     id = fields.UUIDField(primary_key=True)
-    binder = fields.ForeignKeyField("models.User", related_name="bindings")
-    member = fields.ForeignKeyField("models.InsuredPerson", related_name="bindings")
-    application = fields.ForeignKeyField("models.Application", related_name="bindings", null=True)
+    binder: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="bindings")
+    binder_id: int
+    member: fields.ForeignKeyRelation[InsuredPerson] = fields.ForeignKeyField("models.InsuredPerson", related_name="bindings")
+    member_id: int
+    application: fields.ForeignKeyNullableRelation[Application] = fields.ForeignKeyField("models.Application", related_name="bindings", null=True)
+    application_id: UUID | None
     relationship = fields.CharField(max_length=16)
     state = fields.CharField(max_length=16, default="active")  # active | unbound
     bound_at = fields.DatetimeField()

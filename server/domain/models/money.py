@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from server.domain.models.registry import InsuredPerson
+    from server.domain.models.users import User
 
 
 class Account(Model):
     """A 职工医保 personal account, ``balance_fen`` being the running sum of its ledger."""
 
     id = fields.IntField(primary_key=True)
-    person = fields.OneToOneField("models.InsuredPerson", related_name="account")
+    person: fields.OneToOneRelation[InsuredPerson] = fields.OneToOneField("models.InsuredPerson", related_name="account")
+    person_id: int
     balance_fen = fields.BigIntField(default=0)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -22,18 +31,21 @@ class LedgerEntry(Model):
     """Append-only ledger: every balance change, signed, in 分."""
 
     id = fields.BigIntField(primary_key=True)
-    account = fields.ForeignKeyField("models.Account", related_name="entries")
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField("models.Account", related_name="entries")
+    account_id: int
     amount_fen = fields.BigIntField()
     balance_after_fen = fields.BigIntField()
     kind = fields.CharField(max_length=24)  # import | settlement | mutual_aid | reversal | quota
-    settlement = fields.ForeignKeyField(
+    settlement: fields.ForeignKeyNullableRelation[Settlement] = fields.ForeignKeyField(
         "models.Settlement", related_name="entries", null=True, on_delete=fields.RESTRICT
     )
+    settlement_id: int | None
     # set for entries of a cross-province 共济额度 (the quota bucket of one authorization)
     # instead of the account's own balance
-    authorization = fields.ForeignKeyField(
+    authorization: fields.ForeignKeyNullableRelation[Authorization] = fields.ForeignKeyField(
         "models.Authorization", related_name="quota_entries", null=True, on_delete=fields.RESTRICT
     )
+    authorization_id: UUID | None
     note = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
@@ -46,9 +58,12 @@ class Authorization(Model):
     """家庭共济 - an authorizer lets a relative spend their personal-account balance."""
 
     id = fields.UUIDField(primary_key=True)
-    authorizer = fields.ForeignKeyField("models.User", related_name="authorizations")
-    authorizer_person = fields.ForeignKeyField("models.InsuredPerson", related_name="authorized")
-    member = fields.ForeignKeyField("models.InsuredPerson", related_name="authorizers")
+    authorizer: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="authorizations")
+    authorizer_id: int
+    authorizer_person: fields.ForeignKeyRelation[InsuredPerson] = fields.ForeignKeyField("models.InsuredPerson", related_name="authorized")
+    authorizer_person_id: int
+    member: fields.ForeignKeyRelation[InsuredPerson] = fields.ForeignKeyField("models.InsuredPerson", related_name="authorizers")
+    member_id: int
     relationship = fields.CharField(max_length=16)
     state = fields.CharField(max_length=16, default="active")  # active | revoked
     notice_version = fields.CharField(max_length=32)
@@ -85,12 +100,13 @@ class InstitutionEvent(Model):
     """The lifecycle log of an institution: added, re-keyed, rotated, disabled, enabled."""
 
     id = fields.IntField(primary_key=True)
-    institution = fields.ForeignKeyField(
+    institution: fields.ForeignKeyRelation[Institution] = fields.ForeignKeyField(
         "models.Institution", related_name="events", on_delete=fields.CASCADE
     )
+    institution_id: str
     action = fields.CharField(max_length=16)
     actor = fields.CharField(max_length=64)  # the operator's login on the machine, or "cli"
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -109,12 +125,14 @@ class CreditRow(Model):
     batch_id = fields.CharField(max_length=64)
     row_no = fields.IntField()
     row_sha256 = fields.CharField(max_length=64)
-    person = fields.ForeignKeyField(
+    person: fields.ForeignKeyRelation[InsuredPerson] = fields.ForeignKeyField(
         "models.InsuredPerson", related_name="credits", on_delete=fields.RESTRICT
     )
-    account = fields.ForeignKeyField(
+    person_id: int
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="credits", on_delete=fields.RESTRICT
     )
+    account_id: int
     kind = fields.CharField(max_length=24)
     amount_fen = fields.BigIntField()
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -129,8 +147,10 @@ class Settlement(Model):
 
     id = fields.IntField(primary_key=True)
     setl_id = fields.CharField(max_length=64)  # the institution's own number
-    institution = fields.ForeignKeyField("models.Institution", related_name="settlements")
-    member = fields.ForeignKeyField("models.InsuredPerson", related_name="settlements")
+    institution: fields.ForeignKeyRelation[Institution] = fields.ForeignKeyField("models.Institution", related_name="settlements")
+    institution_id: str
+    member: fields.ForeignKeyRelation[InsuredPerson] = fields.ForeignKeyField("models.InsuredPerson", related_name="settlements")
+    member_id: int
     mdtrt_id = fields.CharField(max_length=64, null=True)
     med_type = fields.CharField(max_length=8)
     setl_time = fields.DatetimeField()
@@ -143,7 +163,7 @@ class Settlement(Model):
     acct_mulaid_pay_fen = fields.BigIntField()
     psn_cash_pay_fen = fields.BigIntField()
     balc_fen = fields.BigIntField()
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     state = fields.CharField(max_length=16, default="settled")  # settled | reversed
     created_at = fields.DatetimeField(auto_now_add=True)
     reversed_at = fields.DatetimeField(null=True)

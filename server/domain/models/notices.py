@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.domain.models.money import Settlement
+    from server.domain.models.users import User
 
 
 class Notice(Model):
     """One notice for one recipient. States: pending → sent → delivered | failed | undeliverable."""
 
     id = fields.UUIDField(primary_key=True)
-    recipient = fields.ForeignKeyField("models.User", related_name="notices", null=True)
+    recipient: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField("models.User", related_name="notices", null=True)
+    recipient_id: int | None
     kind = fields.CharField(max_length=32)  # family_settlement | mutual_aid_debit | member_settlement | reversal
-    settlement = fields.ForeignKeyField("models.Settlement", related_name="notices", null=True)
+    settlement: fields.ForeignKeyNullableRelation[Settlement] = fields.ForeignKeyField("models.Settlement", related_name="notices", null=True)
+    settlement_id: int | None
     dedupe_key = fields.CharField(max_length=128, unique=True)
     title = fields.CharField(max_length=64)
-    data = fields.JSONField(default=dict)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     state = fields.CharField(max_length=16, default="pending", db_index=True)
     channel = fields.CharField(max_length=16, null=True)  # template | subscribe
     attempts = fields.IntField(default=0)
@@ -38,7 +46,8 @@ class SubscriptionGrant(Model):
     """Remaining one-time subscribe-message grants a user gave for a template."""
 
     id = fields.IntField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="subscription_grants")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="subscription_grants")
+    user_id: int
     template_id = fields.CharField(max_length=64)
     remaining = fields.IntField(default=0)
     updated_at = fields.DatetimeField(auto_now=True)

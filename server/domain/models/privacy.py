@@ -9,15 +9,21 @@ migration adds database triggers that refuse anything else.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.domain.models.users import User
 
 
 class PrivacyNoticeAcceptance(Model):
     """The user read and accepted a version of the privacy notice (POST /privacy/consents)."""
 
     id = fields.BigIntField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="privacy_acceptances")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="privacy_acceptances")
+    user_id: int
     notice_version = fields.CharField(max_length=32)
     notice_sha256 = fields.CharField(max_length=64)
     accepted_at = fields.DatetimeField()
@@ -35,7 +41,8 @@ class Consent(Model):
     newest row of a (user, purpose) is the one in force."""
 
     id = fields.BigIntField(primary_key=True)
-    user = fields.ForeignKeyField("models.User", related_name="consents")
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField("models.User", related_name="consents")
+    user_id: int
     purpose = fields.CharField(max_length=32)
     notice_version = fields.CharField(max_length=32)
     notice_sha256 = fields.CharField(max_length=64)
@@ -56,10 +63,11 @@ class AccountDeletion(Model):
     half-way leaves ``started``: the next request or the privacy job finishes it."""
 
     id = fields.IntField(primary_key=True)
-    user = fields.OneToOneField("models.User", related_name="deletion")
+    user: fields.OneToOneRelation[User] = fields.OneToOneField("models.User", related_name="deletion")
+    user_id: int
     state = fields.CharField(max_length=16, default="started")  # started | done
-    steps_done = fields.JSONField(default=list)
-    summary = fields.JSONField(default=dict)  # counts per step (no personal data)
+    steps_done: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    summary: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)  # counts per step (no personal data)
     started_at = fields.DatetimeField()
     finished_at = fields.DatetimeField(null=True)
     attempts = fields.IntField(default=0)

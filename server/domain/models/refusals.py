@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.domain.models.users import User
 
 
 class MutualAidRefusal(Model):
@@ -12,9 +17,10 @@ class MutualAidRefusal(Model):
     bot needs only the reason, and a refused request is no reason to hold their data."""
 
     id = fields.BigIntField(primary_key=True)
-    user = fields.ForeignKeyField(
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="mutual_aid_refusals", on_delete=fields.CASCADE
     )
+    user_id: int
     action = fields.CharField(max_length=16)  # authorize | revoke
     code = fields.CharField(max_length=40)
     message = fields.CharField(max_length=200)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.domain.models.users import User
 
 
 class InsuredPerson(Model):
@@ -37,10 +42,12 @@ class VoucherActivation(Model):
     registry's ``voucher_activated`` flag says *that*, these rows say *who and when*."""
 
     id = fields.IntField(primary_key=True)
-    person = fields.ForeignKeyField("models.InsuredPerson", related_name="activations")
-    activated_by = fields.ForeignKeyField(
+    person: fields.ForeignKeyRelation[InsuredPerson] = fields.ForeignKeyField("models.InsuredPerson", related_name="activations")
+    person_id: int
+    activated_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="activations", null=True, on_delete=fields.SET_NULL
     )
+    activated_by_id: int | None
     application_id = fields.UUIDField(null=True)
     staff = fields.CharField(max_length=64, null=True)  # counter service: the clerk's name
     method = fields.CharField(max_length=16)  # face | documents | guardian | counter

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -49,7 +51,7 @@ class StaffAuditEntry(Model):
     target_kind = fields.CharField(max_length=24)
     target_id = fields.CharField(max_length=64, null=True)
     person_ref = fields.CharField(max_length=80, null=True)
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     ip = fields.CharField(max_length=64, null=True)
     at = fields.DatetimeField(auto_now_add=True)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from server.domain.models.registry import InsuredPerson
 
 
 class User(Model):
@@ -22,9 +27,10 @@ class User(Model):
     id_hash = fields.CharField(max_length=64, null=True, unique=True)
     phone_enc = fields.TextField(null=True)
     # the insured person this user is, once real-name verified against the registry
-    person = fields.ForeignKeyField(
+    person: fields.ForeignKeyNullableRelation[InsuredPerson] = fields.ForeignKeyField(
         "models.InsuredPerson", related_name="users", null=True, on_delete=fields.SET_NULL
     )
+    person_id: int | None
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -66,7 +66,7 @@ async def preview(
         existing = await find_existing(institution.code, req.setl_id)  # a known setl_id
         if existing is not None:
             return replay(existing, req)
-        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
+        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人")
     member = read.member
     if member.status != "active":
         raise reason_error("MEMBER_NOT_INSURED")

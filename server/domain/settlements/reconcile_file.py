@@ -112,7 +112,7 @@ async def write(
 ) -> Report:
     """Write the day's events to ``out`` (``-``: stdout), compared with ``against``."""
     if against is not None and institution is None:
-        raise DomainError("INSTITUTION_REQUIRED", "与机构对账文件比对时须指定 --institution", 422)
+        raise DomainError("INSTITUTION_REQUIRED", "与机构对账文件比对时须指定 --institution")
     theirs, invalid = _read_theirs(against) if against is not None else ({}, [])
     columns = COLUMNS + (CHECK_COLUMNS if against is not None else [])
     report = Report(out=str(out))
@@ -137,7 +137,7 @@ async def write(
                 report.checks[item["check"]] += 1
             csv_out.write(item)
         for row in theirs.values():
-            row = {**row, "type": row.get("type") or "2207", "institution": institution}
+            row = {**row, "type": row.get("type") or "2207", "institution": institution or ""}
             csv_out.write({**row, "check": "only_theirs", "difference": ""})
             report.checks["only_theirs"] += 1
         for row in invalid:

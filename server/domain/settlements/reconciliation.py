@@ -21,7 +21,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tortoise.functions import Count, Sum
 
@@ -53,11 +53,11 @@ def parse_day(value: str) -> date:
         day = date.fromisoformat(value)
     except ValueError:
         raise DomainError(
-            "VALIDATION_FAILED", "对账日期格式应为 YYYY-MM-DD", 422, fields={"date": "INVALID_FORMAT"}
+            "VALIDATION_FAILED", "对账日期格式应为 YYYY-MM-DD", fields={"date": "INVALID_FORMAT"}
         ) from None
     if not SETL_YEARS[0] <= day.year <= SETL_YEARS[1]:
         raise DomainError(
-            "VALIDATION_FAILED", "对账日期超出范围", 422, fields={"date": "OUT_OF_RANGE"}
+            "VALIDATION_FAILED", "对账日期超出范围", fields={"date": "OUT_OF_RANGE"}
         )
     return day
 
@@ -125,9 +125,9 @@ class Cursor:
         m = _CURSOR_RE.match(value)
         if m is None:
             raise DomainError(
-                "VALIDATION_FAILED", "分页游标无效", 422, fields={"cursor": "INVALID_CURSOR"}
+                "VALIDATION_FAILED", "分页游标无效", fields={"cursor": "INVALID_CURSOR"}
             )
-        return cls(m.group(1), int(m.group(2)))  # type: ignore[arg-type]
+        return cls(cast(EventType, m.group(1)), int(m.group(2)))  # the pattern allows only these
 
 
 def item_of(kind: EventType, s: Settlement, institution: str) -> dict[str, Any]:
@@ -162,7 +162,7 @@ async def page(
         # one row more than fits tells whether the page ends inside this kind
         rows = await _events(kind, institution, day).filter(id__gt=after).order_by("id").limit(want + 1)
         for s in rows[:want]:
-            items.append(item_of(kind, s, s.institution_id))  # type: ignore[attr-defined]
+            items.append(item_of(kind, s, s.institution_id))
             last = Cursor(kind, s.id)
         if len(rows) > want and last is not None:
             return items, last.encode()

@@ -63,7 +63,7 @@ def fen_to_yuan(fen: int) -> str:
 
 
 def _field_error(name: str, code: str, message: str) -> DomainError:
-    return DomainError("VALIDATION_FAILED", message, 422, fields={name: code})
+    return DomainError("VALIDATION_FAILED", message, fields={name: code})
 
 
 # --- the 2207 request ---------------------------------------------------------------
@@ -131,14 +131,12 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
         raise DomainError(
             "AMOUNTS_INCONSISTENT",
             "统筹基金支付(hifp_pay)不能大于基金支付总额(fund_pay_sumamt)",
-            422,
             fields={"hifp_pay": "AMOUNTS_INCONSISTENT"},
         )
     if fund + psn_part != medfee:
         raise DomainError(
             "AMOUNTS_INCONSISTENT",
             "医疗费总额(medfee_sumamt)应等于基金支付总额与个人负担之和",
-            422,
             fields={"medfee_sumamt": "AMOUNTS_INCONSISTENT"},
         )
     breakdown = _parse_breakdown(data, medfee=medfee, fund=fund)
@@ -147,7 +145,6 @@ def parse_request(data: Mapping[str, Any], *, institution_code: str) -> Settleme
         raise DomainError(
             "MEMBER_IDENTIFIER_REQUIRED",
             "请提供且只提供一种参保人标识:qr_token(医保码)、certno 或 psn_no",
-            422,
             fields={"qr_token": "ONE_OF_REQUIRED"},
         )
     med_type = str(data.get("med_type"))
@@ -213,14 +210,12 @@ def _parse_breakdown(data: Mapping[str, Any], *, medfee: int, fund: int) -> dict
         raise DomainError(
             "AMOUNTS_INCONSISTENT",
             "全自费、超限价、先行自付与符合范围金额之和应等于医疗费总额(medfee_sumamt)",
-            422,
             fields={name: "AMOUNTS_INCONSISTENT" for name in (*BREAKDOWN, "medfee_sumamt")},
         )
     if fund > parts["inscp_scp_amt"]:
         raise DomainError(
             "AMOUNTS_INCONSISTENT",
             "基金支付总额(fund_pay_sumamt)不能大于符合范围金额(inscp_scp_amt)",
-            422,
             fields={"fund_pay_sumamt": "AMOUNTS_INCONSISTENT", "inscp_scp_amt": "AMOUNTS_INCONSISTENT"},
         )
     return parts
@@ -243,7 +238,6 @@ def parse_reversal(path_setl_id: str, data: Mapping[str, Any]) -> ReversalReques
         raise DomainError(
             "VALIDATION_FAILED",
             "请求体中的 setl_id 与路径不一致",
-            422,
             fields={"setl_id": "MISMATCH"},
         )
     reason = data.get("reason")

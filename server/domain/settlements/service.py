@@ -65,7 +65,7 @@ async def find_member(
     by, value = member_key(req, member_id, pii=pii)
     member = await money_sql.paying_member(conn, by, value)
     if member is None:
-        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
+        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人")
     return member
 
 
@@ -78,7 +78,7 @@ async def verify_voucher(qr_token: str, *, redis: Redis, pii: PiiCipher) -> dict
     claim = await vouchers.consume(redis, qr_token)
     person = await InsuredPerson.get_or_none(id=claim.member_id)
     if person is None:
-        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人", 404)
+        raise DomainError("MEMBER_NOT_FOUND", "参保登记中查无此人")
     return {
         "psn_no": person.psn_no,
         "name": pii.decrypt(person.name_enc, purpose="name"),
@@ -131,7 +131,6 @@ def replay(existing: Settlement, req: SettlementRequest) -> dict[str, Any]:
         raise DomainError(
             "SETTLEMENT_CONFLICT",
             "该结算流水号(setl_id)已用于内容不同的结算",
-            409,
             detail={"setl_id": req.setl_id},
         )
     return result_of(existing)
@@ -252,7 +251,7 @@ async def reverse(
             .first()
         )
         if s is None:
-            raise DomainError("SETTLEMENT_NOT_FOUND", "未找到该机构的这笔结算", 404)
+            raise DomainError("SETTLEMENT_NOT_FOUND", "未找到该机构的这笔结算")
         if s.state == "reversed":
             return result_of(s)
         entries = await LedgerEntry.filter(settlement_id=s.id).values(
