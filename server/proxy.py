@@ -17,23 +17,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from server.settings import Network, parse_networks
+
 __all__ = ["parse_networks", "real_client_address"]
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """``"127.0.0.1, 10.0.0.0/8"`` → networks; a ValueError names a bad entry."""
-    out: list[Network] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"server.trusted_proxies: {item!r} is no address or network") from None
-    return tuple(out)
 
 
 def _trusted(peer: str | None, networks: tuple[Network, ...]) -> bool:

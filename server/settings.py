@@ -7,6 +7,7 @@ reads globals at import time; the app factory receives the resulting object.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -245,8 +246,6 @@ class Settings:
             raise ValueError("jwt.current_kid names no key in jwt.keys")
         if self.pii.current_kid not in self.pii.keys:
             raise ValueError("pii.current_kid names no key in pii.keys")
-        from server.proxy import parse_networks
-
         parse_networks(self.server.trusted_proxies)  # a ValueError names a bad entry
         if self.database.schema not in ("migrate", "generate", "none"):
             raise ValueError("database.schema must be migrate, generate or none")
@@ -410,3 +409,20 @@ def _convert(value: Any, hint: Any, name: str) -> Any:
     if not isinstance(value, hint):
         raise SettingsError(expected)
     return value
+
+
+# -- [server] trusted_proxies (server/proxy.py reads requests through them) ------------
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` → networks; a ValueError names a bad entry."""
+    out: list[Network] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"server.trusted_proxies: {item!r} is no address or network") from None
+    return tuple(out)

@@ -40,6 +40,8 @@ HTTP_MODULES = (
     "server.responses",
     "server.http_errors",
     "server.serving",
+    "server.proxy",  # the trusted proxies' X-Real-IP middleware
+    "server.write_limits",  # the write budget of every route
 )
 WIRING = (
     "server.__main__",
@@ -59,6 +61,8 @@ FOUNDATION = (
     "server.ratelimit",
     "server.outages",
     "server.metrics",
+    "server.consttime",  # constant-time compares
+    "server.redis_client",  # one Redis or a Redis Cluster, hash tags
 )
 DOMAIN_PACKAGES = ("server.domain", "server.privacy", "server.push", "server.bulk", "bot")
 
