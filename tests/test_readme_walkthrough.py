@@ -8,7 +8,6 @@ promise — so the README stays true when the API moves.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.test_run_command import _free_port
+from tests.test_run_command import _free_port, demo_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +34,7 @@ def walkthrough_script(port: int) -> str:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 async def test_the_readme_walkthrough_does_what_it_says(tmp_path: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "WECHAT_", "TEST_"))}
-    env.update({"DATA_DIR": str(tmp_path / "data"), "PORT": str(port), "HOST": "127.0.0.1"})
+    env = demo_env(tmp_path / "data", port)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

@@ -19,10 +19,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def demo_env(data_dir: Path, port: int) -> dict[str, str]:
+    """The README's run command's environment: nothing but a data directory and a port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "WECHAT_", "TEST_"))}
+    env.update({"DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1"})
+    return env
+
+
 async def test_python_m_server_serves_the_demo(tmp_path: Path) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "WECHAT_", "TEST_"))}
-    env.update({"DATA_DIR": str(tmp_path / "data"), "PORT": str(port), "HOST": "127.0.0.1"})
+    env = demo_env(tmp_path / "data", port)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

@@ -24,24 +24,22 @@ _COLUMNS = (
 )
 
 
-async def _bytewise(apps, schema_editor) -> None:
+async def _collate(schema_editor, collation: str) -> None:
     client = schema_editor.client
     if client.capabilities.dialect != "postgres":
         return
     for table, column, length in _COLUMNS:
         await client.execute_script(
-            f'ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar({length}) COLLATE "C"'
+            f'ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar({length}) COLLATE "{collation}"'
         )
+
+
+async def _bytewise(apps, schema_editor) -> None:
+    await _collate(schema_editor, "C")
 
 
 async def _default(apps, schema_editor) -> None:
-    client = schema_editor.client
-    if client.capabilities.dialect != "postgres":
-        return
-    for table, column, length in _COLUMNS:
-        await client.execute_script(
-            f'ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar({length}) COLLATE "default"'
-        )
+    await _collate(schema_editor, "default")
 
 
 class Migration(migrations.Migration):
