@@ -482,7 +482,17 @@ async def test_two_dispatchers_in_one_process_never_double_claim(
         await a.close()
         await b.close()
     counts = collections.Counter(notice_id_of(m) for m in wechat_state.sent_messages())
-    assert len(counts) == 200 and set(counts.values()) == {1}
+    assert len(counts) == 200
+    attempts = {str(i): n for i, n in await Notice.all().values_list("id", "attempts")}
+    # A notice sent twice was either claimed twice (the bug this test is about: each
+    # worker sends it once and writes attempts = 1) or sent again after a send whose
+    # answer never came back (WeChat got it, we saw a transport error: attempts = 2, the
+    # at-least-once retry docs/push.md describes — seen only on a machine under heavy
+    # load). Only the first is refused here.
+    double_claimed = {
+        nid: n for nid, n in counts.items() if n > 1 and attempts[nid] < n
+    }
+    assert not double_claimed, (double_claimed, {nid: attempts[nid] for nid in double_claimed})
     by = collections.Counter(await Notice.all().values_list("leased_by", flat=True))
     assert len(by) == 2  # both took a share
 
