@@ -205,3 +205,24 @@ async def authorize(
         **extra,
     }
     return await client.post("/api/v1/mutual-aid/authorizations", json=body, headers=bearer(tokens))
+
+
+def production_env() -> dict[str, str]:
+    """An environment a production server starts with: real-looking secrets everywhere
+    (the settings tests then take one away, or add a demo value, and expect a refusal)."""
+    return {
+        "APP_ENV": "production",
+        "DATABASE_URL": "postgres://u:p@db/qq",
+        "REDIS_URL": "redis://r:6379/0",
+        "WECHAT_API_BASE": "https://api.weixin.qq.com",
+        "WECHAT_MP_APPID": "wx0123456789abcdef",
+        "WECHAT_OA_APPID": "wxfedcba9876543210",
+        "WECHAT_MP_SECRET": "s" * 32,
+        "WECHAT_OA_SECRET": "t" * 32,
+        "WECHAT_OA_TOKEN": "tok" * 8,
+        "WECHAT_OA_ENCODING_AES_KEY": "A" * 43,
+        "JWT_KEYS": "k1:" + "j" * 48,
+        "PII_KEYS": "p1:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+        "PII_HASH_KEY": "h" * 40,
+        "DEMO_DATA": "false",
+    }

@@ -19,6 +19,7 @@ from server.domain.models import OfficialFollower
 from server.settings import Settings
 from tests.bot.conftest import PATH, Wx
 from tests.conftest import serving
+from tests.factories import production_env
 
 QUESTION = "亲情账户花的是谁的钱"
 
@@ -68,22 +69,7 @@ async def test_with_a_key_only_encrypted_pushes_are_taken(
 
 
 def test_production_refuses_plain_mode_unless_allowed() -> None:
-    env = {
-        "APP_ENV": "production",
-        "DATABASE_URL": "postgres://u:p@db/qq",
-        "REDIS_URL": "redis://r:6379/0",
-        "WECHAT_API_BASE": "https://api.weixin.qq.com",
-        "WECHAT_MP_APPID": "wx0123456789abcdef",
-        "WECHAT_OA_APPID": "wxfedcba9876543210",
-        "WECHAT_MP_SECRET": "s" * 32,
-        "WECHAT_OA_SECRET": "t" * 32,
-        "WECHAT_OA_TOKEN": "tok" * 8,
-        "WECHAT_OA_ENCODING_AES_KEY": "A" * 43,
-        "JWT_KEYS": "k1:" + "j" * 48,
-        "PII_KEYS": "p1:" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
-        "PII_HASH_KEY": "h" * 40,
-        "DEMO_DATA": "false",
-    }
+    env = production_env()
     real = {"institution.demo_secret": ""}
     assert Settings.load(env=env, overrides=real).is_production  # safe mode: starts
     plain = {**real, "wechat.oa_encoding_aes_key": ""}

@@ -10,6 +10,7 @@ from cryptography.exceptions import InvalidTag
 
 from server.domain.pii import PiiCipher, mask_id, mask_name, mask_phone, scrub
 from server.settings import Settings
+from tests.factories import production_env
 
 
 def _key() -> str:
@@ -73,22 +74,7 @@ def test_bad_settings_are_refused() -> None:
 
 
 def test_production_accepts_real_secrets() -> None:
-    env = {
-        "APP_ENV": "production",
-        "DATABASE_URL": "postgres://u:p@db/qq",
-        "REDIS_URL": "redis://r:6379/0",
-        "WECHAT_API_BASE": "https://api.weixin.qq.com",
-        "WECHAT_MP_APPID": "wx0123456789abcdef",
-        "WECHAT_OA_APPID": "wxfedcba9876543210",
-        "WECHAT_MP_SECRET": "s" * 32,
-        "WECHAT_OA_SECRET": "t" * 32,
-        "WECHAT_OA_TOKEN": "tok" * 8,
-        "WECHAT_OA_ENCODING_AES_KEY": "A" * 43,
-        "JWT_KEYS": "k1:" + "j" * 48,
-        "PII_KEYS": "p1:" + _key(),
-        "PII_HASH_KEY": "h" * 40,
-        "DEMO_DATA": "false",
-    }
+    env = {**production_env(), "PII_KEYS": "p1:" + _key()}
     with pytest.raises(ValueError, match="institution.demo_secret"):
         Settings.load(env=env)  # the demo institution secret still comes from default.toml
     s = Settings.load(env=env, overrides={"institution.demo_secret": "", "review.reviewers": {"ann": "r" * 32}})
