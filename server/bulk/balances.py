@@ -123,6 +123,24 @@ _POST = """
     """
 
 
+def open_new(persons: str) -> str:
+    """CTEs ``opened`` and ``posted`` (PostgreSQL, parameters $1 now, $2 kind, $3 note):
+    the personal accounts of persons created *in the same statement* (``persons``: a
+    SELECT of ``person_id, initial``), each opened at ``initial`` with one ledger entry
+    of that amount (none for 0). No account can exist yet for a person that did not, so
+    a plain INSERT without a look-up; the caller refuses ``opened`` rows below zero."""
+    return f"""opened AS (
+        INSERT INTO accounts (person_id, balance_fen, updated_at)
+        SELECT w.person_id, w.initial, $1 FROM ({persons}) w ORDER BY w.person_id
+        RETURNING id, balance_fen
+    ), posted AS (
+        INSERT INTO ledger_entries ({_ENTRY_COLUMNS})
+        SELECT id, NULL, balance_fen, balance_fen, $2, NULL, $3, $1
+        FROM opened WHERE balance_fen <> 0 ORDER BY id
+        RETURNING 1
+    )"""
+
+
 def _with_account(wanted: str) -> str:
     return f"SELECT s.*, {account_of_person('s.person_id')} AS account_id FROM ({wanted}) s"
 

@@ -32,6 +32,7 @@ from server.bulk.session import BulkSession, open_session
 from server.bulk.source import CsvSource, Layout, Row
 from server.domain.clock import SHANGHAI, cn_today
 from server.domain.errors import DomainError
+from server.domain.ledger import insufficient
 from server.domain.pii import PiiCipher, mask_id
 from server.domain.registry import HEADER, OPTIONAL
 
@@ -92,45 +93,77 @@ class RegistryJob:
         self.sql = sql
         self.preparer = preparer
         self.all_new = True  # the last batch created every row (a first load; hoped at first)
+        # PostgreSQL: the seen-set is looked up (indexed) only once a batch is not a first
+        # load's; SQLite's is a rowid table, always indexed
+        self.seen_indexed = not sql.pg
 
     def prepare(self, rows: list[Row]) -> PreparedBatch:
         return self.preparer.prepare(rows)
 
     async def write(self, session: BulkSession, batch: PreparedBatch, *, apply: bool) -> BatchResult:
         sql = self.sql
-        result = BatchResult()
         if not batch.records:
-            return result
+            return BatchResult()
         await session.execute(sql.clear)
         await session.copy_in(sql.stage, sql.columns, batch.records)
-        dups = await self._duplicates(session, len(batch.records))
-        result.rejects = [
+        staged = len(batch.records)
+        now = datetime.now(SHANGHAI)
+        if apply and self.all_new and not self.seen_indexed:
+            # a first load's batch, whole: no row can repeat an earlier batch's (those are
+            # in insured_persons, and the plain INSERT would have failed)
+            got = await self._first_load(session, sql.first_load_marking, now, staged)
+            if got is not None:
+                return got
+        if not self.seen_indexed:
+            await session.execute(sql.index_seen)
+            self.seen_indexed = True
+        dups = await self._duplicates(session, staged)
+        result = BatchResult(rejects=[
             Reject(line, DUPLICATE, "id_number", f"与第 {first} 行是同一人",
                    mask_id(batch.id_numbers.get(line, "")))
             for line, first in dups
-        ]
-        staged = len(batch.records) - len(dups)
+        ])
+        staged -= len(dups)
         if not apply:
             created, updated, moved = (await session.fetch(sql.preview))[0]
-        else:
-            now = datetime.now(SHANGHAI)
-            if sql.pg:
-                got = await session.fetch_unless_conflict(sql.merge_new, now) if self.all_new else None
-                created, updated = (got or await session.fetch(sql.merge, now))[0]
-                self.all_new = created == staged
-            else:  # ids only grow under the transaction's write lock: the new rows are above
-                before = await session.fetchval("SELECT coalesce(max(id), 0) FROM insured_persons")
-                await session.execute(sql.merge, now)
-                written = await session.fetchval("SELECT changes()")
-                created = await session.fetchval("SELECT count(*) FROM insured_persons WHERE id > $1", before)
-                updated = written - created
-            moved = await balances.post_balances(
-                session, wanted=sql.wanted, initial="s.balance_fen", target="s.balance_fen",
-                now=now, kind=LEDGER_KIND, note=LEDGER_NOTE,
-            )
+        elif sql.pg:
+            got = await self._first_load(session, sql.first_load, now, staged) if self.all_new else None
+            if got is not None:
+                got.rejects = result.rejects
+                return got
+            created, updated = (await session.fetch(sql.merge, now))[0]
+            self.all_new = created == staged
+            moved = await self._balances(session, now)
+        else:  # ids only grow under the transaction's write lock: the new rows are above
+            before = await session.fetchval("SELECT coalesce(max(id), 0) FROM insured_persons")
+            await session.execute(sql.merge, now)
+            written = await session.fetchval("SELECT changes()")
+            created = await session.fetchval("SELECT count(*) FROM insured_persons WHERE id > $1", before)
+            updated = written - created
+            moved = await self._balances(session, now)
         result.counts = {"created": int(created), "updated": int(updated),
                          "unchanged": staged - int(created) - int(updated), "balances": int(moved)}
         return result
+
+    async def _first_load(self, session: BulkSession, statement: str, now: datetime,
+                          staged: int) -> BatchResult | None:
+        """Every staged person created, with their accounts and opening entries, in one
+        statement; None (nothing done, ``all_new`` off) when a person exists already."""
+        got = await session.fetch_unless_conflict(statement, now, LEDGER_KIND, LEDGER_NOTE)
+        if got is None:
+            self.all_new = False
+            return None
+        created, moved, negative, _ = got[0]
+        if negative:
+            raise insufficient()  # the batch's transaction rolls back
+        return BatchResult(counts={"created": int(created), "updated": 0, "unchanged": 0,
+                                   "balances": int(moved)})
+
+    async def _balances(self, session: BulkSession, now: datetime) -> int:
+        return await balances.post_balances(
+            session, wanted=self.sql.wanted, initial="s.balance_fen", target="s.balance_fen",
+            now=now, kind=LEDGER_KIND, note=LEDGER_NOTE,
+        )
 
     async def _duplicates(self, session: BulkSession, staged: int) -> list[tuple[int, int]]:
         """Mark the batch's blind indexes as seen; (line, first line) of those seen in an
@@ -170,7 +203,7 @@ async def import_registry(
     mode = "dry_run" if dry_run else "single" if strict else "batches"
     with CsvSource(path, LAYOUT) as source, RejectWriter(reject_path) as rejects:
         async with open_session() as session:
-            sql = RegistrySql(session.dialect, STAGE_COLUMNS + (("fp",) if session.dialect == "sqlite" else ()))
+            sql = RegistrySql(session.dialect, (*STAGE_COLUMNS, "fp"))
             size = batch_size or BATCH_SIZE[session.dialect]
             if not 1 <= size <= MAX_BATCH_SIZE:
                 raise ValueError(f"batch size must be 1..{MAX_BATCH_SIZE}")
@@ -178,7 +211,7 @@ async def import_registry(
                 await session.execute(statement)
             try:
                 preparer = RowPreparer(pii, source.columns, today=cn_today(), encrypt=not dry_run,
-                                       fingerprint=not sql.pg)
+                                       fingerprint="uuid" if sql.pg else "int64")
                 totals = await pipeline.run(
                     source, RegistryJob(sql, preparer), session, batch_size=size, mode=mode,
                     rejects=rejects, progress=progress, hooks=hooks,

@@ -12,7 +12,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from server.bulk.report import BAD_CHECKSUM, DUPLICATE, MALFORMED, UNKNOWN_REGION, Reject
 from server.bulk.source import Row
@@ -20,11 +20,12 @@ from server.domain.errors import DomainError
 from server.domain.identity import (
     PROVINCE_PREFIXES,
     RESIDENCE_PERMIT_PREFIXES,
+    CanonicalResidentIds,
     gb11643_check_digit,
     normalize_id_number,
     parse_id,
 )
-from server.domain.pii import PiiCipher, mask_id
+from server.domain.pii import BatchSealer, PiiCipher, mask_id
 from server.domain.registry import HEADER, id_hash, name_hash, psn_no_for
 
 # The staging record, in this order (server/bulk/registry_import.py creates the table).
@@ -54,6 +55,7 @@ _BOOLS = {"true": True, "false": False}
 _GUARDIAN_BIRTH_LIMIT = date(2100, 1, 1)  # as registry.guardian_hashes: any real birth date
 _ID_HASH = operator.itemgetter(STAGE_COLUMNS.index("id_hash"))
 _HALF = 1 << 63  # a 64-bit unsigned fingerprint as SQLite's signed integer
+_NAME, _ID_NUMBER = b"name", b"id_number"  # the associated data of PiiCipher.encrypt's purposes
 MAX_BALANCE_FEN = 10**15  # a BIGINT with room to spare; anything larger is a typo
 
 
@@ -98,20 +100,24 @@ class RowPreparer:
         *,
         today: date,
         encrypt: bool = True,
-        fingerprint: bool = False,
+        fingerprint: Literal["uuid", "int64"] | None = None,
     ) -> None:
         self.pii = pii
         self.ncols = len(columns)
         self.has_guardians = len(columns) > len(HEADER)
         self.today = today
         self.encrypt = encrypt  # False for --dry-run: everything but the ciphertexts
-        self.fingerprint = fingerprint  # SQLite: + 64 bits of the blind index as an integer
+        # + the seen-set's key: 128 bits of the blind index as a uuid (PostgreSQL), or 64
+        # as a signed integer (SQLite's rowid)
+        self.fingerprint = fingerprint
+        self.resident_ids = CanonicalResidentIds(today)
 
     def prepare(self, rows: Sequence[Row]) -> PreparedBatch:
         out = PreparedBatch(rows=len(rows))
         seen: dict[str, int] = {}  # id_hash → first line in this batch
+        sealer = self.pii.sealer(2 * len(rows)) if self.encrypt else None
         for line, cells in rows:
-            result = self._row(line, cells)
+            result = self._row(line, cells, sealer)
             if isinstance(result, Reject):
                 out.rejects.append(result)
                 continue
@@ -130,21 +136,25 @@ class RowPreparer:
         out.records.sort(key=_ID_HASH)
         return out
 
-    def _row(self, line: int, cells: list[str] | str) -> Reject | tuple[tuple[Any, ...], str]:
+    def _row(
+        self, line: int, cells: list[str] | str, sealer: BatchSealer | None
+    ) -> Reject | tuple[tuple[Any, ...], str]:
         if isinstance(cells, str):
             return Reject(line, MALFORMED, "", cells)
         if len(cells) != self.ncols:
             return Reject(line, MALFORMED, "", f"应有 {self.ncols} 列,实际 {len(cells)} 列")
         name = cells[0].strip()
         id_type = cells[1].strip()
-        raw_number = cells[2]
-        try:
-            doc = parse_id(id_type, raw_number, today=self.today)
-        except DomainError as err:
-            if err.code != "INVALID_ID_NUMBER":
-                return Reject(line, MALFORMED, "id_type", "证件类型无效")
-            return _id_reason(id_type, raw_number, "id_number", line, err)
-        number = doc.id_number
+        number = cells[2]
+        # most rows: a resident ID as it should be written, accepted without parse_id's
+        # normalising and its IdDocument (identity.CanonicalResidentIds: the same rules)
+        if id_type != "resident_id" or not self.resident_ids.accepts(number):
+            try:
+                number = parse_id(id_type, number, today=self.today).id_number
+            except DomainError as err:
+                if err.code != "INVALID_ID_NUMBER":
+                    return Reject(line, MALFORMED, "id_type", "证件类型无效")
+                return _id_reason(id_type, number, "id_number", line, err)
         if not name:
             return Reject(line, MALFORMED, "name", "姓名不能为空", mask_id(number))
         insurance_type = cells[3].strip()
@@ -185,10 +195,10 @@ class RowPreparer:
                 hashes.append(id_hash(self.pii, g.id_type, g.id_number))
             guardians = ",".join(sorted(set(hashes)))
         pii = self.pii
-        hid = id_hash(pii, doc.id_type, number)
-        if self.encrypt:
-            name_enc = pii.encrypt(name, purpose="name")
-            number_enc = pii.encrypt(number, purpose="id_number")
+        hid = id_hash(pii, id_type, number)
+        if sealer is not None:
+            name_enc = sealer.encrypt(name, _NAME)
+            number_enc = sealer.encrypt(number, _ID_NUMBER)
         else:
             name_enc = number_enc = ""
         record: tuple[Any, ...] = (
@@ -196,7 +206,7 @@ class RowPreparer:
             psn_no_for(hid),
             name_enc,
             name_hash(pii, name),
-            doc.id_type,
+            id_type,
             number_enc,
             hid,
             insurance_type,
@@ -207,6 +217,8 @@ class RowPreparer:
             guardians,
             balance,
         )
-        if self.fingerprint:
+        if self.fingerprint == "uuid":
+            record += (hid[:32],)
+        elif self.fingerprint == "int64":
             record += (int(hid[:16], 16) - _HALF,)
         return record, number

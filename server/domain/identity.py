@@ -25,7 +25,6 @@ Formats accepted
 
 from __future__ import annotations
 
-import operator
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -70,6 +69,7 @@ PROVINCE_PREFIXES: frozenset[str] = frozenset(
     "50 51 52 53 54 61 62 63 64 65 71 81 82".split()
 )
 RESIDENCE_PERMIT_PREFIXES: dict[str, str] = {"HK": "810000", "MO": "820000", "TW": "830000"}
+_PERMIT_AREAS = frozenset(RESIDENCE_PERMIT_PREFIXES.values())
 
 _MIN_BIRTH = date(1900, 1, 1)
 
@@ -103,8 +103,10 @@ def gb11643_check_digit(first17: str) -> str:
     """The GB 11643-1999 (ISO 7064 MOD 11-2) check character for 17 digits."""
     if len(first17) != 17 or not first17.isascii() or not first17.isdigit():
         raise ValueError("first17 must be exactly 17 ASCII digits")
-    total = sum(map(operator.mul, map(int, first17), _WEIGHTS))
-    return _CHECK_CHARS[total % 11]
+    # sum(d_i * W_i) with W_i = 2^(17-i) mod 11 is 2 * sum(d_i * 2^(16-i)); and 13 ≡ 2
+    # (mod 11), so the inner sum is int(first17, 13) mod 11: one C call instead of 17
+    # multiplications (tests/unit/test_identity.py checks it against the weights)
+    return _CHECK_CHARS[int(first17, 13) * 2 % 11]
 
 
 def age_on(birth_date: date, on: date) -> int:
@@ -217,6 +219,43 @@ def parse_id(id_type: str, id_number: str, *, today: date) -> IdDocument:
     if not pattern[0].fullmatch(number):
         raise _invalid(id_type, pattern[1])
     return IdDocument(id_type, number, None, None)
+
+
+class CanonicalResidentIds:
+    """A quick yes of ``parse_id`` for bulk loads (server/bulk: millions of rows).
+
+    ``accepts(number)`` is True only when ``parse_id("resident_id", number, today=today)``
+    accepts ``number`` exactly as written (already normalised: 18 ASCII characters, upper
+    case). False means "not decided here": the caller asks ``parse_id``, which accepts
+    another spelling (full-width digits, a lower-case x, spaces) or says what is wrong.
+    The same rules in the same order as ``parse_id``; tests/unit/test_identity.py holds
+    the two to agreeing.
+    """
+
+    def __init__(self, today: date) -> None:
+        self.today = today
+        # the valid birth dates met so far (YYYYMMDD): at most ~46,000 days since 1900
+        self._births: set[str] = set()
+
+    def accepts(self, number: str) -> bool:
+        if len(number) != 18 or not number.isascii():
+            return False
+        first17 = number[:17]
+        if not first17.isdigit() or _CHECK_CHARS[int(first17, 13) * 2 % 11] != number[17]:
+            return False
+        if number[:2] not in PROVINCE_PREFIXES or number[:6] in _PERMIT_AREAS:
+            return False
+        ymd = number[6:14]
+        if ymd in self._births:
+            return True
+        try:
+            born = date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+        except ValueError:
+            return False
+        if not _MIN_BIRTH <= born <= self.today:
+            return False
+        self._births.add(ymd)
+        return True
 
 
 # --- test and demo data helpers -------------------------------------------------------

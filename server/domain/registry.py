@@ -72,7 +72,8 @@ def guardian_hashes(pii: PiiCipher, cell: str, line: int) -> str:
 
 def psn_no_for(hashed_id: str) -> str:
     """A stable 人员编号 derived from the blind index (the demo has no national one)."""
-    return "P" + str(int(hashlib.sha256(hashed_id.encode()).hexdigest()[:15], 16)).zfill(19)[:19]
+    # the first 60 bits of its SHA-256, in 19 decimal digits (2^60 < 10^19)
+    return f"P{int.from_bytes(hashlib.sha256(hashed_id.encode()).digest()[:8]) >> 4:019d}"
 
 
 async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:

@@ -215,3 +215,4 @@ async def test_an_account_opened_meanwhile_is_set_not_duplicated(
     assert amounts == [100, 800] and account.balance_fen == 900
     assert await Account.filter(person_id=person.id).count() == 1
     assert await ledger.verify_account(account.id)
+

@@ -226,3 +226,56 @@ def test_every_id_type_has_a_parser() -> None:
 def test_mask() -> None:
     assert mask_id_number("110101198001011234") == "1101**********1234"
     assert mask_id_number("H12345678") == "H123*5678"
+
+
+# --- the bulk fast path (issue 18): the same answers as the slow, obvious ones ----------
+
+
+@given(st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_check_digit_is_the_weighted_sum_of_gb11643(first17: str) -> None:
+    weights = [pow(2, 17 - i, 11) for i in range(17)]  # W_i = 2^(17-i) mod 11
+    total = sum(int(d) * w for d, w in zip(first17, weights, strict=True))
+    assert gb11643_check_digit(first17) == "10X98765432"[total % 11]
+
+
+def _spellings() -> st.SearchStrategy[str]:
+    """Valid resident IDs and near misses: a changed character, case, width, length,
+    area, birth date — the shapes a registry file holds."""
+    valid = st.builds(
+        make_resident_id,
+        region=st.sampled_from(["110101", "440305", "810000", "710000", "990101", "000000", "830000"]),
+        birth=st.dates(min_value=date(1890, 1, 1), max_value=date(2030, 12, 31)),
+        seq=st.text(alphabet="0123456789", min_size=3, max_size=3),
+    )
+
+    def mutate(number: str, how: int, at: int, char: str) -> str:
+        at %= len(number)
+        return [
+            number,
+            number.lower(),
+            number[:at] + char + number[at + 1 :],
+            number[:at] + number[at + 1 :],
+            number + char,
+            f" {number} ",
+            number.translate({ord(c): ord(c) + 0xFEE0 for c in "0123456789"}),  # full width
+            number[:12] + "0231" + number[16:],  # 31 February
+        ][how]
+
+    return st.builds(mutate, valid, st.integers(0, 7), st.integers(0, 17),
+                     st.sampled_from(list("0123456789XxA_ +٣")))
+
+
+@given(_spellings())
+def test_canonical_resident_ids_agree_with_parse_id(number: str) -> None:
+    from server.domain.identity import CanonicalResidentIds
+
+    quick = CanonicalResidentIds(TODAY)
+    try:
+        parsed = parse_id("resident_id", number, today=TODAY).id_number
+    except DomainError:
+        parsed = None
+    if quick.accepts(number):  # a yes is parse_id's yes, for the number as written
+        assert parsed == number
+    elif parsed is not None:  # a "not here" is only ever for another spelling
+        assert parsed != number
+    assert quick.accepts(number) == (parsed == number)  # twice: the birth-date cache agrees

@@ -51,7 +51,8 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "ledger_entries"
-        indexes = (("settlement_id",), ("account_id", "created_at"))
+        # + ``(settlement_id) WHERE settlement_id IS NOT NULL`` (migration 0012: partial)
+        indexes = (("account_id", "created_at"),)
 
 
 class Authorization(Model):
