@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -86,6 +87,32 @@ async def _call(hook: Callable[[int], Awaitable[None] | None] | None, n: int) ->
         result = hook(n)
         if result is not None:
             await result
+
+
+GC_EVERY = 64  # batches between two collections of the young generations during a run
+
+
+@contextlib.contextmanager
+def _batch_gc() -> Iterator[None]:
+    """The cyclic garbage collector, off for a run of batches.
+
+    A batch is tens of thousands of rows, records and cells: plain lists, tuples and
+    strings without cycles, freed by reference counting. The collector, at its default
+    threshold (700 new containers), ran every few dozen rows and traversed the batch in
+    the making again and again (measured: ~12 % of the import's CPU; at a threshold of
+    50,000, still 1.8 µs a row). For the run it is off and what existed before is frozen;
+    the loop collects the young generations every ``GC_EVERY`` batches (the few cycles
+    asyncio makes stay bounded); everything is restored afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 def _next_batch(batches: Iterator[list[Row]], job: Job[P]) -> tuple[list[Row], P] | None:
@@ -160,13 +187,17 @@ async def run(
                 raise
             if progress is not None:
                 progress.update(totals.rows, source.bytes_read / max(source.size, 1))
+            if number % GC_EVERY == 0:
+                gc.collect(1)
 
     if mode == "batches":
-        await loop()
+        with _batch_gc():
+            await loop()
     else:
         try:
             async with session.transaction():
-                await loop()
+                with _batch_gc():
+                    await loop()
                 if mode == "dry_run" or totals.stopped_at is not None:
                     raise StrictStop  # roll everything back
                 await _call(hooks.after_commit, totals.batches)

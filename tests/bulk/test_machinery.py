@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,36 @@ async def test_an_account_opened_meanwhile_is_set_not_duplicated(
     assert await Account.filter(person_id=person.id).count() == 1
     assert await ledger.verify_account(account.id)
 
+
+
+@pytest.mark.parametrize("crash", [False, True])
+async def test_a_run_gives_the_garbage_collector_back(app: web.Application, tmp_path: Path, crash: bool) -> None:
+    """The pipeline turns the cyclic GC off and freezes the heap for a run (its batches
+    have no cycles); afterwards — also after a crash — it is on again, nothing frozen,
+    and a cycle made during the run is collected."""
+    import gc
+
+    from server.bulk.pipeline import Hooks
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    made: list[object] = []
+
+    def during(batch: int) -> None:
+        assert not gc.isenabled() and gc.get_freeze_count() > 0
+        made.append(weakref.ref(Cycle()))
+        if crash:
+            raise RuntimeError("crash")
+
+    path = write_csv(tmp_path / "reg.csv", [row(i) for i in range(3)])
+    assert gc.isenabled()
+    try:
+        await import_csv(path, pii=app[keys.pii_key], hooks=Hooks(before_commit=during))
+    except RuntimeError:
+        assert crash
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert made and made[0]() is not None  # the cycle outlived the run's batches …
+    gc.collect()
+    assert made[0]() is None  # … and the collector, back on, frees it
