@@ -165,10 +165,14 @@ class RowPreparer:
             return Reject(line, MALFORMED, "region_code", "必须是 6 位数字", mask_id(number))
         if region[:2] not in INSURANCE_PROVINCES:
             return Reject(line, UNKNOWN_REGION, "region_code", "不是已知省份的行政区划代码", mask_id(number))
-        has_account = _BOOLS.get(cells[5].strip().lower())
+        has_account = _BOOLS.get(cells[5])  # as written, mostly; else cleaned up
+        if has_account is None:
+            has_account = _BOOLS.get(cells[5].strip().lower())
         if has_account is None:
             return Reject(line, MALFORMED, "has_personal_account", "必须是 true 或 false", mask_id(number))
-        activated = _BOOLS.get(cells[6].strip().lower())
+        activated = _BOOLS.get(cells[6])
+        if activated is None:
+            activated = _BOOLS.get(cells[6].strip().lower())
         if activated is None:
             return Reject(line, MALFORMED, "voucher_activated", "必须是 true 或 false", mask_id(number))
         status = cells[7].strip()

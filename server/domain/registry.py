@@ -73,7 +73,7 @@ def guardian_hashes(pii: PiiCipher, cell: str, line: int) -> str:
 def psn_no_for(hashed_id: str) -> str:
     """A stable 人员编号 derived from the blind index (the demo has no national one)."""
     # the first 60 bits of its SHA-256, in 19 decimal digits (2^60 < 10^19)
-    return f"P{int.from_bytes(hashlib.sha256(hashed_id.encode()).digest()[:8]) >> 4:019d}"
+    return "P" + str(int.from_bytes(hashlib.sha256(hashed_id.encode()).digest()[:8]) >> 4).zfill(19)
 
 
 async def find_by_id(pii: PiiCipher, id_type: str, id_number: str) -> InsuredPerson | None:

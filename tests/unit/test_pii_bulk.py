@@ -39,3 +39,15 @@ def test_a_batch_sealer_writes_what_decrypt_reads_each_under_its_own_nonce() -> 
         pii.decrypt(tokens[0], purpose="id_number")
     with pytest.raises(RuntimeError):  # never a nonce twice: the sealer is spent
         sealer.encrypt("李四", b"name")
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_psn_no_is_still_the_first_60_bits_of_sha256_in_19_digits(raw: bytes) -> None:
+    """psn_no is stored and shown: a faster spelling must keep every value."""
+    import hashlib
+
+    from server.domain.registry import psn_no_for
+
+    hashed = raw.hex()
+    first15 = hashlib.sha256(hashed.encode()).hexdigest()[:15]
+    assert psn_no_for(hashed) == "P" + str(int(first15, 16)).zfill(19)[:19]
