@@ -69,6 +69,12 @@ class SettlementIn(In):
     psn_no: str | None = Field(
         None, max_length=32, pattern=r"^[0-9A-Za-z_\-]+$", description="人员编号(核验医保码时返回)"
     )
+    password: str | None = Field(
+        None,
+        pattern=r"^[0-9]{6}$",
+        repr=False,
+        description="医保支付密码(6位数字):以 qr_token 结算且参保地政策要求时必填;不参与幂等比对,不保存",
+    )
     setl_time: str = Field(min_length=10, max_length=40, description="ISO 8601;无时区时按北京时间")
     medfee_sumamt: Yuan
     hifp_pay: Yuan

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from server.domain.face_check import FaceService
     from server.domain.pii import PiiCipher
     from server.domain.policy import PolicyEngine
+    from server.domain.settlements.request import SettlementRequest
 
 __all__ = ["PasswordRules", "VoucherPasswords", "weak"]
 
@@ -159,6 +160,24 @@ class VoucherPasswords:
         if person is not None:
             await self.check(person.id, person.region_code, password)
         return await settlements.verify_voucher(qr_token, redis=self.redis, pii=self.pii)
+
+    async def settle(
+        self, req: SettlementRequest, password: str | None, **context: Any
+    ) -> settlements.SettleResult:
+        """A 2207 (``settlements.settle``): by a 医保码, the member's password first, as
+        ``verify_voucher`` — a 医保码 must not pay where its verify would be refused. A
+        used or expired 医保码 goes on to ``settle``, which answers a retry of the
+        settlement that used it or refuses."""
+        if req.qr_token:
+            try:
+                claim = await vouchers.peek(self.redis, req.qr_token)
+            except DomainError:
+                claim = None
+            if claim is not None:
+                person = await InsuredPerson.get_or_none(id=claim.member_id).only("id", "region_code")
+                if person is not None:
+                    await self.check(person.id, person.region_code, password)
+        return await settlements.settle(req, **context)
 
     def rules(self, region_code: str) -> PasswordRules:
         p = self.policy.settings(region_code, cn_today(self.clock()))

@@ -231,3 +231,49 @@ async def test_the_password_stays_out_of_logs(
         await _verify(client, who, qr, "864209")
         assert (await _verify(client, who, qr, "135790")).status == 200
     assert "135790" not in caplog.text and "864209" not in caplog.text
+
+
+async def test_a_settlement_by_the_qr_code_asks_for_the_password_too(
+    client: TestClient, app: web.Application, who: dict[str, str]
+) -> None:
+    """A 2207 by ``qr_token`` must not pay where the 医保码's verify would be refused:
+    the same password check first, a refusal leaves the 医保码 unused, and the password
+    is no part of what a retry is compared on."""
+    from server.domain.models import Settlement
+    from tests.money.conftest import settlement_body
+
+    h, binding_id, _ = await _family(client, app)
+    assert (await _set(client, h, binding_id, "135790")).status == 204
+    qr = await _qr(client, h, binding_id)
+    body = settlement_body("S-PW-1", "30.00", qr_token=qr)
+
+    await _refused(await post_signed(client, "/settlements", body, **who), 422, "VOUCHER_PASSWORD_REQUIRED")
+    await _refused(await post_signed(client, "/settlements", {**body, "password": "135791"}, **who),
+                   403, "VOUCHER_PASSWORD_WRONG")
+    assert not await Settlement.filter(setl_id="S-PW-1").exists()
+    first = await post_signed(client, "/settlements", {**body, "password": "135790"}, **who)
+    assert first.status == 201, await first.text()
+    # the retry (its 医保码 used by the first attempt) is answered from the stored result
+    again = await post_signed(client, "/settlements", {**body, "password": "135790"}, **who)
+    assert again.status == 200 and await again.json() == await first.json()
+    stored = await Settlement.get(setl_id="S-PW-1")
+    assert "135790" not in str(stored.__dict__)
+    # the previous wrong try was forgotten by the right one
+    assert (await VoucherPassword.get(person_id=(await _member(binding_id)))).failed_count == 0
+
+
+async def test_no_password_asked_where_none_is_required(
+    client: TestClient, app: web.Application, who: dict[str, str]
+) -> None:
+    from tests.money.conftest import settlement_body
+
+    h, binding_id, _ = await _family(client, app, region=YICHANG)
+    body = settlement_body("S-PW-2", "10.00", qr_token=await _qr(client, h, binding_id))
+    resp = await post_signed(client, "/settlements", body, **who)
+    assert resp.status == 201, await resp.text()
+
+
+async def _member(binding_id: str) -> int:
+    from server.domain.models import Binding
+
+    return int((await Binding.get(id=binding_id)).member_id)
