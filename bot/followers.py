@@ -96,6 +96,17 @@ async def learn_follower(
     the look-up budget is spent)."""
     if not await budget.lookup():
         return None
+    return await look_up(gateway=gateway, access_token=access_token, oa_openid=oa_openid, budget=budget)
+
+
+async def look_up(
+    *,
+    gateway: WeChatGateway,
+    access_token: Callable[[], Awaitable[str]],
+    oa_openid: str,
+    budget: FollowerBudget,
+) -> str | None:
+    """``learn_follower`` for a caller that has spent the look-up budget itself."""
     try:
         info = await gateway.user_info(await access_token(), oa_openid)
     except WeChatError as exc:

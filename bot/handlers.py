@@ -60,9 +60,15 @@ def learn_in_background(bot: BotService, openid: str) -> None:
         return
 
     async def learn() -> None:
-        if await bot.redis.set(f"bot:learn:{openid}", 1, nx=True, ex=86_400):
+        key = f"bot:learn:{openid}"
+        if await bot.redis.set(key, 1, nx=True, ex=86_400):
+            if not await bot.budget.lookup():
+                # the global budget is spent (a flood): not this follower's daily look-up,
+                # which a later message may still make
+                await bot.redis.delete(key)
+                return
             assert bot.wechat is not None
-            await followers.learn_follower(
+            await followers.look_up(
                 gateway=bot.wechat, access_token=bot.access_token, oa_openid=openid,
                 budget=bot.budget,
             )

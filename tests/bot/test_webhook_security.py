@@ -4,12 +4,14 @@ followers cannot make unbounded user/info calls or follower rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from bot.followers import FollowerBudget
 from bot.service import BotService
 from fakes.wechat import FakeWeChatState
 from fakes.wechat.simulator import WeChatSimulator, event_xml, text_xml
@@ -102,3 +104,28 @@ async def test_forged_followers_spend_a_global_budget(
         row = await OfficialFollower.get(oa_openid=known.oa_openid)
         assert row.subscribed is False
         assert await OfficialFollower.all().count() == 4
+
+
+async def test_a_spent_budget_does_not_cost_a_follower_the_days_look_up(
+    make_settings: Callable[..., Settings], sim: WeChatSimulator, wechat_state: FakeWeChatState
+) -> None:
+    """A follower we never heard subscribe is looked up once a day, when asking why a
+    binding failed; when the global look-up budget is spent, that day's look-up is not
+    used up: a later question (once the budget is back) makes it."""
+    limits = {"bot.user_info_per_minute": 1, "bot.user_info_per_hour": 100}
+    async with serving(create_app(make_settings(**limits))) as client:
+        bot: BotService = client.server.app[keys.bot_key]
+        wx = Wx(client, sim)
+        await wx.reply(text_xml("为什么绑定不了?", openid="oa-first"))
+        await bot.drain()
+        assert wechat_state.calls["/cgi-bin/user/info"] == 1  # the minute's one look-up
+        await wx.reply(text_xml("为什么绑定不了?", openid="oa-second"))
+        await bot.drain()
+        assert wechat_state.calls["/cgi-bin/user/info"] == 1  # spent: skipped
+        bot.budget = FollowerBudget(bot.redis, dataclasses.replace(bot.config, user_info_per_minute=10))
+        await wx.reply(text_xml("绑定失败了怎么办", openid="oa-second"))
+        await bot.drain()
+        assert wechat_state.calls["/cgi-bin/user/info"] == 2  # not a day later
+        await wx.reply(text_xml("绑定失败了怎么办", openid="oa-second"))
+        await bot.drain()
+        assert wechat_state.calls["/cgi-bin/user/info"] == 2  # and then once a day
