@@ -307,7 +307,7 @@ class LocalStorage:
             if content_type is None:
                 raise ValueError(f"stored object {path.name} has an unknown type")
         except BaseException:
-            await asyncio.to_thread(source.close)
+            source.close()  # not in a thread: see _stream
             raise
         return content_type, _stream(source, first)
 
@@ -465,4 +465,8 @@ async def _stream(source: _Source, first: bytes) -> AsyncIterator[bytes]:
             yield chunk
             chunk = await asyncio.to_thread(source.next)
     finally:
-        await asyncio.to_thread(source.close)
+        # Closed right here, not in a worker thread: closing a file opened for reading
+        # does not wait on the disk, and a stream cancelled while the server shuts down
+        # (a client gone mid-download) must not depend on an executor that may refuse
+        # new work by then — the file was left to the garbage collector (ResourceWarning).
+        source.close()

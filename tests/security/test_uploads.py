@@ -53,6 +53,7 @@ async def _served(client: TestClient, h: dict[str, str], app_id: str, material: 
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Content-Security-Policy"].startswith("sandbox")
     assert resp.headers["Cache-Control"] == "private, no-store"
+    assert await resp.read()  # the whole body, as a client would: the server's stream ends
     return resp
 
 
