@@ -230,3 +230,29 @@ async def test_the_demo_registry_loads_in_one_go(app: web.Application) -> None:
     summary = await import_csv(DEMO_REGISTRY, pii=app[keys.pii_key])
     assert (summary.created, summary.rejected) == (15, 0)
     assert (await import_csv(DEMO_REGISTRY, pii=app[keys.pii_key])).unchanged == 15
+
+
+async def test_a_first_load_meeting_known_persons_still_catches_earlier_batches_duplicates(
+    app: web.Application, tmp_path: Path
+) -> None:
+    """On PostgreSQL a first load appends to the seen-set without looking it up while every
+    batch is new; the batch that meets persons already in the registry switches to the
+    checked path, and a duplicate of a row of those first batches is still rejected, the
+    known persons updated, the new ones created — the state of the same rows loaded one
+    by one."""
+    pii = app[keys.pii_key]
+    await import_csv(write_csv(tmp_path / "known.csv", [row(i) for i in (8, 9, 10)]), pii=pii)
+    lines = [row(i) for i in range(8)]           # batches 1–2: new (lines 2–9)
+    lines += [row(8, balance=1), row(9), row(10)]  # batch 3: known persons (lines 10–12)
+    lines += [row(11), row(1, name="重复")]       # batch 4: new + a duplicate of line 3
+    summary = await import_csv(write_csv(tmp_path / "reg.csv", lines), pii=pii, strict=False,
+                               reject_path=tmp_path / "rejects.csv", batch_size=4)
+    # the known persons' rows are unchanged (a balance is the ledger's, not the person's)
+    assert (summary.created, summary.updated, summary.unchanged, summary.rejected) == (9, 0, 3, 1)
+    assert [(r["line"], r["reason"], r["message"]) for r in _reject_rows(tmp_path / "rejects.csv")] == [
+        ("14", "duplicate", "与第 3 行是同一人")]
+    got = await snapshot(pii)
+    assert len(got["persons"]) == 12
+    assert got["persons"][_hash(app, person_id_number(1))]["name"] == "测试1"  # the first line won
+    eight = got["accounts"][_hash(app, person_id_number(8))]
+    assert eight["entries"][-1][1] == 1  # the known person's balance set from the file
